@@ -1,0 +1,117 @@
+"""Typed, documented hyper-parameters for the locate-then-edit methods.
+
+Every field has a default chosen for the bundled SmolLM2-135M (see docs/hyperparameters.md for the
+measurements behind them); `for_model` fills in per-model layer choices. Configs round-trip through
+plain dicts (JSON/TOML) so they can be stored beside every delta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .statistics import StatisticSpec
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Optimisation of the target residual vectors z (MEMIT §1.4)."""
+
+    lr: float = field(default=0.5, metadata={"help": "Adam learning rate for δ (v_lr)"})
+    steps: int = field(default=25, metadata={"help": "maximum optimisation steps per request (v_num_grad_steps)"})
+    clamp_norm_factor: float = field(default=4.0, metadata={"help": "‖δ‖ ≤ factor·‖h_init‖ after every step"})
+    weight_decay: float = field(default=1e-3, metadata={"help": "v_weight_decay; the term is wd·‖δ‖/‖h_init‖² (P15)"})
+    kl_factor: float = field(default=0.0625, metadata={"help": "weight of KL(now‖init) on the '{subject} is a' prompt"})
+    early_stop_loss: float = field(default=5e-2, metadata={"help": "a request stops once its total loss is below this"})
+    batch_requests: int = field(default=64, metadata={"help": "requests optimised together (memory ∝ this)"})
+    reuse_prefix: bool = field(default=True, metadata={
+        "help": "compute the positions before the subject's last token once and reuse their keys/values"})
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """Context templates prefixed to every prompt for keys and targets (MEMIT §1.2), seeded (P12)."""
+
+    seed_words: tuple[str, ...] = ("The", "Therefore", "Because", "I", "You")
+    length: int = field(default=10, metadata={"help": "tokens generated per template"})
+    top_k: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MemitConfig:
+    """MEMIT: multi-layer closed-form update of the MLP out-projections (MEMIT eq. 14)."""
+
+    layers: tuple[int, ...] = field(default=(4, 5, 6, 7, 8), metadata={"help": "edited layers; z at the last"})
+    mom2_update_weight: float = field(default=2000.0, metadata={
+        "help": "λ in ΔW = R Kᵀ (λC + K Kᵀ)⁻¹; 15000 (GPT-J) under-writes on SmolLM2"})
+    targets: TargetConfig = TargetConfig()
+    templates: TemplateConfig = TemplateConfig()
+    statistic: StatisticSpec = StatisticSpec()
+
+    method = "memit"
+
+    @property
+    def z_layer(self) -> int:
+        return max(self.layers)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = list(self.layers)
+        d["templates"]["seed_words"] = list(self.templates.seed_words)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MemitConfig":
+        return _from_dict(cls, d)
+
+    def with_overrides(self, **kw) -> "MemitConfig":
+        """Override fields, with dotted names for nested ones: {"targets.lr": 0.1, "layers": [3,4]}."""
+        return self.from_dict(_merge(self.to_dict(), kw))
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = out
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], dict):
+                raise ValueError(f"unknown config field {dotted!r}")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ValueError(f"unknown config field {dotted!r}; known here: {', '.join(node)}")
+        node[parts[-1]] = value
+    return out
+
+
+def _from_dict(cls, d: dict):
+    kwargs = {}
+    known = {f.name: f for f in fields(cls)}
+    for k, v in d.items():
+        if k not in known:
+            raise ValueError(f"unknown field {k!r} for {cls.__name__}; known: {', '.join(known)}")
+        default = known[k].default
+        if hasattr(default, "__dataclass_fields__") and isinstance(v, dict):
+            v = _from_dict(type(default), v)
+        elif isinstance(default, tuple) and isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def default_layers(n_layers: int, width: int = 5) -> tuple[int, ...]:
+    """A window of `width` consecutive layers starting at ~13% of the depth (the references' 4–8 of 32).
+
+    The window ends before the last layer: z lives at the last edited layer and needs at least one
+    block after it to carry the change from the subject token to the target positions.
+    """
+    start = max(1, round(0.13 * n_layers))
+    return tuple(range(start, min(n_layers - 1, start + width)))
+
+
+def memit_config_for(n_layers: int, registered_layers: tuple[int, ...] = (), **overrides) -> MemitConfig:
+    cfg = MemitConfig(layers=tuple(registered_layers) or default_layers(n_layers))
+    return cfg.with_overrides(**overrides) if overrides else cfg
+
+
+__all__ = ["TargetConfig", "TemplateConfig", "MemitConfig", "memit_config_for", "default_layers", "replace"]

@@ -1,0 +1,254 @@
+"""Target residual vectors z (MEMIT §1.4), optimised for many requests at once.
+
+For request r a free vector δ_r is added to the output of block `z_layer` at the subject's last
+token of 7 sequences: the rewrite prompt inside each context template, teacher-forced on
+`target_new`, and the KL prompt "{subject} is a". Per request the loss is
+
+    NLL(target_new) + kl_factor · KL(P_now ‖ P_init) at the KL prompt's subject token
+                    + weight_decay · ‖δ_r‖ / ‖h_init,r‖²                       (P15 quirks kept)
+
+and z_r = h_init,r + δ_r. All active requests share one forward/backward per step; Adam state,
+step count, early stopping and the clamp to `clamp_norm_factor · ‖h_init‖` are per request, so a
+request's result does not depend on which others share its batch.
+
+Positions before the subject's last token do not depend on δ (causal attention), so with
+`reuse_prefix` their keys/values are computed once and every step runs only the remaining tokens.
+Logits are computed only at target positions and at the KL position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from ..data.requests import EditRequest
+from ..data.tokenization import encode, encode_continuation, fill, subject_last_index
+from ..models.adapter import cache_argument, model_device, output_cache
+from ..models.hooks import edit_output
+from ..models.registry import LoadedModel
+from ..progress import progress
+from .config import TargetConfig
+
+log = logging.getLogger(__name__)
+
+
+class EditingError(RuntimeError):
+    """An editor could not produce a valid update; names the request where it can."""
+
+
+@dataclass
+class TargetResult:
+    z: torch.Tensor  # (n, d) target residuals at z_layer
+    h_init: torch.Tensor  # (n, d)
+    delta_norm: list[float]
+    final_nll: list[float]
+    steps: list[int]
+
+
+@dataclass
+class _Row:
+    request: int
+    ids: list[int]
+    lookup: int  # subject-last index in ids
+    targets: list[tuple[int, int]]  # (position, token) pairs predicting target tokens
+    is_kl: bool
+
+
+def _rows_for(lm: LoadedModel, req_index: int, req: EditRequest, templates: Sequence[str]) -> list[_Row]:
+    tok = lm.tokenizer
+    rows = []
+    for t in templates:
+        filled = fill(req.prompt, req.subject, t)
+        cont = encode_continuation(tok, filled.text, req.target_new)
+        ids = list(cont.prompt_ids) + list(cont.target_ids[:-1])
+        start = len(cont.prompt_ids) - 1
+        rows.append(_Row(req_index, ids, subject_last_index(tok, filled),
+                         [(start + j, t_) for j, t_ in enumerate(cont.target_ids)], False))
+    kl = fill("{} is a", req.subject)
+    rows.append(_Row(req_index, encode(tok, kl.text), subject_last_index(tok, kl), [], True))
+    return rows
+
+
+def optimise_targets(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], z_layer: int,
+                     cfg: TargetConfig) -> TargetResult:
+    """z for every request, in chunks of `cfg.batch_requests` requests."""
+    lm.adapter.check_layer(lm.model, z_layer)
+    parts = []
+    chunks = [list(range(i, min(i + cfg.batch_requests, len(requests))))
+              for i in range(0, len(requests), cfg.batch_requests)]
+    for chunk in chunks:
+        parts.append(_optimise_chunk(lm, [requests[i] for i in chunk], templates, z_layer, cfg))
+    return TargetResult(
+        z=torch.cat([p.z for p in parts]), h_init=torch.cat([p.h_init for p in parts]),
+        delta_norm=[x for p in parts for x in p.delta_norm], final_nll=[x for p in parts for x in p.final_nll],
+        steps=[x for p in parts for x in p.steps],
+    )
+
+
+def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], z_layer: int,
+                    cfg: TargetConfig) -> TargetResult:
+    model, adapter, tok = lm.model, lm.adapter, lm.tokenizer
+    device = model_device(model)
+    rows = [row for i, r in enumerate(requests) for row in _rows_for(lm, i, r, templates)]
+    n, d = len(requests), adapter.hidden_dim(model)
+    batch = _Batch(lm, rows, cfg.reuse_prefix, device)
+
+    delta = torch.zeros(n, d, device=device)
+    adam_m, adam_v = torch.zeros_like(delta), torch.zeros_like(delta)
+    steps = torch.zeros(n, dtype=torch.long)
+    active = torch.ones(n, dtype=torch.bool)
+    h_init = torch.zeros(n, d, device=device)
+    kl_init = None
+    final_nll = torch.full((n,), float("nan"))
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    plain_rows = [i * (len(templates) + 1) for i in range(n)]  # rows are request-major, plain template first
+
+    for step in progress(range(cfg.steps), desc=f"targets z ({n} requests)"):
+        act_rows = [i for i, r in enumerate(rows) if active[r.request]]
+        req_of_row = torch.tensor([rows[i].request for i in act_rows], device=device)
+        d_var = delta.detach().clone().requires_grad_(True)
+        lookups = torch.tensor([batch.lookup[i] for i in act_rows], device=device)
+        captured = {}
+
+        def add_delta(h: torch.Tensor) -> torch.Tensor:
+            if step == 0:
+                captured["h"] = h[torch.arange(len(act_rows), device=device), lookups].detach().clone()
+            add = torch.zeros_like(h)
+            add[torch.arange(len(act_rows), device=device), lookups] = d_var[req_of_row].to(h.dtype)
+            return h + add
+
+        with edit_output(model, adapter.block_name(z_layer), add_delta):
+            hidden = batch.forward(act_rows)
+        if step == 0:  # every row is active at step 0, so act_rows == range(len(rows))
+            h_init = captured["h"][plain_rows].float()
+
+        # NLL over target tokens, averaged per row, then over the request's template rows
+        pos_row, pos_col, labels, owner = [], [], [], []
+        for k, i in enumerate(act_rows):
+            for p, t in rows[i].targets:
+                pos_row.append(k)
+                pos_col.append(p - batch.offset[i])
+                labels.append(t)
+                owner.append(k)
+        logits = adapter.logits(model, hidden[torch.tensor(pos_row), torch.tensor(pos_col)]).float()
+        tok_nll = -torch.log_softmax(logits, -1).gather(1, torch.tensor(labels, device=device)[:, None])[:, 0]
+        owner_t = torch.tensor(owner, device=device)
+        row_nll = torch.zeros(len(act_rows), device=device).index_add(0, owner_t, tok_nll)
+        row_len = torch.zeros(len(act_rows), device=device).index_add(0, owner_t, torch.ones_like(tok_nll))
+        is_kl = torch.tensor([rows[i].is_kl for i in act_rows], device=device)
+        row_nll = torch.where(is_kl, torch.zeros_like(row_nll), row_nll / row_len.clamp(min=1))
+        nll = torch.zeros(n, device=device).index_add(0, req_of_row, row_nll) / len(templates)
+
+        kl_rows = [k for k, i in enumerate(act_rows) if rows[i].is_kl]
+        kl_logp = torch.log_softmax(adapter.logits(model, hidden[kl_rows, [batch.lookup[act_rows[k]] for k in kl_rows]])
+                                    .float(), -1)
+        kl_req = torch.tensor([rows[act_rows[k]].request for k in kl_rows], device=device)
+        if kl_init is None:
+            kl_init = torch.zeros(n, kl_logp.shape[-1], device=device)
+            kl_init[kl_req] = kl_logp.detach()
+        kl = torch.zeros(n, device=device)
+        kl = kl.index_add(0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[kl_req])).sum(-1))
+
+        wd = cfg.weight_decay * d_var.norm(dim=-1) / h_init.norm(dim=-1).clamp(min=1e-6) ** 2
+        loss = nll + cfg.kl_factor * kl + wd
+        loss = torch.where(active.to(device), loss, torch.zeros_like(loss))
+        if not torch.isfinite(loss).all():
+            bad = [requests[i].case_id for i in range(n) if not torch.isfinite(loss[i])]
+            raise EditingError(f"non-finite target loss at step {step} for request(s) {bad[:5]}")
+        final_nll = torch.where(active, nll.detach().cpu(), final_nll)
+        a = active.to(device)
+        log.debug("step %d: %d active, mean nll %.3f kl %.3f wd %.4f", step, int(active.sum()),
+                  float(nll.detach()[a].mean()), float(kl.detach()[a].mean()), float(wd.detach()[a].mean()))
+        done = (loss.detach().cpu() < cfg.early_stop_loss) & active
+        if step == cfg.steps - 1:
+            break
+        loss.sum().backward()
+        upd = active & ~done
+        steps += upd.long()
+        g = d_var.grad
+        u = upd.to(device)[:, None]
+        adam_m = torch.where(u, beta1 * adam_m + (1 - beta1) * g, adam_m)
+        adam_v = torch.where(u, beta2 * adam_v + (1 - beta2) * g * g, adam_v)
+        t = steps.clamp(min=1).to(device)[:, None].float()
+        m_hat = adam_m / (1 - beta1 ** t)
+        v_hat = adam_v / (1 - beta2 ** t)
+        delta = torch.where(u, delta - cfg.lr * m_hat / (v_hat.sqrt() + eps), delta)
+        max_norm = cfg.clamp_norm_factor * h_init.norm(dim=-1, keepdim=True)
+        norm = delta.norm(dim=-1, keepdim=True)
+        delta = torch.where(norm > max_norm, delta * max_norm / norm, delta)
+        active &= ~done
+        if not active.any():
+            break
+
+    z = (h_init + delta).detach().cpu()
+    dn = delta.norm(dim=-1).cpu()
+    for i, r in enumerate(requests):
+        log.debug("z %s: |delta|=%.3f |h_init|=%.3f nll=%.4f steps=%d", r.case_id, float(dn[i]),
+                  float(h_init[i].norm()), float(final_nll[i]), int(steps[i]))
+    return TargetResult(z, h_init.cpu(), dn.tolist(), final_nll.tolist(), steps.tolist())
+
+
+class _Batch:
+    """Right-padded token rows, optionally split at the subject's last token with a cached prefix."""
+
+    def __init__(self, lm: LoadedModel, rows: list[_Row], reuse_prefix: bool, device: torch.device):
+        self.lm, self.device = lm, device
+        pad = lm.tokenizer.pad_token_id
+        self.offset = [r.lookup if reuse_prefix else 0 for r in rows]
+        self.lookup = [r.lookup - o for r, o in zip(rows, self.offset)]
+        suffixes = [r.ids[o:] for r, o in zip(rows, self.offset)]
+        self.prefix_len = torch.tensor(self.offset)
+        width = max(len(s) for s in suffixes)
+        self.ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        self.mask = torch.zeros_like(self.ids)
+        for i, s in enumerate(suffixes):
+            self.ids[i, : len(s)] = torch.tensor(s)
+            self.mask[i, : len(s)] = 1
+        self.kv = None
+        p = int(self.prefix_len.max()) if rows else 0
+        self.prefix_mask = torch.zeros((len(rows), p), dtype=torch.long)
+        if p > 0:
+            self._cache_prefixes(rows, p, pad)
+
+    @torch.no_grad()
+    def _cache_prefixes(self, rows: list[_Row], p: int, pad: int) -> None:
+        ids = torch.full((len(rows), p), pad, dtype=torch.long)
+        for i, (r, o) in enumerate(zip(rows, self.offset)):
+            if o:
+                ids[i, p - o:] = torch.tensor(r.ids[:o])
+                self.prefix_mask[i, p - o:] = 1
+        pos = (self.prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        model = self.lm.model
+        out = self.lm.adapter.backbone(model)(
+            input_ids=ids.to(self.device), attention_mask=self.prefix_mask.to(self.device),
+            position_ids=pos.to(self.device), use_cache=True)
+        cache = output_cache(out)
+        keep = self.prefix_mask.bool().to(self.device)[:, None, :, None]
+        self.kv = []
+        for layer in cache.layers:
+            k, v = layer.keys, layer.values
+            # pad slots may hold NaN (fully masked rows); they are masked later, but NaN·0 is NaN
+            self.kv.append((torch.where(keep, k, 0.0), torch.where(keep, v, 0.0)))
+
+    def forward(self, act_rows: list[int]) -> torch.Tensor:
+        idx = torch.tensor(act_rows)
+        ids, mask = self.ids[idx], self.mask[idx]
+        width = int(mask.sum(-1).max())
+        ids, mask = ids[:, :width], mask[:, :width]
+        pos = self.prefix_len[idx][:, None] + torch.arange(width)[None]
+        kwargs = {}
+        backbone = self.lm.adapter.backbone(self.lm.model)
+        if self.kv is not None:
+            dev_idx = idx.to(self.device)
+            cache = DynamicCache(ddp_cache_data=[(k[dev_idx], v[dev_idx]) for k, v in self.kv],
+                                 config=self.lm.model.config)
+            mask = torch.cat([self.prefix_mask[idx], mask], dim=1)
+            kwargs = {cache_argument(backbone): cache, "use_cache": True}
+        out = backbone(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device),
+            **kwargs)
+        return out.last_hidden_state

