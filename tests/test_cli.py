@@ -66,7 +66,7 @@ def test_edit_writes_delta_tables_and_summary(two_runs, tiny_lm):
     assert summary["model"] == "tiny-llama"
     assert summary["model_fingerprint"] == tiny_lm.fingerprint
     assert summary["n_edits"] == 3 and summary["n_skipped"] == 0
-    assert summary["config"]["layers"] == [1, 2, 3]
+    assert summary["config"]["layers"] == [1, 2]  # the default window stops before the last layer
     assert summary["config"]["targets"]["steps"] == 3
     assert summary["config"]["statistic"]["max_tokens"] == 2000
     assert summary["config"]["templates"]["seed"] == 0
@@ -77,7 +77,7 @@ def test_edit_writes_delta_tables_and_summary(two_runs, tiny_lm):
     delta = EditDelta.load(out / "delta")
     assert delta.model_fingerprint == tiny_lm.fingerprint
     assert delta.request_ids == expected_ids
-    assert set(delta.weights) == {f"model.layers.{layer}.mlp.down_proj.weight" for layer in (1, 2, 3)}
+    assert set(delta.weights) == {f"model.layers.{layer}.mlp.down_proj.weight" for layer in (1, 2)}
     assert [r.case_id for r in load_requests(out / "requests.jsonl").requests] == expected_ids
 
 

@@ -77,11 +77,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @app.command()
 def edit(
     model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
-    method: str = typer.Option("memit", help="edit method"),
+    method: str = typer.Option("memit", help="edit method: memit, alphaedit, rome"),
     data: str = typer.Option("counterfact", help="bundled dataset name (see `editdecay data`)"),
     data_file: Optional[Path] = typer.Option(None, "--data-file", help="your own JSON/JSONL edit requests"),
     n: int = typer.Option(100, "--n", help="number of edits (the first N valid records after --offset)"),
     offset: int = typer.Option(0, help="skip this many valid records first"),
+    batch_size: Optional[int] = typer.Option(None, help="edit sequentially in batches of this size"),
+    ppl_tokens: int = typer.Option(8192, help="held-out WikiText tokens for perplexity before/after (0: skip)"),
     out: Path = typer.Option(Path("runs/edit"), help="output directory"),
     strict: bool = typer.Option(False, help="fail on the first malformed record instead of skipping it"),
     seed: int = typer.Option(0, help="seed for context templates and everything random"),
@@ -99,7 +101,8 @@ def edit(
     try:
         overrides = _overrides(config, set_, layers, lam, stat_tokens)
         job = EditJob(model=model, method=method, data=str(data_file) if data_file else data, n=n, offset=offset,
-                      strict=strict, seed=seed, overrides=overrides, out=out)
+                      strict=strict, seed=seed, batch_size=batch_size, ppl_tokens=ppl_tokens,
+                      overrides=overrides, out=out)
         result = run_edit(job)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
@@ -114,14 +117,15 @@ def _print_edit_summary(s: dict, out: Path) -> None:
     t.add_column("edited", justify="right")
     for key, label in [("es", "ES"), ("ps", "PS"), ("ns", "NS"), ("rewrite_acc", "rewrite acc"),
                        ("paraphrase_acc", "paraphrase acc"), ("neighbour_acc", "neighbour acc"),
-                       ("locality", "locality (vs unedited)")]:
+                       ("locality", "locality (vs unedited)"), ("heldout_ppl", "held-out perplexity")]:
         a, b = s["unedited"].get(key), s["edited"].get(key)
         if a is None and b is None:
             continue
         t.add_row(label, "" if a is None else f"{a:.1f}", "" if b is None else f"{b:.1f}")
     console.print(t)
     tm = s["timings"]
-    phases = [("load", "load_s"), ("evaluate (unedited)", "eval_unedited_s"), ("statistic", "edit.statistic_s"),
+    phases = [("load", "load_s"), ("evaluate (unedited)", "eval_unedited_s"), ("perplexity", "ppl_s"),
+              ("statistic", "edit.statistic_s"),
               ("targets z", "edit.targets_s"), ("keys", "edit.keys_s"), ("solve", "edit.solve_s"),
               ("evaluate (edited)", "eval_edited_s")]
     console.print("time: " + ", ".join(f"{name} {tm[k]:.1f}s" for name, k in phases if k in tm))

@@ -7,7 +7,10 @@ Positions are computed per row from the token ids themselves, never from padding
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +76,14 @@ def subject_last_index(tokenizer, filled: FilledPrompt, ids: list[int] | None = 
         if a <= last_char < b:
             return i
     raise ValueError(f"no token covers the subject's last character in {filled.text!r}")
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask, (len(seqs), width) each; width defaults to the longest row."""
+    width = width or max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[r, : len(s)] = 1
+    return ids, mask

@@ -7,22 +7,42 @@ from dataclasses import dataclass
 
 from ..data.requests import EditRequest
 from ..models.registry import REGISTRY, LoadedModel
-from .config import MemitConfig, default_layers
+from .alphaedit import AlphaEditState, alphaedit_edit
+from .config import AlphaEditConfig, MemitConfig, RomeConfig, default_layers
 from .delta import EditDelta
 from .memit import memit_edit
+from .rome import rome_edit
 
 
 @dataclass(frozen=True)
 class EditorSpec:
+    """An edit method: `edit(lm, requests, cfg, stats=None[, state=None]) -> EditDelta`.
+
+    Stateful editors (memory of earlier batches) take and return a state; `load_state` turns the
+    tensors saved with a delta back into the editor's state object.
+    """
+
     name: str
     description: str
     config_class: type
-    edit: Callable[[LoadedModel, Sequence[EditRequest], object], EditDelta]
+    edit: Callable[..., EditDelta]
+    state_class: type | None = None
+
+    @property
+    def stateful(self) -> bool:
+        return self.state_class is not None
+
+    def load_state(self, tensors: dict | None):
+        return self.state_class.from_tensors(tensors) if tensors else self.state_class()
 
 
 EDITORS: dict[str, EditorSpec] = {
     "memit": EditorSpec("memit", "MEMIT: multi-layer closed-form batch update of MLP out-projections",
                         MemitConfig, memit_edit),
+    "alphaedit": EditorSpec("alphaedit", "AlphaEdit: MEMIT's update projected onto the preserved keys' null space",
+                            AlphaEditConfig, alphaedit_edit, AlphaEditState),
+    "rome": EditorSpec("rome", "ROME: one rank-one update of one MLP out-projection per fact, applied in turn",
+                       RomeConfig, rome_edit),
 }
 
 
@@ -37,7 +57,8 @@ def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
     """The method's defaults with this model's edit layers, then `overrides` (dotted keys)."""
     spec = get_editor(method)
     registered = REGISTRY[lm.name].default_edit_layers if lm.name in REGISTRY else ()
-    cfg = spec.config_class(layers=tuple(registered) or default_layers(lm.n_layers))
+    window = tuple(registered) or default_layers(lm.n_layers)
+    cfg = spec.config_class(layers=spec.config_class.layers_from_window(window))
     if overrides:
         cfg = cfg.with_overrides(**overrides)
     for layer in cfg.layers:

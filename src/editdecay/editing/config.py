@@ -38,17 +38,20 @@ class TemplateConfig:
 
 
 @dataclass(frozen=True)
-class MemitConfig:
-    """MEMIT: multi-layer closed-form update of the MLP out-projections (MEMIT eq. 14)."""
+class LocateEditConfig:
+    """Shared by the locate-then-edit methods: which MLP out-projections, and how z and K are found."""
 
     layers: tuple[int, ...] = field(default=(4, 5, 6, 7, 8), metadata={"help": "edited layers; z at the last"})
-    mom2_update_weight: float = field(default=2000.0, metadata={
-        "help": "λ in ΔW = R Kᵀ (λC + K Kᵀ)⁻¹; 15000 (GPT-J) under-writes on SmolLM2"})
     targets: TargetConfig = TargetConfig()
     templates: TemplateConfig = TemplateConfig()
     statistic: StatisticSpec = StatisticSpec()
 
-    method = "memit"
+    method = "locate-edit"
+
+    @classmethod
+    def layers_from_window(cls, window: tuple[int, ...]) -> tuple[int, ...]:
+        """This method's edit layers, given the model's MEMIT-style layer window."""
+        return tuple(window)
 
     @property
     def z_layer(self) -> int:
@@ -61,12 +64,52 @@ class MemitConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MemitConfig":
+    def from_dict(cls, d: dict):
         return _from_dict(cls, d)
 
-    def with_overrides(self, **kw) -> "MemitConfig":
+    def with_overrides(self, **kw):
         """Override fields, with dotted names for nested ones: {"targets.lr": 0.1, "layers": [3,4]}."""
         return self.from_dict(_merge(self.to_dict(), kw))
+
+
+@dataclass(frozen=True)
+class MemitConfig(LocateEditConfig):
+    """MEMIT: multi-layer closed-form update of the MLP out-projections (MEMIT eq. 14)."""
+
+    mom2_update_weight: float = field(default=2000.0, metadata={
+        "help": "λ in ΔW = R Kᵀ (λC + K Kᵀ)⁻¹; 15000 (GPT-J) under-writes on SmolLM2"})
+
+    method = "memit"
+
+
+@dataclass(frozen=True)
+class AlphaEditConfig(LocateEditConfig):
+    """AlphaEdit: the MEMIT update projected onto the null space of the preserved keys (AlphaEdit eq. 14)."""
+
+    nullspace_rule: str = field(default="relative", metadata={
+        "help": "how the null space of C is chosen: 'relative' (eigenvalue < threshold·max eigenvalue), "
+                "'absolute' (eigenvalue < threshold, the reference rule) or 'keep' (the `threshold` "
+                "smallest-eigenvalue directions, an integer)"})
+    nullspace_threshold: float = field(default=1e-2, metadata={"help": "τ of the chosen rule"})
+    l2: float = field(default=10.0, metadata={"help": "α: the ridge term α·I in the projected solve (the reference L2)"})
+
+    method = "alphaedit"
+
+
+@dataclass(frozen=True)
+class RomeConfig(LocateEditConfig):
+    """ROME: one rank-one update of one MLP out-projection per fact, facts applied one after another."""
+
+    layers: tuple[int, ...] = field(default=(5,), metadata={"help": "the single edited layer"})
+    mom2_adjustment: bool = field(default=True, metadata={
+        "help": "u = C⁻¹k*/‖C⁻¹k*‖ (original ROME) instead of k*/‖k*‖ (EasyEdit's Llama setting)"})
+
+    method = "rome"
+
+    @classmethod
+    def layers_from_window(cls, window: tuple[int, ...]) -> tuple[int, ...]:
+        """The second layer of the window (the references' Llama choice: 5 within 4–8)."""
+        return (window[1] if len(window) > 1 else window[0],)
 
 
 def _merge(base: dict, overrides: dict) -> dict:
@@ -109,9 +152,5 @@ def default_layers(n_layers: int, width: int = 5) -> tuple[int, ...]:
     return tuple(range(start, min(n_layers - 1, start + width)))
 
 
-def memit_config_for(n_layers: int, registered_layers: tuple[int, ...] = (), **overrides) -> MemitConfig:
-    cfg = MemitConfig(layers=tuple(registered_layers) or default_layers(n_layers))
-    return cfg.with_overrides(**overrides) if overrides else cfg
-
-
-__all__ = ["TargetConfig", "TemplateConfig", "MemitConfig", "memit_config_for", "default_layers", "replace"]
+__all__ = ["TargetConfig", "TemplateConfig", "LocateEditConfig", "MemitConfig", "AlphaEditConfig", "RomeConfig",
+           "default_layers", "replace"]

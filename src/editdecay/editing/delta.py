@@ -3,7 +3,8 @@
 On disk a delta is two files in one directory:
 - `delta.safetensors`: under each edited parameter's own name (e.g. `model.layers.4.mlp.down_proj.weight`)
   the full ΔW in that parameter's shape, so any tool can apply it by addition;
-- `delta.json`: method, config, request ids, model fingerprint, statistic keys, seeds, diagnostics.
+- `delta.json`: method, config, request ids, model fingerprint, statistic keys, seeds, diagnostics;
+- `state.safetensors` (editors with memory, e.g. AlphaEdit's Σ K Kᵀ): what sequential editing resumes from.
 
 `apply` adds ΔW and keeps the replaced tensors, so `revert` restores the weights bit for bit.
 """
@@ -38,6 +39,7 @@ class EditDelta:
     statistic_keys: dict[str, str] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # diagnostics, context templates, timings
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # editor state to resume sequential editing
 
     def apply(self, model: nn.Module, *, force: bool = False, alpha: float = 1.0) -> "AppliedDelta":
         """Add ΔW (scaled by `alpha`) to `model` in place; the returned handle reverts it exactly."""
@@ -83,6 +85,9 @@ class EditDelta:
         _atomic(directory / "delta.safetensors",
                 lambda p: save_file({n: w.contiguous().cpu() for n, w in self.weights.items()}, str(p),
                                     metadata={"method": self.method, "model_fingerprint": self.model_fingerprint}))
+        if self.state:
+            _atomic(directory / "state.safetensors",
+                    lambda p: save_file({n: t.contiguous().cpu() for n, t in self.state.items()}, str(p)))
         _atomic(directory / "delta.json", lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
         return directory
 
@@ -93,9 +98,11 @@ class EditDelta:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory}: unsupported delta format version {meta.get('format_version')}")
         weights = load_file(str(directory / "delta.safetensors"))
+        state_file = directory / "state.safetensors"
         return cls(weights=weights, method=meta["method"], config=meta["config"], request_ids=meta["request_ids"],
                    model_fingerprint=meta["model_fingerprint"], statistic_keys=meta.get("statistic_keys", {}),
-                   seeds=meta.get("seeds", {}), info=meta.get("info", {}))
+                   seeds=meta.get("seeds", {}), info=meta.get("info", {}),
+                   state=load_file(str(state_file)) if state_file.exists() else {})
 
 
 class AppliedDelta:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data.requests import EditRequest
-from ..data.tokenization import FilledPrompt, encode, fill, subject_last_index
+from ..data.tokenization import FilledPrompt, encode, fill, pad_right, subject_last_index
 from ..models.adapter import model_device
 from ..models.hooks import record, run_until
 from ..models.registry import LoadedModel
@@ -29,11 +29,7 @@ def read_at_subject(lm: LoadedModel, prompts: Sequence[FilledPrompt], module: st
         size = max(1, max_batch_tokens // width)
         batch = order[start:start + size]
         start += size
-        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(batch):
-            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[r, : len(encoded[i])] = 1
+        ids, mask = pad_right([encoded[i] for i in batch], tok.pad_token_id)
         with record(model, [module], inputs=inputs, outputs=not inputs, stop_after=module) as rec:
             run_until(model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
         acts = (rec.inputs if inputs else rec.outputs)[module]

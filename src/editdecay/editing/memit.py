@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from ..data.requests import EditRequest
 from ..models.registry import LoadedModel
-from .config import MemitConfig
+from .config import LocateEditConfig, MemitConfig
 from .delta import EditDelta
 from .keys import compute_keys, current_residual
 from .statistics import SecondMoment, second_moments
-from .targets import EditingError, optimise_targets
+from .targets import EditingError, TargetResult, optimise_targets
 from .templates import context_templates
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,25 @@ def solve_memit(K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float) -
     return R64 @ A.T
 
 
-def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,
-               stats: dict[int, SecondMoment] | None = None) -> EditDelta:
+@dataclass
+class Prepared:
+    """What every locate-then-edit method computes before its solve."""
+
+    stats: dict[int, SecondMoment]
+    templates: list[str]
+    targets: TargetResult
+    timings: dict[str, float]
+
+    def info(self, cfg: LocateEditConfig) -> dict:
+        return {"context_templates": self.templates, "timings": self.timings,
+                "targets": {"delta_norm": self.targets.delta_norm, "final_nll": self.targets.final_nll,
+                            "steps": self.targets.steps},
+                "statistic_tokens": {str(l): self.stats[l].n_tokens for l in cfg.layers}}
+
+
+def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditConfig,
+            stats: dict[int, SecondMoment] | None = None) -> Prepared:
+    """Statistic C per layer, context templates and target vectors z (steps 0–1)."""
     if not requests:
         raise ValueError("no edit requests given")
     for layer in cfg.layers:
@@ -48,7 +66,6 @@ def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfi
     t0 = time.perf_counter()
     stats = stats or second_moments(lm, list(cfg.layers), cfg.statistic)
     timings["statistic_s"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     templates = context_templates(lm, cfg.templates)
     targets = optimise_targets(lm, requests, templates, cfg.z_layer, cfg.targets)
@@ -56,15 +73,18 @@ def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfi
     log.info("targets: mean |delta| %.2f, mean final NLL %.3f, mean steps %.1f",
              sum(targets.delta_norm) / len(requests), sum(targets.final_nll) / len(requests),
              sum(targets.steps) / len(requests))
+    return Prepared(stats, templates, targets, timings)
 
-    delta = layer_updates(lm, requests, templates, targets.z, cfg.layers, stats, cfg.mom2_update_weight, timings)
+
+def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,
+               stats: dict[int, SecondMoment] | None = None) -> EditDelta:
+    prep = prepare(lm, requests, cfg, stats)
+    delta = layer_updates(lm, requests, prep.templates, prep.targets.z, cfg.layers, prep.stats,
+                          cfg.mom2_update_weight, prep.timings)
     return EditDelta(
         weights=delta, method="memit", config=cfg.to_dict(), request_ids=[r.case_id for r in requests],
-        model_fingerprint=lm.fingerprint, statistic_keys={str(l): stats[l].key for l in cfg.layers},
-        seeds={"templates": cfg.templates.seed},
-        info={"context_templates": templates, "timings": timings,
-              "targets": {"delta_norm": targets.delta_norm, "final_nll": targets.final_nll, "steps": targets.steps},
-              "statistic_tokens": {str(l): stats[l].n_tokens for l in cfg.layers}},
+        model_fingerprint=lm.fingerprint, statistic_keys={str(l): prep.stats[l].key for l in cfg.layers},
+        seeds={"templates": cfg.templates.seed}, info=prep.info(cfg),
     )
 
 

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..data.corpus import split_articles, token_windows, wikitext_articles
+from ..data.tokenization import pad_right
 from ..models.adapter import model_device
 from ..models.hooks import record, run_until
 from ..models.registry import LoadedModel, cache_root
@@ -117,12 +118,7 @@ def _compute(lm: LoadedModel, layers: list[int], spec: StatisticSpec, texts: lis
     log.info("computing C for layers %s over %d tokens (%d windows)", layers, n_tok, len(windows))
     batches = [windows[i:i + spec.batch_windows] for i in range(0, len(windows), spec.batch_windows)]
     for batch in progress(batches, desc="statistic C=E[kk^T]"):
-        width = max(len(w) for w in batch)
-        ids = torch.full((len(batch), width), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, w in enumerate(batch):
-            ids[r, : len(w)] = torch.tensor(w)
-            mask[r, : len(w)] = 1
+        ids, mask = pad_right(batch, lm.tokenizer.pad_token_id)
         with record(model, list(names.values()), inputs=True, stop_after=last) as rec:
             run_until(model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
         keep = mask.bool().to(device)

@@ -1,6 +1,7 @@
 """Target residual vectors z (MEMIT §1.4), optimised for many requests at once.
 
-For request r a free vector δ_r is added to the output of block `z_layer` at the subject's last
+For request r a free vector δ_r is added to the output of block `z_layer` (or of any named module,
+e.g. an MLP out-projection for ROME's v*) at the subject's last
 token of 7 sequences: the rewrite prompt inside each context template, teacher-forced on
 `target_new`, and the KL prompt "{subject} is a". Per request the loss is
 
@@ -26,7 +27,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..data.requests import EditRequest
-from ..data.tokenization import encode, encode_continuation, fill, subject_last_index
+from ..data.tokenization import encode, encode_continuation, fill, pad_right, subject_last_index
 from ..models.adapter import cache_argument, model_device, output_cache
 from ..models.hooks import edit_output
 from ..models.registry import LoadedModel
@@ -42,7 +43,7 @@ class EditingError(RuntimeError):
 
 @dataclass
 class TargetResult:
-    z: torch.Tensor  # (n, d) target residuals at z_layer
+    z: torch.Tensor  # (n, d) targets: the shifted module output at the subject's last token
     h_init: torch.Tensor  # (n, d)
     delta_norm: list[float]
     final_nll: list[float]
@@ -73,15 +74,18 @@ def _rows_for(lm: LoadedModel, req_index: int, req: EditRequest, templates: Sequ
     return rows
 
 
-def optimise_targets(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], z_layer: int,
-                     cfg: TargetConfig) -> TargetResult:
-    """z for every request, in chunks of `cfg.batch_requests` requests."""
-    lm.adapter.check_layer(lm.model, z_layer)
+def optimise_targets(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
+                     at: int | str, cfg: TargetConfig) -> TargetResult:
+    """z for every request, in chunks of `cfg.batch_requests` requests. `at` is a layer index (the
+    block's output, MEMIT's residual stream) or a module name whose output is shifted."""
+    if isinstance(at, int):
+        lm.adapter.check_layer(lm.model, at)
+        at = lm.adapter.block_name(at)
     parts = []
     chunks = [list(range(i, min(i + cfg.batch_requests, len(requests))))
               for i in range(0, len(requests), cfg.batch_requests)]
     for chunk in chunks:
-        parts.append(_optimise_chunk(lm, [requests[i] for i in chunk], templates, z_layer, cfg))
+        parts.append(_optimise_chunk(lm, [requests[i] for i in chunk], templates, at, cfg))
     return TargetResult(
         z=torch.cat([p.z for p in parts]), h_init=torch.cat([p.h_init for p in parts]),
         delta_norm=[x for p in parts for x in p.delta_norm], final_nll=[x for p in parts for x in p.final_nll],
@@ -89,7 +93,7 @@ def optimise_targets(lm: LoadedModel, requests: Sequence[EditRequest], templates
     )
 
 
-def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], z_layer: int,
+def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], module: str,
                     cfg: TargetConfig) -> TargetResult:
     model, adapter, tok = lm.model, lm.adapter, lm.tokenizer
     device = model_device(model)
@@ -98,64 +102,33 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
     batch = _Batch(lm, rows, cfg.reuse_prefix, device)
 
     delta = torch.zeros(n, d, device=device)
-    adam_m, adam_v = torch.zeros_like(delta), torch.zeros_like(delta)
-    steps = torch.zeros(n, dtype=torch.long)
+    adam = _RowAdam(delta.shape, device, cfg.lr)
     active = torch.ones(n, dtype=torch.bool)
-    h_init = torch.zeros(n, d, device=device)
-    kl_init = None
+    h_init = kl_init = None
     final_nll = torch.full((n,), float("nan"))
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
     plain_rows = [i * (len(templates) + 1) for i in range(n)]  # rows are request-major, plain template first
 
     for step in progress(range(cfg.steps), desc=f"targets z ({n} requests)"):
         act_rows = [i for i, r in enumerate(rows) if active[r.request]]
         req_of_row = torch.tensor([rows[i].request for i in act_rows], device=device)
         d_var = delta.detach().clone().requires_grad_(True)
-        lookups = torch.tensor([batch.lookup[i] for i in act_rows], device=device)
-        captured = {}
-
-        def add_delta(h: torch.Tensor) -> torch.Tensor:
-            if step == 0:
-                captured["h"] = h[torch.arange(len(act_rows), device=device), lookups].detach().clone()
-            add = torch.zeros_like(h)
-            add[torch.arange(len(act_rows), device=device), lookups] = d_var[req_of_row].to(h.dtype)
-            return h + add
-
-        with edit_output(model, adapter.block_name(z_layer), add_delta):
-            hidden = batch.forward(act_rows)
+        hidden, h_seen = batch.forward(act_rows, module, d_var[req_of_row])
         if step == 0:  # every row is active at step 0, so act_rows == range(len(rows))
-            h_init = captured["h"][plain_rows].float()
+            h_init = h_seen[plain_rows].float()
 
-        # NLL over target tokens, averaged per row, then over the request's template rows
-        pos_row, pos_col, labels, owner = [], [], [], []
-        for k, i in enumerate(act_rows):
-            for p, t in rows[i].targets:
-                pos_row.append(k)
-                pos_col.append(p - batch.offset[i])
-                labels.append(t)
-                owner.append(k)
-        logits = adapter.logits(model, hidden[torch.tensor(pos_row), torch.tensor(pos_col)]).float()
-        tok_nll = -torch.log_softmax(logits, -1).gather(1, torch.tensor(labels, device=device)[:, None])[:, 0]
-        owner_t = torch.tensor(owner, device=device)
-        row_nll = torch.zeros(len(act_rows), device=device).index_add(0, owner_t, tok_nll)
-        row_len = torch.zeros(len(act_rows), device=device).index_add(0, owner_t, torch.ones_like(tok_nll))
-        is_kl = torch.tensor([rows[i].is_kl for i in act_rows], device=device)
-        row_nll = torch.where(is_kl, torch.zeros_like(row_nll), row_nll / row_len.clamp(min=1))
-        nll = torch.zeros(n, device=device).index_add(0, req_of_row, row_nll) / len(templates)
-
+        nll = _target_nll(lm, rows, batch, act_rows, hidden, req_of_row, n) / len(templates)
         kl_rows = [k for k, i in enumerate(act_rows) if rows[i].is_kl]
-        kl_logp = torch.log_softmax(adapter.logits(model, hidden[kl_rows, [batch.lookup[act_rows[k]] for k in kl_rows]])
-                                    .float(), -1)
+        kl_logp = torch.log_softmax(adapter.logits(
+            model, hidden[kl_rows, [batch.lookup[act_rows[k]] for k in kl_rows]]).float(), -1)
         kl_req = torch.tensor([rows[act_rows[k]].request for k in kl_rows], device=device)
-        if kl_init is None:
+        if kl_init is None:  # P_init: the distribution before any step
             kl_init = torch.zeros(n, kl_logp.shape[-1], device=device)
             kl_init[kl_req] = kl_logp.detach()
-        kl = torch.zeros(n, device=device)
-        kl = kl.index_add(0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[kl_req])).sum(-1))
+        kl = torch.zeros(n, device=device).index_add(  # KL(P_now ‖ P_init), as the reference computes it (P15)
+            0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[kl_req])).sum(-1))
+        wd = cfg.weight_decay * d_var.norm(dim=-1) / h_init.norm(dim=-1).clamp(min=1e-6) ** 2  # ‖δ‖, not ‖δ‖² (P15)
+        loss = torch.where(active.to(device), nll + cfg.kl_factor * kl + wd, torch.zeros_like(nll))
 
-        wd = cfg.weight_decay * d_var.norm(dim=-1) / h_init.norm(dim=-1).clamp(min=1e-6) ** 2
-        loss = nll + cfg.kl_factor * kl + wd
-        loss = torch.where(active.to(device), loss, torch.zeros_like(loss))
         if not torch.isfinite(loss).all():
             bad = [requests[i].case_id for i in range(n) if not torch.isfinite(loss[i])]
             raise EditingError(f"non-finite target loss at step {step} for request(s) {bad[:5]}")
@@ -164,19 +137,10 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
         log.debug("step %d: %d active, mean nll %.3f kl %.3f wd %.4f", step, int(active.sum()),
                   float(nll.detach()[a].mean()), float(kl.detach()[a].mean()), float(wd.detach()[a].mean()))
         done = (loss.detach().cpu() < cfg.early_stop_loss) & active
-        if step == cfg.steps - 1:
+        if step == cfg.steps - 1:  # the last iteration measures but takes no step (reference behaviour)
             break
         loss.sum().backward()
-        upd = active & ~done
-        steps += upd.long()
-        g = d_var.grad
-        u = upd.to(device)[:, None]
-        adam_m = torch.where(u, beta1 * adam_m + (1 - beta1) * g, adam_m)
-        adam_v = torch.where(u, beta2 * adam_v + (1 - beta2) * g * g, adam_v)
-        t = steps.clamp(min=1).to(device)[:, None].float()
-        m_hat = adam_m / (1 - beta1 ** t)
-        v_hat = adam_v / (1 - beta2 ** t)
-        delta = torch.where(u, delta - cfg.lr * m_hat / (v_hat.sqrt() + eps), delta)
+        delta = adam.step(delta, d_var.grad, (active & ~done).to(device))
         max_norm = cfg.clamp_norm_factor * h_init.norm(dim=-1, keepdim=True)
         norm = delta.norm(dim=-1, keepdim=True)
         delta = torch.where(norm > max_norm, delta * max_norm / norm, delta)
@@ -188,8 +152,48 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
     dn = delta.norm(dim=-1).cpu()
     for i, r in enumerate(requests):
         log.debug("z %s: |delta|=%.3f |h_init|=%.3f nll=%.4f steps=%d", r.case_id, float(dn[i]),
-                  float(h_init[i].norm()), float(final_nll[i]), int(steps[i]))
-    return TargetResult(z, h_init.cpu(), dn.tolist(), final_nll.tolist(), steps.tolist())
+                  float(h_init[i].norm()), float(final_nll[i]), int(adam.steps[i]))
+    return TargetResult(z, h_init.cpu(), dn.tolist(), final_nll.tolist(), adam.steps.cpu().tolist())
+
+
+def _target_nll(lm: LoadedModel, rows: list[_Row], batch: "_Batch", act_rows: list[int], hidden: torch.Tensor,
+                req_of_row: torch.Tensor, n: int) -> torch.Tensor:
+    """Per request, the sum over its template rows of the mean target-token NLL (logits only at targets)."""
+    device = hidden.device
+    pos_row, pos_col, labels = [], [], []
+    for k, i in enumerate(act_rows):
+        for p, t in rows[i].targets:
+            pos_row.append(k)
+            pos_col.append(p - batch.offset[i])
+            labels.append(t)
+    logits = lm.adapter.logits(lm.model, hidden[torch.tensor(pos_row), torch.tensor(pos_col)]).float()
+    tok_nll = -torch.log_softmax(logits, -1).gather(1, torch.tensor(labels, device=device)[:, None])[:, 0]
+    owner = torch.tensor(pos_row, device=device)
+    row_nll = torch.zeros(len(act_rows), device=device).index_add(0, owner, tok_nll)
+    row_len = torch.zeros(len(act_rows), device=device).index_add(0, owner, torch.ones_like(tok_nll))
+    row_nll = row_nll / row_len.clamp(min=1)  # KL rows have no targets: 0
+    return torch.zeros(n, device=device).index_add(0, req_of_row, row_nll)
+
+
+class _RowAdam:
+    """Adam over the rows of a matrix, each row with its own step count; rows outside `mask` stay frozen
+    (moments included), so a request's trajectory does not depend on the others in its batch."""
+
+    def __init__(self, shape: torch.Size, device: torch.device, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m = torch.zeros(shape, device=device)
+        self.v = torch.zeros(shape, device=device)
+        self.steps = torch.zeros(shape[0], dtype=torch.long, device=device)
+
+    def step(self, param: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b1, b2 = self.betas
+        u = mask[:, None]
+        self.steps += mask.long()
+        self.m = torch.where(u, b1 * self.m + (1 - b1) * grad, self.m)
+        self.v = torch.where(u, b2 * self.v + (1 - b2) * grad * grad, self.v)
+        t = self.steps.clamp(min=1)[:, None].float()
+        update = self.lr * (self.m / (1 - b1 ** t)) / ((self.v / (1 - b2 ** t)).sqrt() + self.eps)
+        return torch.where(u, param - update, param)
 
 
 class _Batch:
@@ -202,12 +206,7 @@ class _Batch:
         self.lookup = [r.lookup - o for r, o in zip(rows, self.offset)]
         suffixes = [r.ids[o:] for r, o in zip(rows, self.offset)]
         self.prefix_len = torch.tensor(self.offset)
-        width = max(len(s) for s in suffixes)
-        self.ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        self.mask = torch.zeros_like(self.ids)
-        for i, s in enumerate(suffixes):
-            self.ids[i, : len(s)] = torch.tensor(s)
-            self.mask[i, : len(s)] = 1
+        self.ids, self.mask = pad_right(suffixes, pad)
         self.kv = None
         p = int(self.prefix_len.max()) if rows else 0
         self.prefix_mask = torch.zeros((len(rows), p), dtype=torch.long)
@@ -234,11 +233,41 @@ class _Batch:
             # pad slots may hold NaN (fully masked rows); they are masked later, but NaN·0 is NaN
             self.kv.append((torch.where(keep, k, 0.0), torch.where(keep, v, 0.0)))
 
-    def forward(self, act_rows: list[int]) -> torch.Tensor:
-        idx = torch.tensor(act_rows)
-        ids, mask = self.ids[idx], self.mask[idx]
-        width = int(mask.sum(-1).max())
-        ids, mask = ids[:, :width], mask[:, :width]
+    def forward(self, act_rows: list[int], block: str, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the suffixes of `act_rows`, adding deltas[k] to `block`'s output at row k's lookup token.
+
+        Returns the final hidden states (len(act_rows), width, d) and the block's output at the
+        lookup tokens before the addition (len(act_rows), d). Rows run in buckets of equal suffix
+        length, so no compute is spent on padding.
+        """
+        lengths = self.mask[act_rows].sum(-1).tolist()
+        buckets: dict[int, list[int]] = {}
+        for k, n in enumerate(lengths):
+            buckets.setdefault(n, []).append(k)
+        parts, seen = {}, deltas.new_zeros(deltas.shape).detach()
+        for n, ks in buckets.items():
+            ks_t = torch.tensor(ks, device=deltas.device)
+            look = torch.tensor([self.lookup[act_rows[k]] for k in ks], device=deltas.device)
+            rows = torch.arange(len(ks), device=deltas.device)
+
+            def add(h: torch.Tensor, ks_t=ks_t, look=look, rows=rows) -> torch.Tensor:
+                seen[ks_t] = h[rows, look].detach().to(seen.dtype)
+                return h.index_put((rows, look), deltas[ks_t].to(h.dtype), accumulate=True)
+
+            with edit_output(self.lm.model, block, add):
+                parts[n] = self._forward_rows([act_rows[k] for k in ks], n)
+        if len(parts) == 1:
+            return next(iter(parts.values())), seen
+        first = next(iter(parts.values()))
+        hidden = first.new_zeros(len(act_rows), max(lengths), first.shape[-1])
+        for n, ks in buckets.items():
+            hidden = hidden.index_put((torch.tensor(ks, device=hidden.device)[:, None],
+                                       torch.arange(n, device=hidden.device)[None]), parts[n])
+        return hidden, seen
+
+    def _forward_rows(self, rows: list[int], width: int) -> torch.Tensor:
+        idx = torch.tensor(rows)
+        ids, mask = self.ids[idx, :width], self.mask[idx, :width]
         pos = self.prefix_len[idx][:, None] + torch.arange(width)[None]
         kwargs = {}
         backbone = self.lm.adapter.backbone(self.lm.model)
@@ -248,7 +277,6 @@ class _Batch:
                                  config=self.lm.model.config)
             mask = torch.cat([self.prefix_mask[idx], mask], dim=1)
             kwargs = {cache_argument(backbone): cache, "use_cache": True}
-        out = backbone(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device),
-            **kwargs)
+        out = backbone(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                       position_ids=pos.to(self.device), **kwargs)
         return out.last_hidden_state

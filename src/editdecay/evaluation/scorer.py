@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.tokenization import Continuation, encode_continuation
+from ..data.tokenization import Continuation, encode_continuation, pad_right
 from ..models.adapter import ArchAdapter, model_device
 from ..progress import progress
 
@@ -87,14 +87,9 @@ class Scorer:
     def _score_batch(self, conts: list[Continuation]) -> list[TargetScore]:
         device = model_device(self.model)
         seqs = [list(c.prompt_ids) + list(c.target_ids[:-1]) for c in conts]
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        ids, mask = pad_right(seqs, self.tokenizer.pad_token_id)
         rows, cols, labels = [], [], []
-        for r, (s, c) in enumerate(zip(seqs, conts)):
-            ids[r, : len(s)] = torch.tensor(s)
-            mask[r, : len(s)] = 1
+        for r, c in enumerate(conts):
             start = len(c.prompt_ids) - 1
             for j, t in enumerate(c.target_ids):
                 rows.append(r)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,9 @@ from .. import __version__
 from ..data.loaders import load_requests, save_requests_jsonl
 from ..editing import default_config, get_editor
 from ..editing.delta import EditDelta
+from ..editing.sequential import edit_sequentially
 from ..evaluation.edit_metrics import evaluate_requests, summarise
+from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
 from ..models.registry import load_model
 
@@ -41,6 +44,8 @@ class EditJob:
     offset: int = 0
     strict: bool = False
     seed: int = 0
+    batch_size: int | None = None  # sequential batches of this size; None edits all requests in one batch
+    ppl_tokens: int = 8192  # held-out perplexity before and after (0 skips it)
     overrides: dict = field(default_factory=dict)
     out: Path = Path("runs/edit")
 
@@ -98,11 +103,19 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
         "skipped": [{"index": s.index, "case_id": s.case_id, "reason": s.reason} for s in loaded.skipped[:50]],
         "seed": job.seed, "config": cfg.to_dict(), "unedited": summarise(before), "timings": timings,
     }
+    if job.ppl_tokens:
+        t0 = time.perf_counter()
+        summary["unedited"]["heldout_ppl"] = heldout_perplexity(lm, max_tokens=job.ppl_tokens)
+        timings["ppl_s"] = time.perf_counter() - t0
+    summary["batch_size"] = job.batch_size
     _write_tables(out, before.assign(state="unedited"))
     _write_json(out / "summary.json", summary)
 
     t0 = time.perf_counter()
-    delta = editor.edit(lm, requests, cfg)
+    if job.batch_size and job.batch_size < len(requests):
+        delta = edit_sequentially(lm, requests, editor, cfg, job.batch_size)
+    else:
+        delta = editor.edit(lm, requests, cfg)
     timings["edit_s"] = time.perf_counter() - t0
     timings.update({f"edit.{k}": v for k, v in delta.info.get("timings", {}).items()})
     delta.seeds["job"] = job.seed
@@ -111,12 +124,17 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
     t0 = time.perf_counter()
     with delta.apply(lm.model, force=True):
         after = evaluate_requests(scorer, requests, reference=before, desc="evaluating edited")
-    timings["eval_edited_s"] = time.perf_counter() - t0
+        timings["eval_edited_s"] = time.perf_counter() - t0
+        ppl = heldout_perplexity(lm, max_tokens=job.ppl_tokens) if job.ppl_tokens else None
     table = pd.concat([before.assign(state="unedited"), after.assign(state="edited")], ignore_index=True)
     _write_tables(out, table)
     summary["edited"] = summarise(after)
+    if ppl is not None:
+        summary["edited"]["heldout_ppl"] = ppl
     summary["delta_relative_norms"] = delta.norms(lm.model)
     summary["targets"] = {k: _mean(v) for k, v in delta.info.get("targets", {}).items()}
+    summary["seconds_per_edit"] = timings["edit_s"] / len(requests)
+    summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _write_json(out / "summary.json", summary)
     return EditJobResult(delta, table, summary)
 
