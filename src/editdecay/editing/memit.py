@@ -62,6 +62,7 @@ def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditCon
         raise ValueError("no edit requests given")
     for layer in cfg.layers:
         lm.adapter.check_layer(lm.model, layer)
+    warn_if_nonlinear_residual(lm)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     stats = stats or second_moments(lm, list(cfg.layers), cfg.statistic)
@@ -74,6 +75,14 @@ def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditCon
              sum(targets.delta_norm) / len(requests), sum(targets.final_nll) / len(requests),
              sum(targets.steps) / len(requests))
     return Prepared(stats, templates, targets, timings)
+
+
+def warn_if_nonlinear_residual(lm: LoadedModel) -> None:
+    if lm.adapter.mlp_post_norm:
+        log.warning("%s models normalise the MLP output before adding it to the residual stream (%s); the "
+                    "MEMIT/AlphaEdit/ROME update assumes it is added as is, so edits can be weak or damage the "
+                    "model: compare held-out perplexity before and after", lm.adapter.family,
+                    lm.adapter.mlp_post_norm.format("l"))
 
 
 def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,

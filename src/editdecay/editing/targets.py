@@ -210,11 +210,12 @@ class _Batch:
         self.kv = None
         p = int(self.prefix_len.max()) if rows else 0
         self.prefix_mask = torch.zeros((len(rows), p), dtype=torch.long)
-        if p > 0:
-            self._cache_prefixes(rows, p, pad)
+        if p > 0 and not self._cache_prefixes(rows, p, pad):
+            log.debug("a cache layer keeps fewer than %d positions (sliding window); not reusing prefixes", p)
+            self.__init__(lm, rows, False, device)
 
     @torch.no_grad()
-    def _cache_prefixes(self, rows: list[_Row], p: int, pad: int) -> None:
+    def _cache_prefixes(self, rows: list[_Row], p: int, pad: int) -> bool:
         ids = torch.full((len(rows), p), pad, dtype=torch.long)
         for i, (r, o) in enumerate(zip(rows, self.offset)):
             if o:
@@ -230,8 +231,12 @@ class _Batch:
         self.kv = []
         for layer in cache.layers:
             k, v = layer.keys, layer.values
+            if k.shape[-2] != p:
+                self.kv = None
+                return False
             # pad slots may hold NaN (fully masked rows); they are masked later, but NaN·0 is NaN
             self.kv.append((torch.where(keep, k, 0.0), torch.where(keep, v, 0.0)))
+        return True
 
     def forward(self, act_rows: list[int], block: str, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the suffixes of `act_rows`, adding deltas[k] to `block`'s output at row k's lookup token.

@@ -25,6 +25,8 @@ class ArchAdapter:
     layers_path: the ModuleList of blocks (used for depth).
     mlp_out_transposed: True where the projection is a GPT-2 `Conv1D` storing W as (in, out).
     lora_targets: the per-layer linear modules adapters target by default (relative names).
+    mlp_post_norm: set where the MLP output is normalised before it joins the residual stream; the
+        locate-then-edit methods assume it is added as is, so they warn on such models.
     """
 
     family: str
@@ -36,6 +38,7 @@ class ArchAdapter:
     embed: str
     mlp_out_transposed: bool = False
     lora_targets: tuple[str, ...] = ()
+    mlp_post_norm: str | None = None  # a norm between the MLP output and the residual (Gemma 2/3)
 
     def n_layers(self, model: nn.Module) -> int:
         return len(get_module(model, self.layers_path))
@@ -99,6 +102,7 @@ _LLAMA_LIKE = dict(
     embed="model.embed_tokens",
     lora_targets=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj"),
 )
+_GEMMA_POST_NORM = "model.layers.{}.post_feedforward_layernorm"
 
 ADAPTERS: dict[str, ArchAdapter] = {
     "llama": ArchAdapter(family="llama", **_LLAMA_LIKE),
@@ -106,8 +110,8 @@ ADAPTERS: dict[str, ArchAdapter] = {
     "qwen2": ArchAdapter(family="qwen2", **_LLAMA_LIKE),
     "qwen3": ArchAdapter(family="qwen3", **_LLAMA_LIKE),
     "gemma": ArchAdapter(family="gemma", **_LLAMA_LIKE),
-    "gemma2": ArchAdapter(family="gemma2", **_LLAMA_LIKE),
-    "gemma3_text": ArchAdapter(family="gemma3_text", **_LLAMA_LIKE),
+    "gemma2": ArchAdapter(family="gemma2", mlp_post_norm=_GEMMA_POST_NORM, **_LLAMA_LIKE),
+    "gemma3_text": ArchAdapter(family="gemma3_text", mlp_post_norm=_GEMMA_POST_NORM, **_LLAMA_LIKE),
     "gpt2": ArchAdapter(
         family="gpt2",
         mlp_out="transformer.h.{}.mlp.c_proj",
