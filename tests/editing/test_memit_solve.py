@@ -92,3 +92,24 @@ def test_float32_inputs_are_solved_in_float64(problem):
     dw = solve_memit(K32, R32, C32, 1.0)
     assert dw.dtype == torch.float64
     torch.testing.assert_close(dw, solve_memit(K32.double(), R32.double(), C32.double(), 1.0), rtol=0, atol=0)
+
+
+def test_pre_norm_change_inverts_an_rms_post_norm():
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    from editdecay.editing.memit import pre_norm_change
+
+    torch.manual_seed(0)
+    norm = Gemma3RMSNorm(16, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16) * 0.3)
+    v = torch.randn(3, 16) * 5.0
+    v2 = torch.randn(3, 16)
+    v2 = v2 / v2.pow(2).mean(-1, keepdim=True).sqrt() * v.pow(2).mean(-1, keepdim=True).sqrt()
+    r = norm(v2) - norm(v)  # a reachable change of the normed output
+    dv = pre_norm_change(norm, v, r)
+    assert torch.allclose(v + dv, v2, atol=1e-4)
+    assert torch.allclose(norm(v + dv), norm(v) + r, atol=1e-4)
+    # an unreachable change (it would alter the output's rms) is met in direction
+    dv = pre_norm_change(norm, v, 3.0 * norm(v))
+    assert torch.allclose(norm(v + dv), norm(v), atol=1e-4)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.requests import EditRequest
+from ..data.tokenization import fill
 from ..models.registry import LoadedModel
 from .config import LocateEditConfig, MemitConfig
 from .delta import EditDelta
@@ -62,7 +63,6 @@ def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditCon
         raise ValueError("no edit requests given")
     for layer in cfg.layers:
         lm.adapter.check_layer(lm.model, layer)
-    warn_if_nonlinear_residual(lm)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     stats = stats or second_moments(lm, list(cfg.layers), cfg.statistic)
@@ -77,12 +77,32 @@ def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditCon
     return Prepared(stats, templates, targets, timings)
 
 
-def warn_if_nonlinear_residual(lm: LoadedModel) -> None:
-    if lm.adapter.mlp_post_norm:
-        log.warning("%s models normalise the MLP output before adding it to the residual stream (%s); the "
-                    "MEMIT/AlphaEdit/ROME update assumes it is added as is, so edits can be weak or damage the "
-                    "model: compare held-out perplexity before and after", lm.adapter.family,
-                    lm.adapter.mlp_post_norm.format("l"))
+@torch.no_grad()
+def through_post_norm(lm: LoadedModel, requests: Sequence[EditRequest], layer: int, R: torch.Tensor) -> torch.Tensor:
+    """Where a norm sits between the MLP output and the residual (Gemma 2/3), turn the wanted residual
+    change R (d × n) into the change of the MLP output that produces it (see `pre_norm_change`)."""
+    from .keys import read_at_subject
+
+    module = lm.adapter.mlp_out_name(layer)
+    norm = lm.model.get_submodule(lm.adapter.mlp_post_norm.format(layer))
+    v = read_at_subject(lm, [fill(r.prompt, r.subject) for r in requests], module, inputs=False)
+    return pre_norm_change(norm, v, R.T).T
+
+
+def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Δv (n × d) such that norm(v + Δv) ≈ norm(v) + r, for an RMS norm y = s ⊙ x / rms(x).
+
+    Such a norm's output always has rms(y / s) = 1, so norm(v) + r is first pulled back onto that set
+    (the reachable output closest in direction); v + Δv keeps v's rms.
+    """
+    dtype = next(norm.parameters()).dtype
+    scale = norm(torch.ones(1, v.shape[-1], dtype=dtype)).double()[0]  # s, since rms(1) = 1
+    v64 = v.double()
+    rms_v = v64.pow(2).mean(-1, keepdim=True).sqrt()
+    # where s ≈ 0 the norm erases that coordinate whatever v is: keep v's own there
+    u = torch.where(scale.abs() > 1e-6, (norm(v.to(dtype)).double() + r.double()) / scale, v64 / rms_v)
+    u = u / u.pow(2).mean(-1, keepdim=True).sqrt()
+    return (u * rms_v - v64).float()
 
 
 def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,
@@ -117,6 +137,8 @@ def layer_updates(lm: LoadedModel, requests: Sequence[EditRequest], templates: S
             h_cur = current_residual(lm, requests, z_layer)  # (n, d)
             timings["keys_s"] += time.perf_counter() - t0
             R = (z - h_cur).T / (len(layers) - i)
+            if adapter.mlp_post_norm:
+                R = through_post_norm(lm, requests, layer, R)
             t0 = time.perf_counter()
             dw = solve(K, R, layer) if solve else solve_memit(K, R, stats[layer].matrix, lam)
             dw = dw.float()

@@ -23,7 +23,6 @@ from ..progress import progress
 from .config import RomeConfig
 from .delta import EditDelta
 from .keys import compute_keys, read_at_subject
-from .memit import warn_if_nonlinear_residual
 from .statistics import SecondMoment, second_moments
 from .targets import EditingError, optimise_targets
 from .templates import context_templates
@@ -49,7 +48,6 @@ def rome_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: RomeConfig,
     layer = cfg.layers[0]
     adapter, model = lm.adapter, lm.model
     adapter.check_layer(model, layer)
-    warn_if_nonlinear_residual(lm)
     timings = {"statistic_s": 0.0, "targets_s": 0.0, "keys_s": 0.0}
     t0 = time.perf_counter()
     C = None

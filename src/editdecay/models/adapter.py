@@ -26,7 +26,7 @@ class ArchAdapter:
     mlp_out_transposed: True where the projection is a GPT-2 `Conv1D` storing W as (in, out).
     lora_targets: the per-layer linear modules adapters target by default (relative names).
     mlp_post_norm: set where the MLP output is normalised before it joins the residual stream; the
-        locate-then-edit methods assume it is added as is, so they warn on such models.
+        multi-layer solves then map their residual targets through that norm (memit.through_post_norm).
     """
 
     family: str
