@@ -122,7 +122,7 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
     delta.save(out / "delta")
 
     t0 = time.perf_counter()
-    with delta.apply(lm.model, force=True):
+    with delta.apply(lm.model):
         after = evaluate_requests(scorer, requests, reference=before, desc="evaluating edited")
         timings["eval_edited_s"] = time.perf_counter() - t0
         ppl = heldout_perplexity(lm, max_tokens=job.ppl_tokens) if job.ppl_tokens else None
