@@ -7,7 +7,7 @@ plain dicts (JSON/TOML) so they can be stored beside every delta.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 
 from .statistics import StatisticSpec
 
@@ -153,4 +153,4 @@ def default_layers(n_layers: int, width: int = 5) -> tuple[int, ...]:
 
 
 __all__ = ["TargetConfig", "TemplateConfig", "LocateEditConfig", "MemitConfig", "AlphaEditConfig", "RomeConfig",
-           "default_layers", "replace"]
+           "StatisticSpec", "default_layers"]

@@ -1,0 +1,284 @@
+"""Instruction-tuning data: the bundled LLM-Adapters commonsense tasks and user instruction files.
+
+Records are ``{"instruction", "input", "output", "answer"}``; in the bundled commonsense files
+``input`` is always empty and ``output`` is ``"the correct answer is <answer>"``. Training text is the
+LLM-Adapters Alpaca prompt followed by ``output`` (:func:`training_text`).
+
+:func:`load_commonsense` reads the bundled copies (see ``bundled/README.md``). With ``n_per_task`` it
+draws a seeded random sample (without replacement) from each task; the sample of a task depends only
+on ``(seed, task)``, not on which other tasks are requested. For ``split="train"`` the concatenated
+mixture is then shuffled with ``seed`` so tasks are interleaved; other splits keep task order (the
+order of ``tasks``) and file order within a task (or sampled order when ``n_per_task`` is given).
+
+:func:`remove_edited_subjects` drops fine-tuning examples that mention an edited subject, so that
+fine-tuning does not directly re-teach (or contradict) an edited fact.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from editdecay.data.requests import EditRequest
+
+logger = logging.getLogger(__name__)
+
+COMMONSENSE_DIR = Path(__file__).resolve().parent / "bundled" / "commonsense"
+
+COMMONSENSE_TASKS: tuple[str, ...] = (
+    "ARC-Challenge", "ARC-Easy", "boolq", "openbookqa", "piqa", "social_i_qa", "winogrande",
+)
+
+# The answer labels per task, as they appear in the data (lower case). OpenBookQA has four options
+# throughout; a handful of ARC questions offer a fifth (or only three).
+LABELS: dict[str, tuple[str, ...]] = {
+    "ARC-Challenge": ("answer1", "answer2", "answer3", "answer4", "answer5"),
+    "ARC-Easy": ("answer1", "answer2", "answer3", "answer4", "answer5"),
+    "boolq": ("true", "false"),
+    "openbookqa": ("answer1", "answer2", "answer3", "answer4"),
+    "piqa": ("solution1", "solution2"),
+    "social_i_qa": ("answer1", "answer2", "answer3"),
+    "winogrande": ("option1", "option2"),
+}
+
+SPLITS = ("train", "test")
+
+PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+_ANSWER_FORMAT = re.compile(r"Answer format:\s*([A-Za-z0-9]+(?:/[A-Za-z0-9]+)*)\s*$")
+
+
+@dataclass(frozen=True)
+class InstructionExample:
+    """One instruction-tuning record. ``answer`` is the gold label (None for free-form user data);
+    ``task`` is the commonsense task name, or ``"user"`` for records from a user file."""
+
+    instruction: str
+    input: str
+    output: str
+    answer: str | None
+    task: str
+
+
+def alpaca_prompt(ex: InstructionExample) -> str:
+    """The LLM-Adapters Alpaca prompt (the with-input variant when ``ex.input`` is non-empty)."""
+    if ex.input:
+        return PROMPT_WITH_INPUT.format(instruction=ex.instruction, input=ex.input)
+    return PROMPT_NO_INPUT.format(instruction=ex.instruction)
+
+
+def training_text(ex: InstructionExample) -> str:
+    """Prompt plus response: what a model is fine-tuned on."""
+    return alpaca_prompt(ex) + ex.output
+
+
+def example_labels(ex: InstructionExample) -> tuple[str, ...]:
+    """The labels offered for this item: those listed in its trailing ``Answer format: a/b/...`` line
+    that belong to the task's label set (in the task's order), else the whole task label set."""
+    labels = LABELS.get(ex.task)
+    if labels is None:
+        raise ValueError(f"unknown task {ex.task!r}; known: {', '.join(COMMONSENSE_TASKS)}")
+    m = _ANSWER_FORMAT.search(ex.instruction)
+    if m:
+        offered = {w.lower() for w in m.group(1).split("/")}
+        chosen = tuple(lab for lab in labels if lab in offered)
+        if chosen:
+            return chosen
+    return labels
+
+
+def _check_tasks(tasks: Iterable[str] | None) -> tuple[str, ...]:
+    if tasks is None:
+        return COMMONSENSE_TASKS
+    if isinstance(tasks, str):
+        tasks = (tasks,)
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in LABELS]
+    if unknown:
+        raise ValueError(f"unknown commonsense task(s) {unknown}; known: {', '.join(COMMONSENSE_TASKS)}")
+    return tasks
+
+
+def commonsense_path(task: str, split: str) -> Path:
+    return COMMONSENSE_DIR / f"{task}-{split}.json.gz"
+
+
+def _read_task(task: str, split: str) -> list[InstructionExample]:
+    with gzip.open(commonsense_path(task, split), "rt", encoding="utf-8") as fh:
+        records = json.load(fh)
+    return [
+        InstructionExample(
+            instruction=r["instruction"], input=r.get("input", "") or "", output=r["output"],
+            answer=r.get("answer"), task=task,
+        )
+        for r in records
+    ]
+
+
+def load_commonsense(split: str = "train", tasks: Iterable[str] | None = None, n_per_task: int | None = None,
+                     seed: int = 0) -> list[InstructionExample]:
+    """Bundled LLM-Adapters commonsense examples (see the module docstring for sampling and order).
+
+    Tasks without the split are skipped with a logged note; an unknown task raises ValueError.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if n_per_task is not None and n_per_task < 0:
+        raise ValueError(f"n_per_task must be >= 0, got {n_per_task}")
+    out: list[InstructionExample] = []
+    for task in _check_tasks(tasks):
+        if not commonsense_path(task, split).exists():
+            logger.info("commonsense task %s has no %s split; skipped", task, split)
+            continue
+        examples = _read_task(task, split)
+        if n_per_task is not None and n_per_task < len(examples):
+            rng = random.Random(f"{seed}:{task}")
+            examples = [examples[i] for i in rng.sample(range(len(examples)), n_per_task)]
+        out.extend(examples)
+    if split == "train":
+        random.Random(seed).shuffle(out)
+    return out
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def _parse_user_records(path: Path) -> list:
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: malformed JSON ({err})") from err
+        return data
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {lineno} (record {len(records)}) is not valid JSON ({err})") from err
+    return records
+
+
+def load_instruction_file(path: str | Path) -> list[InstructionExample]:
+    """A user's instruction data: a JSON list or JSONL of ``{instruction, input?, output, answer?}``.
+
+    ``instruction`` and ``output`` must be non-empty strings; ``input`` and ``answer`` are optional
+    strings (``input`` may be null). Any malformed record raises ValueError naming its 0-based index
+    and the problem. ``task`` is ``"user"``.
+    """
+    path = Path(path)
+    records = _parse_user_records(path)
+    out: list[InstructionExample] = []
+    for i, rec in enumerate(records):
+        where = f"{path}: record {i}"
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+        for key in ("instruction", "output"):
+            if key not in rec:
+                raise ValueError(f"{where}: missing required field {key!r}")
+            if not isinstance(rec[key], str):
+                raise ValueError(f"{where}: field {key!r} must be a string, got {type(rec[key]).__name__}")
+            if not rec[key].strip():
+                raise ValueError(f"{where}: field {key!r} is empty")
+        inp = rec.get("input", "")
+        if inp is None:
+            inp = ""
+        if not isinstance(inp, str):
+            raise ValueError(f"{where}: field 'input' must be a string, got {type(inp).__name__}")
+        answer = rec.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise ValueError(f"{where}: field 'answer' must be a string, got {type(answer).__name__}")
+        out.append(InstructionExample(rec["instruction"], inp, rec["output"], answer, "user"))
+    logger.info("loaded %d instruction examples from %s", len(out), path)
+    return out
+
+
+# --------------------------------------------------------------------------- subject overlap
+
+
+MIN_SUBJECT_CHARS = 3
+_MAX_EXAMPLES_KEPT = 10
+
+
+@dataclass
+class OverlapReport:
+    """What :func:`remove_edited_subjects` removed.
+
+    per_subject: subject -> number of examples mentioning it (an example naming two subjects counts for
+        both). removed_indices: positions (in the input list) of the first few removed examples.
+    ignored_subjects: subjects skipped for being shorter than ``MIN_SUBJECT_CHARS`` characters.
+    """
+
+    n_checked: int
+    n_removed: int
+    per_subject: dict[str, int] = field(default_factory=dict)
+    removed_indices: list[int] = field(default_factory=list)
+    ignored_subjects: list[str] = field(default_factory=list)
+
+
+def _subject_pattern(subject: str) -> re.Pattern:
+    # \b only works next to word characters; use look-arounds so subjects that start or end with
+    # punctuation (e.g. "C++") still match as whole words.
+    return re.compile(r"(?<!\w)" + re.escape(subject) + r"(?!\w)", re.IGNORECASE)
+
+
+def remove_edited_subjects(examples: Sequence[InstructionExample], requests: Iterable[EditRequest | str],
+                           ) -> tuple[list[InstructionExample], OverlapReport]:
+    """Drop examples whose instruction, input or output mentions an edited subject.
+
+    Matching is case-insensitive and whole-word ("Parisian" does not match "Paris"); subjects shorter
+    than 3 characters (after stripping) are ignored. ``requests`` may also be plain subject strings.
+    """
+    subjects: list[str] = []
+    ignored: list[str] = []
+    for r in requests:
+        s = (r if isinstance(r, str) else r.subject).strip()
+        if len(s) < MIN_SUBJECT_CHARS:
+            if s not in ignored:
+                ignored.append(s)
+            continue
+        if s not in subjects:
+            subjects.append(s)
+    patterns = [(s, _subject_pattern(s)) for s in subjects]
+    # One alternation screens each text in a single pass; only texts it hits are checked per subject.
+    screen = (re.compile(r"(?<!\w)(?:" + "|".join(re.escape(s) for s in sorted(subjects, key=len, reverse=True))
+                         + r")(?!\w)", re.IGNORECASE) if subjects else None)
+    kept: list[InstructionExample] = []
+    per_subject: dict[str, int] = {}
+    removed: list[int] = []
+    n_removed = 0
+    for i, ex in enumerate(examples):
+        text = "\n".join((ex.instruction, ex.input, ex.output))
+        hits = [s for s, pat in patterns if pat.search(text)] if screen is not None and screen.search(text) else []
+        if hits:
+            n_removed += 1
+            if len(removed) < _MAX_EXAMPLES_KEPT:
+                removed.append(i)
+            for s in hits:
+                per_subject[s] = per_subject.get(s, 0) + 1
+        else:
+            kept.append(ex)
+    report = OverlapReport(len(examples), n_removed, per_subject, removed, ignored)
+    if n_removed:
+        logger.info("removed %d of %d instruction examples mentioning %d edited subject(s)",
+                    n_removed, len(examples), len(per_subject))
+    return kept, report
