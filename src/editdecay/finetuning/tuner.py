@@ -1,0 +1,190 @@
+"""Fine-tuning after editing: LoRA, DoRA (PEFT) or full fine-tuning, on chosen layers.
+
+The paper's recipe (LLM-Adapters / DoRA commonsense setting) is the documented default; CPU runs size
+it down with `max_steps` / `n_examples`. The data order is a seeded permutation per epoch, so a base
+model and its edited version fine-tuned with the same config see identical batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.instructions import InstructionExample, alpaca_prompt, training_text
+from ..data.tokenization import pad_right
+from ..models.adapter import model_device
+from ..models.registry import LoadedModel
+from ..progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One fine-tuning run. Defaults are the paper's; `max_steps` caps them for CPU runs."""
+
+    method: str = field(default="lora", metadata={"help": "'lora', 'dora' or 'full'"})
+    layers: str | tuple[int, ...] = field(default="all", metadata={
+        "help": "'all', 'edited' (only the edited layers), 'non-edited', or explicit layer indices"})
+    r: int = field(default=32, metadata={"help": "adapter rank"})
+    alpha: int = field(default=64, metadata={"help": "adapter scaling numerator (scale = alpha / r)"})
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "adapter targets; default: the architecture adapter's (Llama: q, k, v, up, down)"})
+    lr: float | None = field(default=None, metadata={"help": "default 2e-4 for adapters, 5e-6 for full FT"})
+    epochs: int = 3
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimiser steps"})
+    batch_size: int = 16
+    micro_batch_size: int = 4
+    cutoff_len: int = 256
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    train_on_inputs: bool = field(default=True, metadata={"help": "loss on prompt and answer (the paper's setting)"})
+    seed: int = 0
+    checkpoint_steps: tuple[int, ...] = field(default=(), metadata={"help": "steps at which on_checkpoint runs"})
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-6 if self.method == "full" else 2e-4)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["learning_rate"] = self.learning_rate
+        return d
+
+
+@dataclass
+class FinetuneResult:
+    model: nn.Module  # the tuned model (a PEFT wrapper for adapters)
+    losses: list[float]
+    steps: int
+    tokens: int
+    seconds: float
+    layers: list[int]
+    trainable_parameters: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else math.nan
+
+
+def select_layers(selection: str | Sequence[int], n_layers: int, edited: Sequence[int] = ()) -> list[int]:
+    if isinstance(selection, str):
+        if selection == "all":
+            return list(range(n_layers))
+        if selection in ("edited", "non-edited"):
+            if not edited:
+                raise ValueError(f"layer selection {selection!r} needs the edited layers")
+            chosen = sorted(set(edited)) if selection == "edited" else [l for l in range(n_layers) if l not in edited]
+            return chosen
+        raise ValueError(f"unknown layer selection {selection!r}; use all, edited, non-edited or a list")
+    layers = sorted(set(int(l) for l in selection))
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: the model has layers 0..{n_layers - 1}")
+    return layers
+
+
+def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: FinetuneConfig,
+             edited_layers: Sequence[int] = (),
+             on_checkpoint: Callable[[int, nn.Module], None] | None = None) -> FinetuneResult:
+    """Train `lm.model` in place (adapters are injected into it; full FT changes its weights)."""
+    if not examples:
+        raise ValueError("no fine-tuning examples")
+    layers = select_layers(cfg.layers, lm.n_layers, edited_layers)
+    torch.manual_seed(cfg.seed)  # adapter initialisation and dropout
+    model = _prepare(lm, cfg, layers)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+    log.info("%s fine-tuning of layers %s: %d trainable parameters", cfg.method, _span(layers), n_trainable)
+
+    rows = [_encode(lm.tokenizer, ex, cfg) for ex in examples]
+    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+                                              * max(0.0, (total - s) / max(1, total - min(cfg.warmup_steps, total))))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = model_device(model)
+    model.train()
+    losses, tokens, step = [], 0, 0
+    t0 = time.perf_counter()
+    bar = progress(range(total), desc=f"{cfg.method} fine-tuning")
+    it = iter(bar)
+    epoch_order: list[int] = []
+    while step < total:
+        if not epoch_order:
+            epoch_order = torch.randperm(len(rows), generator=gen).tolist()
+        batch, epoch_order = epoch_order[: cfg.batch_size], epoch_order[cfg.batch_size:]
+        opt.zero_grad(set_to_none=True)
+        n_tok = sum(int((torch.tensor(rows[i][1]) != -100).sum()) for i in batch)
+        loss_sum = 0.0
+        for k in range(0, len(batch), cfg.micro_batch_size):
+            micro = [rows[i] for i in batch[k:k + cfg.micro_batch_size]]
+            ids, mask = pad_right([m[0] for m in micro], lm.tokenizer.pad_token_id)
+            labels = torch.full_like(ids, -100)
+            for r, (_, lab) in enumerate(micro):
+                labels[r, : len(lab)] = torch.tensor(lab)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+            target = labels[:, 1:].to(device)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                               ignore_index=-100, reduction="sum") / max(1, n_tok)
+            loss.backward()
+            loss_sum += float(loss.detach())
+            tokens += int(mask.sum())
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        next(it, None)
+        losses.append(loss_sum)
+        if on_checkpoint and step in cfg.checkpoint_steps:
+            model.eval()
+            on_checkpoint(step, model)
+            model.train()
+    model.eval()
+    return FinetuneResult(model, losses, step, tokens, time.perf_counter() - t0, layers, n_trainable)
+
+
+def _prepare(lm: LoadedModel, cfg: FinetuneConfig, layers: list[int]) -> nn.Module:
+    model = lm.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if cfg.method == "full":
+        all_layers = len(layers) == lm.n_layers
+        for name, p in model.named_parameters():
+            if all_layers or any(name.startswith(lm.adapter.block_name(l) + ".") for l in layers):
+                p.requires_grad_(True)
+        return model
+    if cfg.method not in ("lora", "dora"):
+        raise ValueError(f"unknown fine-tuning method {cfg.method!r}; use lora, dora or full")
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(cfg.target_modules or lm.adapter.lora_targets)
+    pcfg = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
+                      use_dora=cfg.method == "dora", layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, pcfg)
+
+
+def _encode(tok, ex: InstructionExample, cfg: FinetuneConfig) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer + EOS (cut at cutoff_len) and their labels (-100 where not trained)."""
+    ids = list(tok(training_text(ex))["input_ids"])
+    if tok.eos_token_id is not None:
+        ids.append(tok.eos_token_id)
+    ids = ids[: cfg.cutoff_len]
+    labels = list(ids)
+    if not cfg.train_on_inputs:
+        n_prompt = len(tok(alpaca_prompt(ex))["input_ids"])
+        labels[:n_prompt] = [-100] * min(n_prompt, len(labels))
+    return ids, labels
+
+
+def _span(layers: list[int]) -> str:
+    return f"{layers[0]}..{layers[-1]} ({len(layers)})" if layers == list(range(layers[0], layers[-1] + 1)) \
+        else str(layers)

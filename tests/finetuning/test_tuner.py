@@ -1,0 +1,76 @@
+"""Fine-tuning: layer selection, which parameters train, loss goes down, identical runs are identical."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from editdecay.data.instructions import load_commonsense
+from editdecay.finetuning.tuner import FinetuneConfig, finetune, select_layers
+from editdecay.models.registry import LoadedModel
+
+
+def test_select_layers():
+    assert select_layers("all", 4) == [0, 1, 2, 3]
+    assert select_layers("edited", 6, (2, 3)) == [2, 3]
+    assert select_layers("non-edited", 6, (2, 3)) == [0, 1, 4, 5]
+    assert select_layers([3, 1, 1], 4) == [1, 3]
+    with pytest.raises(ValueError, match="out of range"):
+        select_layers([5], 4)
+    with pytest.raises(ValueError, match="needs the edited layers"):
+        select_layers("edited", 4)
+    with pytest.raises(ValueError, match="unknown layer selection"):
+        select_layers("middle", 4)
+
+
+@pytest.fixture()
+def fresh_lm(tiny_lm):
+    model = copy.deepcopy(tiny_lm.model)
+    return LoadedModel(tiny_lm.name, model, tiny_lm.tokenizer, tiny_lm.adapter, tiny_lm.fingerprint)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return load_commonsense("train", tasks=("boolq", "piqa"), n_per_task=8, seed=0)
+
+
+def _cfg(method, **kw):
+    return FinetuneConfig(method=method, r=4, alpha=8, epochs=2, max_steps=6, batch_size=4, micro_batch_size=2,
+                          cutoff_len=96, warmup_steps=1, lr=1e-2 if method != "full" else 1e-3, **kw)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "full"])
+def test_loss_decreases_and_only_chosen_layers_train(method, fresh_lm, examples):
+    before = {n: p.detach().clone() for n, p in fresh_lm.model.named_parameters()}
+    res = finetune(fresh_lm, examples, _cfg(method, layers="edited"), edited_layers=(1, 2))
+    assert res.steps == 6 and len(res.losses) == 6 and res.tokens > 0
+    assert sum(res.losses[-2:]) < sum(res.losses[:2])
+    assert res.layers == [1, 2]
+    trained = {n for n, p in res.model.named_parameters() if p.requires_grad}
+    assert trained and all(".layers.1." in n or ".layers.2." in n for n in trained)
+    if method == "full":
+        changed = {n for n, p in res.model.named_parameters() if not torch.equal(p, before[n])}
+        assert changed and all(".layers.1." in n or ".layers.2." in n for n in changed)
+    else:
+        names = [n for n, _ in res.model.named_parameters() if "lora_" in n]
+        assert names and all(".layers.1." in n or ".layers.2." in n for n in names)
+        assert any("lora_magnitude" in n for n in names) == (method == "dora")
+
+
+def test_same_seed_same_result_and_checkpoints(tiny_lm, examples):
+    outs, seen = [], []
+    for _ in range(2):
+        lm = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                         tiny_lm.fingerprint)
+        res = finetune(lm, examples, _cfg("lora", checkpoint_steps=(2, 4)),
+                       on_checkpoint=lambda step, m: seen.append(step))
+        outs.append(res.losses)
+    assert outs[0] == outs[1]
+    assert seen == [2, 4, 2, 4]
+
+
+def test_unknown_method(fresh_lm, examples):
+    with pytest.raises(ValueError, match="unknown fine-tuning method"):
+        finetune(fresh_lm, examples, _cfg("prefix"))
