@@ -12,7 +12,6 @@ On disk a delta is two files in one directory:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..io import atomic_write
 from ..models.registry import fingerprint as model_fingerprint
 
 FORMAT_VERSION = 1
@@ -82,13 +82,13 @@ class EditDelta:
             "statistic_keys": self.statistic_keys, "seeds": self.seeds, "info": self.info,
             "parameters": {n: list(w.shape) for n, w in self.weights.items()},
         }
-        _atomic(directory / "delta.safetensors",
+        atomic_write(directory / "delta.safetensors",
                 lambda p: save_file({n: w.contiguous().cpu() for n, w in self.weights.items()}, str(p),
                                     metadata={"method": self.method, "model_fingerprint": self.model_fingerprint}))
         if self.state:
-            _atomic(directory / "state.safetensors",
+            atomic_write(directory / "state.safetensors",
                     lambda p: save_file({n: t.contiguous().cpu() for n, t in self.state.items()}, str(p)))
-        _atomic(directory / "delta.json", lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+        atomic_write(directory / "delta.json", lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
         return directory
 
     @classmethod
@@ -126,9 +126,3 @@ class AppliedDelta:
     def __exit__(self, *exc) -> None:
         if self._saved is not None:
             self.revert()
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    tmp.replace(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.corpus import split_articles, token_windows, wikitext_articles
 from ..data.tokenization import pad_right
+from ..io import atomic_write
 from ..models.adapter import model_device
 from ..models.hooks import record, run_until
 from ..models.registry import LoadedModel, cache_root
@@ -96,11 +96,8 @@ def second_moments(lm: LoadedModel, layers: list[int], spec: StatisticSpec = Sta
 
 
 def _save(path: Path, mat: torch.Tensor, n: int, meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({"matrix": mat.contiguous(), "n_tokens": torch.tensor(n)}, str(tmp),
-              metadata={k: str(v) for k, v in meta.items()})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file({"matrix": mat.contiguous(), "n_tokens": torch.tensor(n)}, str(tmp),
+                                             metadata={k: str(v) for k, v in meta.items()}))
 
 
 @torch.no_grad()

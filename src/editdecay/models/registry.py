@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..io import atomic_write
 from .adapter import ArchAdapter, adapter_for
 
 log = logging.getLogger(__name__)
@@ -256,8 +257,5 @@ def _file_digest_cached(path: Path) -> str:
     table = json.loads(memo.read_text()) if memo.exists() else {}
     if key not in table:
         table[key] = _file_digest(path)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(table))
-        tmp.replace(memo)
+        atomic_write(memo, lambda tmp: tmp.write_text(json.dumps(table)))
     return table[key]

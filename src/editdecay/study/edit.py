@@ -30,6 +30,7 @@ from ..editing.sequential import edit_sequentially
 from ..evaluation.edit_metrics import evaluate_requests, summarise
 from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
+from ..io import atomic_write
 from ..models.registry import load_model
 
 log = logging.getLogger(__name__)
@@ -146,15 +147,9 @@ def _mean(xs) -> float:
 def _write_tables(out: Path, table: pd.DataFrame) -> None:
     cols = ["case_id", "state"] + [c for c in table.columns if c not in ("case_id", "state")]
     table = table[cols]
-    tmp = out / ".edits.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(out / "edits.csv")
-    tmp = out / ".edits.parquet.tmp"
-    table.to_parquet(tmp, index=False)
-    tmp.replace(out / "edits.parquet")
+    atomic_write(out / "edits.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out / "edits.parquet", lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1, default=str)))
