@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/editdecay edit --model smollm2-135m --method memit --data counterfact --n 100 --out runs/demo
+	$(VENV)/bin/editdecay run
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -61,3 +61,34 @@ def test_saved_delta_reproduces_the_edited_metrics(smol_edit):
     for key in ("es", "ps", "ns", "rewrite_acc"):
         assert after[key] == pytest.approx(saved[key], abs=1e-6)
     assert fingerprint(lm.model) == lm.fingerprint  # reverted exactly
+
+
+def test_study_pipeline_on_smollm2(tmp_path):
+    """A minimal study on the real model: edit, LoRA-tune M and M_ed, evaluate every state, report."""
+    from editdecay.study.config import Study
+    from editdecay.study.pipeline import run_study
+
+    torch.set_num_threads(2)
+    study = Study.from_dict({
+        "name": "e2e",
+        "config": {
+            "model": "smollm2-135m", "edit_method": "memit", "n_edits": 4, "ft_method": "lora", "ft_examples": 12,
+            "edit": {"statistic.max_tokens": 20000},
+            "finetune": {"max_steps": 3, "batch_size": 4, "micro_batch_size": 4, "warmup_steps": 1, "lr": 1e-3,
+                         "cutoff_len": 128},
+            "evaluate": {"ds_per_task": 1, "ds_modes": ["rank"], "ppl_tokens": 512, "answer_tokens": 3},
+        },
+    }, out=tmp_path)
+    try:
+        run = run_study(study)
+    finally:
+        torch.set_num_threads(1)
+    final = run.tables["decay"].query("final").iloc[0]
+    assert final["es_ed"] >= 75 and final["es_M"] <= 50  # the edits took
+    assert 0 <= final["es_ed_ft"] <= 100 and final["efr"] == final["efr"]  # measured after fine-tuning
+    ppl = run.tables["perplexity"].set_index("state")["heldout_ppl"]
+    assert ppl["M_ft"] != ppl["M"] and ppl["M_ed_ft"] != ppl["M_ed"]  # the adapters were merged in
+    flips = run.tables["flips"]
+    assert len(flips) == 4 and set(flips["category"]) <= {"stable", "erased", "emergent", "impossible"}
+    assert run.report is not None and run.report.html_path.exists()
+    assert "Key results" in run.report.markdown_path.read_text()

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,10 +17,12 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Edit facts into causal LMs, fine-tune them, and measure which edits survive.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _setup_logging(verbose: bool) -> None:
+    # PEFT still calls a transformers method deprecated for v6; the warning says nothing to our users
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
     logging.getLogger("editdecay").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -77,7 +80,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @app.command()
 def edit(
     model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
-    method: str = typer.Option("memit", help="edit method: memit, alphaedit, rome"),
+    method: str = typer.Option("memit", help="edit method: memit, alphaedit, rome, mend (after `mend-train`)"),
     data: str = typer.Option("counterfact", help="bundled dataset name (see `editdecay data`)"),
     data_file: Optional[Path] = typer.Option(None, "--data-file", help="your own JSON/JSONL edit requests"),
     n: int = typer.Option(100, "--n", help="number of edits (the first N valid records after --offset)"),
@@ -161,6 +164,167 @@ def data():
         t.add_row(info.name, info.description)
     console.print(t)
     console.print("Your own file: --data-file PATH (JSON/JSONL; CounterFact, zsRE, MEMIT or plain format).")
+
+
+DEFAULT_STUDY = Path(__file__).resolve().parent / "study" / "studies" / "default.toml"
+
+
+def _load_study(study_file: Optional[Path], out: Optional[Path]):
+    from .study.config import Study
+
+    path = study_file or DEFAULT_STUDY
+    if not path.exists():
+        raise FileNotFoundError(f"study file {path} not found")
+    return Study.load(path, out=out)
+
+
+def _run_study(study_file, out, store, executor, address, no_report, verbose) -> None:
+    _setup_logging(verbose)
+    from .study.pipeline import run_study
+
+    try:
+        study = _load_study(study_file, out)
+        result = run_study(study, executor=executor, address=address, store=store, report=not no_report,
+                           command=" ".join(["editdecay", *sys.argv[1:]]))
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"study {study.name}: {len(result.plan.configs)} configurations, "
+                  f"{len(result.plan.stages)} stages, {result.seconds / 60:.1f} min")
+    if result.report is not None:
+        _print_frame(result.report.key_table, "key results (final fine-tuning step)")
+        console.print(f"report: {result.report.markdown_path} and {result.report.html_path}")
+    console.print(f"tables: {result.run_dir / 'results'}/ (decay.csv, edits.csv/.parquet, flips.csv, downstream.csv)")
+
+
+def _print_frame(df, title: str) -> None:
+    """A rich table of `df`; columns with one value throughout go into the title (config_id is dropped)."""
+    df = df.drop(columns=[c for c in ("config_id",) if c in df.columns])
+    constant = [c for c in df.columns if len(df) > 1 and df[c].astype(str).nunique() == 1
+                and c in ("model", "edit_data", "n_edits", "ft_data", "ft_layers", "seed")]
+    if constant:
+        title += " · " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant)
+        df = df.drop(columns=constant)
+    short = {"edit_method": "edit", "n_edits": "n", "ft_method": "FT", "ft_data": "FT data", "ft_layers": "layers",
+             "ES before": "ES M_ed", "ES after": "ES M_ed_ft", "rel. decay %": "rel.decay%"}
+    t = Table(title=title)
+    for col in df.columns:
+        t.add_column(short.get(str(col), str(col)), justify="left" if df[col].dtype == object else "right")
+    for _, row in df.iterrows():
+        t.add_row(*[("—" if v != v else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row])
+    console.print(t)
+
+
+@app.command()
+def run(
+    study_file: Optional[Path] = typer.Argument(None, help="study TOML (default: the bundled default study)"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
+    store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
+    no_report: bool = typer.Option(False, "--no-report", help="only compute and gather the tables"),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+):
+    """Run a study: statistic → edit → fine-tune → evaluate, resumable; then tables and report."""
+    _run_study(study_file, out, store, "local", None, no_report, verbose)
+
+
+@app.command()
+def grid(
+    study_file: Path = typer.Argument(..., help="study TOML with a [grid] of axes"),
+    executor: str = typer.Option("local", help="local (this process) or ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
+    store: Optional[Path] = typer.Option(None, help="artifact store (must be shared by all Ray nodes)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list configurations and stages, run nothing"),
+    no_report: bool = typer.Option(False, "--no-report"),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+):
+    """Expand a study's grid, run every distinct stage once (locally or on Ray) and gather one table."""
+    if not dry_run:
+        _run_study(study_file, out, store, executor, address, no_report, verbose)
+        return
+    _setup_logging(verbose)
+    from .study.pipeline import make_plan
+
+    try:
+        plan_ = make_plan(_load_study(study_file, out), store)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    t = Table(title=f"{len(plan_.configs)} configurations")
+    t.add_column("config_id")
+    for pc in plan_.configs:
+        t.add_row(pc.config.config_id)
+    console.print(t)
+    stages = plan_.stages
+    kinds: dict[str, list[int]] = {}
+    for s in stages:
+        kinds.setdefault(s.kind, [0, 0])
+        kinds[s.kind][0] += 1
+        kinds[s.kind][1] += plan_.store.done(s)
+    console.print("stages: " + ", ".join(f"{k} {n} ({d} done)" for k, (n, d) in kinds.items()))
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a study run directory (with results/decay.csv)"),
+    title: Optional[str] = typer.Option(None),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+):
+    """Write report.md and a self-contained report.html with tables and plots for a finished run."""
+    _setup_logging(verbose)
+    from .study.report import write_report
+
+    try:
+        rep = write_report(run_dir, title=title)
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    _print_frame(rep.key_table, "key results")
+    console.print(f"report: {rep.markdown_path} and {rep.html_path}")
+
+
+@app.command("mend-train")
+def mend_train(
+    model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
+    data: str = typer.Option("counterfact-train", help="bundled training sets, comma-separated (counterfact-train,zsre)"),
+    steps: Optional[int] = typer.Option(None, help="training steps (default: MendConfig.steps, 30 with --quick)"),
+    batch_size: Optional[int] = typer.Option(None, help="edits per step, summed into one ΔW"),
+    out: Optional[Path] = typer.Option(None, help="editor directory (default: <cache>/mend/<model>, where "
+                                                  "`edit --method mend` looks)"),
+    quick: bool = typer.Option(False, help="a few dozen steps at rank 8 (tests, smoke runs)"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop training after this many minutes"),
+    set_: list[str] = typer.Option([], "--set", help="override any MendConfig field: --set rank=64"),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+):
+    """Train a MEND hypernetwork for a model and save it where `editdecay edit --method mend` finds it."""
+    _setup_logging(verbose)
+    from .editing import default_config
+    from .editing.config import MendConfig
+    from .editing.mend import train_mend
+    from .models.registry import load_model
+
+    try:
+        lm = load_model(model)
+        layers = default_config("mend", lm).layers
+        cfg = MendConfig.quick(layers=layers) if quick else MendConfig(layers=layers)
+        overrides = _overrides(None, set_, None, None, None)
+        overrides["data"] = [d.strip() for d in data.split(",") if d.strip()]
+        if steps is not None:
+            overrides["steps"] = steps
+        if batch_size is not None:
+            overrides["batch_size"] = batch_size
+        cfg = cfg.with_overrides(**overrides)
+        editor = train_mend(lm, cfg, time_limit_s=max_minutes * 60 if max_minutes else None)
+        where = editor.save(out)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    tr = editor.training
+    final = tr["heldout_final"]
+    console.print(f"MEND for {model}: {tr['steps']} steps in {tr['train_loop_s']:.0f} s "
+                  f"({tr['seconds_per_step']:.2f} s/step); held-out ES {tr['heldout_unedited_es']:.2f} unedited → "
+                  f"{final.get('es', float('nan')):.2f}, PS {final.get('ps', float('nan')):.2f}")
+    console.print(f"wrote {where}/ (mend.safetensors, mend.json, curve.csv)")
 
 
 def main() -> None:  # pragma: no cover

@@ -136,3 +136,38 @@ def test_sequential_driver_leaves_model_unchanged_and_accumulates(tiny_lm, cf_re
 def test_default_config_for_alphaedit_uses_model_layers(tiny_lm):
     cfg = default_config("alphaedit", tiny_lm, {"l2": 3.0})
     assert isinstance(cfg, AlphaEditConfig) and cfg.l2 == 3.0 and max(cfg.layers) < tiny_lm.n_layers - 1
+
+
+def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests, alpha_cfg, monkeypatch,
+                                                           tiny_stats_dir, tmp_path):
+    import dataclasses
+
+    monkeypatch.setenv("EDITDECAY_CACHE", str(tiny_stats_dir.parent))
+    spec = EDITORS["alphaedit"]
+    whole = edit_sequentially(tiny_lm, cf_requests, spec, alpha_cfg, batch_size=1)
+    calls = []
+
+    def dies_on_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return spec.edit(*args, **kwargs)
+
+    progress_file = tmp_path / "sequential.pt"
+    with pytest.raises(KeyboardInterrupt):
+        edit_sequentially(tiny_lm, cf_requests, dataclasses.replace(spec, edit=dies_on_third_batch), alpha_cfg,
+                          batch_size=1, progress_file=progress_file)
+    assert progress_file.exists()
+    counted = []
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return spec.edit(*args, **kwargs)
+
+    resumed = edit_sequentially(tiny_lm, cf_requests, dataclasses.replace(spec, edit=counting), alpha_cfg,
+                                batch_size=1, progress_file=progress_file)
+    assert len(counted) == 2 and not progress_file.exists()  # batches 3 and 4 only
+    assert resumed.weights.keys() == whole.weights.keys()
+    assert all(torch.equal(resumed.weights[n], whole.weights[n]) for n in whole.weights)
+    assert all(torch.equal(resumed.state[k], whole.state[k]) for k in whole.state)
+    assert [b["start"] for b in resumed.info["sequential"]["batches"]] == [0, 1, 2, 3]

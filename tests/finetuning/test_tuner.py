@@ -74,3 +74,70 @@ def test_same_seed_same_result_and_checkpoints(tiny_lm, examples):
 def test_unknown_method(fresh_lm, examples):
     with pytest.raises(ValueError, match="unknown fine-tuning method"):
         finetune(fresh_lm, examples, _cfg("prefix"))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_interrupted_run_resumes_from_snapshot_bit_identical(method, tiny_lm, examples, tmp_path):
+    def fresh():
+        return LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                           tiny_lm.fingerprint)
+
+    cfg = _cfg(method, checkpoint_steps=(5,))
+    whole = finetune(fresh(), examples, cfg)
+    expected = {n: p.detach().clone() for n, p in whole.model.named_parameters()}
+
+    snap = tmp_path / "snapshot.pt"
+
+    def die(step, model):
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        finetune(fresh(), examples, cfg, on_checkpoint=die, snapshot=snap, snapshot_every=2)
+    assert snap.exists()
+    resumed = finetune(fresh(), examples, cfg, snapshot=snap, snapshot_every=2)
+    assert not snap.exists()
+    assert resumed.steps == whole.steps and resumed.losses == whole.losses
+    got = dict(resumed.model.named_parameters())
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[n], got[n]) for n in expected)
+
+
+def test_snapshot_of_another_run_is_refused(tiny_lm, examples, tmp_path):
+    snap = tmp_path / "snapshot.pt"
+    model = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                        tiny_lm.fingerprint)
+    with pytest.raises(_Interrupt):
+        finetune(model, examples, _cfg("lora", checkpoint_steps=(3,)),
+                 on_checkpoint=lambda s, m: (_ for _ in ()).throw(_Interrupt()), snapshot=snap, snapshot_every=2)
+    model = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                        tiny_lm.fingerprint)
+    with pytest.raises(ValueError, match="different fine-tuning run"):
+        finetune(model, examples, _cfg("lora", seed=1), snapshot=snap, snapshot_every=2)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "full"])
+def test_saved_trainable_state_rebuilds_the_tuned_model(method, tiny_lm, examples):
+    from editdecay.finetuning.tuner import load_finetuned, trainable_state
+
+    def fresh():
+        return LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                           tiny_lm.fingerprint)
+
+    cfg = _cfg(method, layers=(1, 3))
+    res = finetune(fresh(), examples, cfg)
+    ids = torch.tensor([[5, 17, 230, 9, 41, 7]])
+    with torch.no_grad():
+        expected = res.model(input_ids=ids).logits
+    rebuilt = load_finetuned(fresh(), cfg, res.layers, trainable_state(res.model))
+    assert type(rebuilt) is type(tiny_lm.model)  # adapters merged away
+    assert not any(p.requires_grad for p in rebuilt.parameters())
+    with torch.no_grad():
+        got = rebuilt(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, tiny_lm.model(input_ids=ids).logits, atol=1e-3)  # it did train
+    with pytest.raises(ValueError, match="unknown parameters"):
+        load_finetuned(fresh(), cfg, res.layers, {"nope.weight": torch.zeros(1)})

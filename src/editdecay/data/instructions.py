@@ -10,6 +10,14 @@ on ``(seed, task)``, not on which other tasks are requested. For ``split="train"
 mixture is then shuffled with ``seed`` so tasks are interleaved; other splits keep task order (the
 order of ``tasks``) and file order within a task (or sampled order when ``n_per_task`` is given).
 
+:func:`load_hotpotqa` turns the bundled HotpotQA dev questions (the knowledge-rich fine-tuning set)
+into examples in the same shape as the commonsense ones: ``instruction`` is
+``"Please answer the following question with a short answer, question: <question>"``, ``input`` is
+empty, ``output`` is ``"the correct answer is <answer>"`` and ``answer`` is the gold answer string.
+
+:func:`load_finetune_data` is the single entry point for fine-tuning data: ``"commonsense"``,
+``"hotpotqa"``, or a path to a user JSON/JSONL instruction file.
+
 :func:`remove_edited_subjects` drops fine-tuning examples that mention an edited subject, so that
 fine-tuning does not directly re-teach (or contradict) an edited fact.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -66,7 +75,8 @@ _ANSWER_FORMAT = re.compile(r"Answer format:\s*([A-Za-z0-9]+(?:/[A-Za-z0-9]+)*)\
 @dataclass(frozen=True)
 class InstructionExample:
     """One instruction-tuning record. ``answer`` is the gold label (None for free-form user data);
-    ``task`` is the commonsense task name, or ``"user"`` for records from a user file."""
+    ``task`` is the commonsense task name, ``"hotpotqa"`` for HotpotQA, or ``"user"`` for records from a
+    user file."""
 
     instruction: str
     input: str
@@ -210,6 +220,129 @@ def load_instruction_file(path: str | Path) -> list[InstructionExample]:
         out.append(InstructionExample(rec["instruction"], inp, rec["output"], answer, "user"))
     logger.info("loaded %d instruction examples from %s", len(out), path)
     return out
+
+
+# --------------------------------------------------------------------------- HotpotQA
+
+
+HOTPOTQA_PATH = Path(__file__).resolve().parent / "bundled" / "hotpotqa_dev.json.gz"
+HOTPOTQA_TASK = "hotpotqa"
+HOTPOTQA_TYPES: tuple[str, ...] = ("bridge", "comparison")
+HOTPOTQA_INSTRUCTION = "Please answer the following question with a short answer, question: {question}"
+ANSWER_PREFIX = "the correct answer is "
+
+
+def _seeded_subset(items: list, n: int | None, seed: int, key: str) -> list:
+    """The first ``n`` items of a permutation seeded by ``(seed, key)``; all of ``items`` (same order)
+    when ``n`` is None or not smaller than ``len(items)``. Samples for a larger ``n`` (same seed) contain
+    those for a smaller one."""
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n is None or n >= len(items):
+        return list(items)
+    order = list(range(len(items)))
+    random.Random(f"{seed}:{key}").shuffle(order)
+    return [items[i] for i in order[:n]]
+
+
+def _hotpotqa_example(question: str, answer: str) -> InstructionExample:
+    return InstructionExample(instruction=HOTPOTQA_INSTRUCTION.format(question=question), input="",
+                              output=ANSWER_PREFIX + answer, answer=answer, task=HOTPOTQA_TASK)
+
+
+def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[InstructionExample]:
+    out: list[InstructionExample] = []
+    invalid: list[str] = []
+    n_other_type = 0
+    for i, rec in enumerate(records):
+        problem = None
+        if not isinstance(rec, dict):
+            problem = f"not an object ({type(rec).__name__})"
+        else:
+            for key in ("question", "answer", "type"):
+                if not isinstance(rec.get(key), str):
+                    problem = f"{key!r} missing or not a string"
+                    break
+                if key != "type" and not rec[key].strip():
+                    problem = f"{key!r} is empty"
+                    break
+        if problem is not None:
+            invalid.append(f"{i}: {problem}")
+            continue
+        if rec["type"] not in types:
+            n_other_type += 1
+            continue
+        out.append(_hotpotqa_example(rec["question"].strip(), rec["answer"].strip()))
+    if invalid:
+        logger.warning("skipped %d invalid HotpotQA record(s) (index: problem): %s%s", len(invalid),
+                       "; ".join(invalid[:5]), " ..." if len(invalid) > 5 else "")
+    if n_other_type:
+        logger.info("left out %d HotpotQA record(s) whose type is not in %s", n_other_type, list(types))
+    return out
+
+
+def load_hotpotqa(n: int | None = None, seed: int = 0, types: Iterable[str] | str = HOTPOTQA_TYPES,
+                  ) -> list[InstructionExample]:
+    """Bundled HotpotQA dev questions as instruction examples (format in the module docstring).
+
+    ``types`` selects question types (``"bridge"``, ``"comparison"``). Question and answer are stripped
+    of surrounding whitespace. Records that are not objects, lack a string ``question``/``answer``/``type``
+    or have an empty question or answer are skipped, counted and reported in one logged warning.
+    With ``n`` smaller than the number of eligible records, returns a seeded random sample of ``n``
+    (in sampled order; the same ``seed`` and ``types`` give the same sample, and a larger ``n`` extends a
+    smaller one); otherwise all eligible records in file order. An unknown type raises ValueError.
+    """
+    if isinstance(types, str):
+        types = (types,)
+    types = tuple(types)
+    if not types:
+        raise ValueError(f"types must name at least one HotpotQA question type; known: {', '.join(HOTPOTQA_TYPES)}")
+    unknown = [t for t in types if t not in HOTPOTQA_TYPES]
+    if unknown:
+        raise ValueError(f"unknown HotpotQA type(s) {unknown}; known: {', '.join(HOTPOTQA_TYPES)}")
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    with gzip.open(HOTPOTQA_PATH, "rt", encoding="utf-8") as fh:
+        records = json.load(fh)
+    if not isinstance(records, list):
+        raise ValueError(f"{HOTPOTQA_PATH}: expected a JSON list of records, got {type(records).__name__}")
+    examples = _hotpotqa_records(records, types)
+    return _seeded_subset(examples, n, seed, HOTPOTQA_TASK)
+
+
+# --------------------------------------------------------------------------- one entry point
+
+
+FINETUNE_SOURCES: tuple[str, ...] = ("commonsense", HOTPOTQA_TASK)
+
+
+def load_finetune_data(source: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[InstructionExample]:
+    """Fine-tuning examples from a named source or a user file.
+
+    * ``"commonsense"``: the bundled commonsense train mixture, shuffled with ``seed``
+      (:func:`load_commonsense`); ``n`` keeps its first ``n`` examples, i.e. a seeded uniform sample of
+      the whole mixture (tasks in proportion to their size).
+    * ``"hotpotqa"``: :func:`load_hotpotqa` (both question types).
+    * a path to a JSON/JSONL instruction file: :func:`load_instruction_file`; with ``n`` smaller than
+      the file, a seeded random sample of ``n`` records, otherwise the whole file in file order.
+
+    The names take precedence over a file of the same name. Anything else raises ValueError listing
+    the options; so does a negative ``n``.
+    """
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    name = os.fspath(source)
+    if name == "commonsense":
+        examples = load_commonsense("train", seed=seed)
+        return examples if n is None else examples[:n]
+    if name == HOTPOTQA_TASK:
+        return load_hotpotqa(n=n, seed=seed)
+    path = Path(name)
+    if path.is_file():
+        return _seeded_subset(load_instruction_file(path), n, seed, "user")
+    hint = " (no such file)" if path.suffix.lower() in (".json", ".jsonl") or os.sep in name else ""
+    raise ValueError(f"unknown fine-tuning source {name!r}{hint}; expected one of "
+                     f"{', '.join(repr(s) for s in FINETUNE_SOURCES)}, or a path to a JSON/JSONL instruction file")
 
 
 # --------------------------------------------------------------------------- subject overlap

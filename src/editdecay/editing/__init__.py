@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from ..data.requests import EditRequest
 from ..models.registry import REGISTRY, LoadedModel
 from .alphaedit import AlphaEditState, alphaedit_edit
-from .config import AlphaEditConfig, MemitConfig, RomeConfig, default_layers
+from .config import AlphaEditConfig, MemitConfig, MendConfig, RomeConfig, default_layers
 from .delta import EditDelta
 from .memit import memit_edit
+from .mend import mend_edit
 from .rome import rome_edit
 
 
@@ -19,7 +20,9 @@ class EditorSpec:
     """An edit method: `edit(lm, requests, cfg, stats=None[, state=None]) -> EditDelta`.
 
     Stateful editors (memory of earlier batches) take and return a state; `load_state` turns the
-    tensors saved with a delta back into the editor's state object.
+    tensors saved with a delta back into the editor's state object. Editors with `shares_targets`
+    accept `prepared=` (the output of `memit.prepare`), so methods that differ only in their solve
+    can reuse one target optimisation.
     """
 
     name: str
@@ -27,6 +30,7 @@ class EditorSpec:
     config_class: type
     edit: Callable[..., EditDelta]
     state_class: type | None = None
+    shares_targets: bool = False
 
     @property
     def stateful(self) -> bool:
@@ -38,11 +42,13 @@ class EditorSpec:
 
 EDITORS: dict[str, EditorSpec] = {
     "memit": EditorSpec("memit", "MEMIT: multi-layer closed-form batch update of MLP out-projections",
-                        MemitConfig, memit_edit),
+                        MemitConfig, memit_edit, shares_targets=True),
     "alphaedit": EditorSpec("alphaedit", "AlphaEdit: MEMIT's update projected onto the preserved keys' null space",
-                            AlphaEditConfig, alphaedit_edit, AlphaEditState),
+                            AlphaEditConfig, alphaedit_edit, AlphaEditState, shares_targets=True),
     "rome": EditorSpec("rome", "ROME: one rank-one update of one MLP out-projection per fact, applied in turn",
                        RomeConfig, rome_edit),
+    "mend": EditorSpec("mend", "MEND: a trained hypernetwork turns the edit gradient of the last layers' MLPs "
+                       "into one summed update (train it first: `editdecay mend-train`)", MendConfig, mend_edit),
 }
 
 
@@ -58,7 +64,11 @@ def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
     spec = get_editor(method)
     registered = REGISTRY[lm.name].default_edit_layers if lm.name in REGISTRY else ()
     window = tuple(registered) or default_layers(lm.n_layers)
-    cfg = spec.config_class(layers=spec.config_class.layers_from_window(window))
+    cls = spec.config_class
+    if hasattr(cls, "layers_for_depth"):  # placed by depth (MEND: the last layers), not by the MEMIT window
+        cfg = cls(layers=cls.layers_for_depth(lm.n_layers))
+    else:
+        cfg = cls(layers=cls.layers_from_window(window))
     if overrides:
         cfg = cfg.with_overrides(**overrides)
     for layer in cfg.layers:

@@ -22,7 +22,7 @@ from ..models.registry import LoadedModel
 from .config import AlphaEditConfig
 from .delta import EditDelta
 from .keys import compute_keys
-from .memit import layer_updates, prepare
+from .memit import Prepared, layer_updates, prepare
 from .statistics import SecondMoment
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,12 @@ def solve_alphaedit(K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, kk_prev: 
 
 
 def alphaedit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: AlphaEditConfig,
-                   stats: dict[int, SecondMoment] | None = None, state: AlphaEditState | None = None) -> EditDelta:
-    """One AlphaEdit batch on top of `state` (earlier batches); the returned delta carries the new state."""
+                   stats: dict[int, SecondMoment] | None = None, state: AlphaEditState | None = None,
+                   prepared: Prepared | None = None) -> EditDelta:
+    """One AlphaEdit batch on top of `state` (earlier batches); the returned delta carries the new state.
+    `prepared` (from `memit.prepare` with the same model, requests and config) skips the targets."""
     state = state or AlphaEditState()
-    prep = prepare(lm, requests, cfg, stats)
+    prep = prepared or prepare(lm, requests, cfg, stats)
     spaces = {l: nullspace(prep.stats[l], cfg.nullspace_rule, cfg.nullspace_threshold) for l in cfg.layers}
     for l, ns in spaces.items():
         log.info("layer %d: null space keeps %d of %d directions", l, ns.dim, ns.projector.shape[0])

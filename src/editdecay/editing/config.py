@@ -112,6 +112,74 @@ class RomeConfig(LocateEditConfig):
         return (window[1] if len(window) > 1 else window[0],)
 
 
+@dataclass(frozen=True)
+class MendConfig:
+    """MEND (Mitchell et al. 2022): a trained hypernetwork turns the edit loss's gradient into the update.
+
+    For every edited weight W (out × in) the layer input u and the output gradient δ of the edit loss
+    are normalised, passed through a low-rank MLP shared by the weights of one shape, and recombined
+    as ΔW = −edit_lr · Σ_tokens δ̃ ũᵀ (summed over every request of a batch). The architecture and
+    training fields below are fixed once the editor is trained; at edit time the trained editor's own
+    values are used and only `layers`, `modules` and `artifact` are read.
+    """
+
+    layers: tuple[int, ...] = field(default=(27, 28, 29), metadata={
+        "help": "edited layers; `default_config` picks the last three of any model"})
+    modules: tuple[str, ...] = field(default=("mlp.down_proj", "mlp.up_proj"), metadata={
+        "help": "edited linear modules, relative to each decoder block (Llama-family names)"})
+    rank: int = field(default=256, metadata={"help": "rank of each low-rank residual layer of the hypernetwork"})
+    n_hidden: int = field(default=1, metadata={"help": "hidden (ReLU) layers; the network has n_hidden + 1 layers"})
+    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the hypernetwork"})
+    edit_lr: float = field(default=1e-4, metadata={"help": "initial per-weight step size of the pseudo-gradient"})
+    edit_lr_lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the learned step sizes"})
+    cedit: float = field(default=0.1, metadata={"help": "weight of the edit loss NLL(target_new) after the edit"})
+    cloc: float = field(default=1.0, metadata={"help": "weight of KL(original ‖ edited) on unrelated prompts"})
+    steps: int = field(default=1000, metadata={"help": "training steps (one batch of edits each)"})
+    batch_size: int = field(default=10, metadata={"help": "edits per training step, summed into one ΔW"})
+    loc_batch_size: int = field(default=10, metadata={"help": "unrelated locality prompts per training step"})
+    max_grad_norm: float = field(default=100.0, metadata={"help": "gradient-norm clip of the training step"})
+    data: tuple[str, ...] = field(default=("counterfact-train",), metadata={
+        "help": "bundled training datasets (the CounterFact train split; optionally zsre)"})
+    train_pool: int = field(default=2000, metadata={
+        "help": "training requests drawn from `data` (their activations below the edited layers are cached)"})
+    holdout: int = field(default=50, metadata={"help": "requests kept out of training to measure edit success"})
+    eval_every: int = field(default=100, metadata={"help": "steps between held-out evaluations"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, data split and sampling"})
+    artifact: str | None = field(default=None, metadata={
+        "help": "directory of the trained editor; None: <cache>/mend/<model name>"})
+
+    method = "mend"
+    # The edit job seeds every method's context templates through this key; MEND has none.
+    _IGNORED_OVERRIDES = ("templates.seed",)
+
+    @classmethod
+    def layers_for_depth(cls, n_layers: int) -> tuple[int, ...]:
+        """The last three layers (EasyEdit's MEND setting), whatever the MEMIT window is."""
+        return tuple(range(max(0, n_layers - 3), n_layers))
+
+    @classmethod
+    def quick(cls, **kw) -> "MendConfig":
+        """A few dozen steps at small rank: tests and smoke runs."""
+        base = dict(rank=8, steps=30, batch_size=4, loc_batch_size=4, lr=1e-3, train_pool=64, holdout=8,
+                    eval_every=10)
+        base.update(kw)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"], d["modules"], d["data"] = list(self.layers), list(self.modules), list(self.data)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return _from_dict(cls, d)
+
+    def with_overrides(self, **kw):
+        """Override fields by name ({"rank": 64, "layers": [27, 28, 29]})."""
+        kw = {k: v for k, v in kw.items() if k not in self._IGNORED_OVERRIDES}
+        return self.from_dict(_merge(self.to_dict(), kw))
+
+
 def _merge(base: dict, overrides: dict) -> dict:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for dotted, value in overrides.items():
@@ -153,4 +221,4 @@ def default_layers(n_layers: int, width: int = 5) -> tuple[int, ...]:
 
 
 __all__ = ["TargetConfig", "TemplateConfig", "LocateEditConfig", "MemitConfig", "AlphaEditConfig", "RomeConfig",
-           "StatisticSpec", "default_layers"]
+           "MendConfig", "StatisticSpec", "default_layers"]

@@ -106,8 +106,9 @@ def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> 
 
 
 def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,
-               stats: dict[int, SecondMoment] | None = None) -> EditDelta:
-    prep = prepare(lm, requests, cfg, stats)
+               stats: dict[int, SecondMoment] | None = None, prepared: Prepared | None = None) -> EditDelta:
+    """`prepared` (from `prepare` with the same model, requests and config) skips steps 0–1."""
+    prep = prepared or prepare(lm, requests, cfg, stats)
     delta = layer_updates(lm, requests, prep.templates, prep.targets.z, cfg.layers, prep.stats,
                           cfg.mom2_update_weight, prep.timings)
     return EditDelta(

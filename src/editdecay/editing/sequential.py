@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from ..data.requests import EditRequest
+from ..io import atomic_write
 from ..models.registry import LoadedModel
 from ..progress import progress
 from .delta import EditDelta
@@ -18,40 +20,72 @@ log = logging.getLogger(__name__)
 
 
 def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, cfg, batch_size: int,
-                      state: dict[str, torch.Tensor] | None = None) -> EditDelta:
+                      state: dict[str, torch.Tensor] | None = None, progress_file: str | Path | None = None,
+                      ) -> EditDelta:
     """Run `editor` on batches of `batch_size`; stateful editors get the previous batch's state.
 
     The model is left unchanged; the returned delta is W_final − W_original for every touched weight
-    and carries the last editor state, so a later call with `state=` continues the sequence.
+    and carries the last editor state, so a later call with `state=` continues the sequence. With
+    `progress_file`, the edits so far (ΔW, state, batch log) are saved after every batch and a call
+    that finds the file continues after the last saved batch, so an interrupted sequence loses at
+    most one batch.
     """
     if batch_size <= 0:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    stats = second_moments(lm, list(cfg.layers), cfg.statistic)  # of the original model, once
+    # of the original model, once (editors without a statistic, such as MEND, get none)
+    stats = second_moments(lm, list(cfg.layers), cfg.statistic) if hasattr(cfg, "statistic") else None
     params = dict(lm.model.named_parameters())
-    handles, batches_info = [], []
+    batches_info: list[dict] = []
     originals: dict[str, torch.Tensor] = {}
+    first = 0
+    progress_file = Path(progress_file) if progress_file is not None else None
+    ids = [r.case_id for r in requests]
+    if progress_file is not None and progress_file.exists():
+        saved = torch.load(progress_file, weights_only=False)
+        if saved["request_ids"] != ids or saved["batch_size"] != batch_size or saved["config"] != cfg.to_dict():
+            raise ValueError(f"{progress_file} belongs to another sequential edit; delete it to start over")
+        if saved["model_fingerprint"] != lm.fingerprint:
+            raise ValueError(f"{progress_file} was made on another model (fingerprint mismatch)")
+        with torch.no_grad():
+            for name, current in saved["current"].items():  # the weights as they were, bit for bit
+                originals[name] = params[name].detach().clone()
+                params[name].copy_(current)
+        state, batches_info, first = saved["state"], saved["batches"], saved["next"]
+        log.info("resuming sequential editing at request %d of %d (%s)", first, len(requests), progress_file)
     try:
-        for start in progress(range(0, len(requests), batch_size), desc="sequential batches"):
+        for start in progress(range(first, len(requests), batch_size), desc="sequential batches",
+                              total=len(range(first, len(requests), batch_size))):
             batch = requests[start:start + batch_size]
-            kwargs = {"stats": stats}
+            kwargs = {"stats": stats} if stats is not None else {}
             if editor.stateful:
                 kwargs["state"] = editor.load_state(state)
             delta = editor.edit(lm, batch, cfg, **kwargs)
             for name in delta.weights:
                 originals.setdefault(name, params[name].detach().clone())
-            handles.append(delta.apply(lm.model, force=True))
+            delta.apply(lm.model, force=True)  # undone below by restoring `originals`
             state = delta.state or state
             batches_info.append({"start": start, "size": len(batch), "timings": delta.info.get("timings", {}),
                                  "targets_final_nll_mean": _mean(delta.info.get("targets", {}).get("final_nll", []))})
-            log.info("batch %d: %d edits written (%d so far)", len(handles), len(batch), start + len(batch))
+            log.info("batch %d: %d edits written (%d so far)", len(batches_info), len(batch), start + len(batch))
+            if progress_file is not None:
+                done = {"request_ids": ids, "batch_size": batch_size, "config": cfg.to_dict(),
+                        "model_fingerprint": lm.fingerprint, "state": state, "batches": batches_info,
+                        "next": start + batch_size,
+                        "current": {n: params[n].detach().clone().cpu() for n in originals}}
+                atomic_write(progress_file, lambda tmp: torch.save(done, tmp))
         weights = {n: (params[n].detach() - w).cpu() for n, w in originals.items()}
     finally:
-        for h in reversed(handles):
-            h.revert()
+        with torch.no_grad():
+            for name, w in originals.items():
+                params[name].copy_(w)
+    if progress_file is not None and progress_file.exists():
+        progress_file.unlink()
     return EditDelta(
-        weights=weights, method=editor.name, config=cfg.to_dict(), request_ids=[r.case_id for r in requests],
-        model_fingerprint=lm.fingerprint, statistic_keys={str(l): stats[l].key for l in cfg.layers},
-        seeds={"templates": cfg.templates.seed}, info={"sequential": {"batch_size": batch_size, "batches": batches_info}},
+        weights=weights, method=editor.name, config=cfg.to_dict(), request_ids=ids,
+        model_fingerprint=lm.fingerprint,
+        statistic_keys={str(l): stats[l].key for l in cfg.layers} if stats is not None else {},
+        seeds={"templates": cfg.templates.seed} if hasattr(cfg, "templates") else {},
+        info={"sequential": {"batch_size": batch_size, "batches": batches_info}},
         state=state or {},
     )
 

@@ -75,10 +75,17 @@ def rank_classify(scorer: Scorer, examples: Sequence[InstructionExample]) -> lis
     return out
 
 
-@torch.no_grad()
 def generate_answers(lm, examples: Sequence[InstructionExample], max_new_tokens: int = 32,
                      batch_size: int = 8, show_progress: bool = False) -> list[str]:
-    """Greedy continuations of ``alpaca_prompt(ex)`` (decoded, special tokens dropped), one per example.
+    """Greedy continuations of ``alpaca_prompt(ex)`` (decoded, special tokens dropped), one per example."""
+    return greedy_continuations(lm, [alpaca_prompt(ex) for ex in examples], max_new_tokens, batch_size,
+                                show_progress)
+
+
+@torch.no_grad()
+def greedy_continuations(lm, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
+                         show_progress: bool = False) -> list[str]:
+    """Greedy continuations of plain-text prompts (decoded, special tokens dropped), one per prompt.
 
     Prompts are left-padded here by hand (the tokenizer's own padding settings are not used or
     changed), with an attention mask, so each answer is independent of its batch mates. Batches are
@@ -87,7 +94,7 @@ def generate_answers(lm, examples: Sequence[InstructionExample], max_new_tokens:
     tok = lm.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     device = model_device(lm.model)
-    encoded = [encode(tok, alpaca_prompt(ex)) for ex in examples]
+    encoded = [encode(tok, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     answers: list[str] = [""] * len(encoded)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -6,7 +6,9 @@ Output directory layout:
     edits.csv / .parquet  per-edit metrics, one row per (request, state), state ∈ {unedited, edited}
     summary.json          settings, seeds, versions, timings, mean metrics before and after
     edit.log              the job's log
-The unedited evaluation is written before editing starts, so a failed edit loses nothing measured.
+The unedited evaluation is written before editing starts, so a failed edit loses nothing measured;
+a sequential edit (batch_size) saves its progress after every batch in sequential.pt, and the same
+command run again continues after the last finished batch.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
 
     t0 = time.perf_counter()
     if job.batch_size and job.batch_size < len(requests):
-        delta = edit_sequentially(lm, requests, editor, cfg, job.batch_size)
+        delta = edit_sequentially(lm, requests, editor, cfg, job.batch_size, progress_file=out / "sequential.pt")
     else:
         delta = editor.edit(lm, requests, cfg)
     timings["edit_s"] = time.perf_counter() - t0

@@ -1,0 +1,82 @@
+"""Fine-tuning throughput: LoRA and full FT, fp32 against bf16 autocast, as a fraction of matmul peak.
+
+One process measures, in turn: the machine's dense matmul peak in fp32 and bf16 (square matmuls of
+the model's width class), then tokens/s of a few fine-tuning steps for every (method, precision)
+pair on the same batches. Model FLOPs per trained token are estimated as 6·N for full fine-tuning
+(forward 2N, backward 4N) and 4·N for adapters (no weight gradients of the frozen matrices), with N
+the model's parameters outside the embedding lookup; the fraction of peak compares the achieved
+FLOP rate with the matmul peak of the same precision. Usage:
+    python benchmarks/bench_finetune.py [--model smollm2-135m] [--steps 6] [--batch 8] [--micro 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+import torch
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1536, seconds: float = 3.0) -> float:
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def finetune_rate(model_name: str, method: str, precision: str, examples, steps: int, batch: int, micro: int) -> dict:
+    from editdecay.finetuning.tuner import FinetuneConfig, finetune
+    from editdecay.models.registry import load_model
+
+    lm = load_model(model_name)
+    n_params = sum(p.numel() for n, p in lm.model.named_parameters() if "embed_tokens" not in n)
+    if getattr(lm.model.config, "tie_word_embeddings", False):
+        n_params += lm.model.get_input_embeddings().weight.numel()  # the tied LM head is a matmul
+    cfg = FinetuneConfig(method=method, precision=precision, max_steps=steps, batch_size=batch,
+                         micro_batch_size=micro, warmup_steps=1, epochs=100)
+    res = finetune(lm, examples, cfg)
+    rate = res.tokens / res.seconds  # padded tokens processed, including the first (warm-up) step
+    flops_per_token = (6 if method == "full" else 4) * n_params
+    return {"method": method, "precision": precision, "steps": res.steps, "tokens": res.tokens,
+            "seconds": round(res.seconds, 2), "tokens_per_second": round(rate, 1),
+            "model_gflop_per_second": round(rate * flops_per_token / 1e9, 1),
+            "first_loss": round(res.losses[0], 4), "last_loss": round(res.losses[-1], 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--micro", type=int, default=4)
+    ap.add_argument("--methods", default="lora,full")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from editdecay.data.instructions import load_finetune_data
+
+    examples = load_finetune_data("commonsense", n=args.steps * args.batch, seed=0)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(json.dumps({"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
+                      "threads": torch.get_num_threads()}))
+    rows = []
+    for method in args.methods.split(","):
+        for precision in ("fp32", "bf16"):
+            r = finetune_rate(args.model, method, precision, examples, args.steps, args.batch, args.micro)
+            r["fraction_of_matmul_peak"] = round(r["model_gflop_per_second"] / peaks[precision], 3)
+            rows.append(r)
+            print(json.dumps(r))
+    for method in args.methods.split(","):
+        fp32, bf16 = (next(r for r in rows if r["method"] == method and r["precision"] == p) for p in ("fp32", "bf16"))
+        print(json.dumps({"method": method, "bf16_over_fp32_tokens_per_second":
+                          round(bf16["tokens_per_second"] / fp32["tokens_per_second"], 3)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""The stages of one study configuration and how each one runs.
+
+    statistic ─▶ targets ─▶ edit ─┬──────────────▶ evaluate(M_ed)
+                                  └─▶ finetune ─▶ evaluate(M_ed_ft, every checkpoint step)
+    finetune(M) ─▶ evaluate(M_ft, every checkpoint step)          evaluate(M) ─▶ (locality reference of all)
+
+`plan(config, models)` builds the stage graph of one configuration; stages with equal settings get
+equal keys, so a grid shares them (one statistic per model and layer set, one target optimisation
+for every locate-then-edit method on the same requests, one M_ft for every edit method on the same
+requests). `run_stage` executes one stage into the artifact store; it is what both executors call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..data.instructions import load_finetune_data, remove_edited_subjects
+from ..data.loaders import load_requests, save_requests_jsonl
+from ..editing import default_config, get_editor
+from ..editing.delta import EditDelta
+from ..editing.memit import Prepared, prepare
+from ..editing.sequential import edit_sequentially
+from ..editing.statistics import second_moments
+from ..editing.targets import TargetResult
+from ..evaluation.downstream import downstream_accuracy, greedy_continuations
+from ..evaluation.edit_metrics import evaluate_requests, summarise
+from ..evaluation.perplexity import heldout_perplexity
+from ..evaluation.scorer import Scorer
+from ..finetuning.tuner import FinetuneConfig, finetune, load_finetuned, select_layers, trainable_state
+from ..io import atomic_write
+from ..models.registry import LoadedModel, fingerprint, load_model
+from .config import RunConfig
+from .store import ArtifactStore, Stage
+
+log = logging.getLogger(__name__)
+
+FINAL = "final"  # the step label of a fine-tuning run's last state
+SNAPSHOT_EVERY = 25  # default fine-tuning steps between resumable training snapshots
+
+
+# --------------------------------------------------------------------------- models held by a process
+
+
+class ModelPool:
+    """Loaded models kept across stages in one process, always handed out with their original weights.
+
+    Stages that only apply and revert edit deltas give the model back clean; stages that merge
+    fine-tuned weights mark it spoiled, and the next request reloads it from the local cache.
+    """
+
+    def __init__(self):
+        self._models: dict[str, LoadedModel] = {}
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            self._models[name] = load_model(name)
+        return self._models[name]
+
+    def spoil(self, name: str) -> None:
+        self._models.pop(name, None)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def requests_settings(cfg: RunConfig) -> dict:
+    out = {"data": cfg.edit_data, "n": cfg.n_edits, "offset": cfg.edit_offset}
+    path = Path(cfg.edit_data)
+    if path.is_file():
+        out["data_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def edit_config(cfg: RunConfig, lm: LoadedModel):
+    """The editor's defaults for this model, then `edit` overrides: plain keys apply to every method,
+    a table named after a method (e.g. `[config.edit.alphaedit]`) only to that method."""
+    from ..editing import EDITORS
+
+    overrides = {k: v for k, v in cfg.edit.items() if k not in EDITORS}
+    overrides.update(cfg.edit.get(cfg.edit_method, {}))
+    overrides.setdefault("templates.seed", cfg.edit_seed)
+    return default_config(cfg.edit_method, lm, overrides)
+
+
+def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
+    overrides = dict(cfg.finetune)
+    bad = sorted(set(overrides) - set(FinetuneConfig.__dataclass_fields__))
+    if bad:
+        raise ValueError(f"unknown finetune setting(s) {bad}; known: {', '.join(FinetuneConfig.__dataclass_fields__)}")
+    for key in ("method", "layers", "seed"):
+        if key in overrides:
+            raise ValueError(f"set finetune.{key} through the configuration's ft_method / ft_layers / seed")
+    if "checkpoint_steps" in overrides:
+        overrides["checkpoint_steps"] = tuple(int(s) for s in overrides["checkpoint_steps"])
+    if "target_modules" in overrides and overrides["target_modules"] is not None:
+        overrides["target_modules"] = tuple(overrides["target_modules"])
+    return FinetuneConfig(method=cfg.ft_method, layers=tuple(layers), seed=cfg.seed, **overrides)
+
+
+def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
+    """The stages of one configuration, by (state, step): ("M", 0), ("M_ed", 0), ("M_ft", s), ("M_ed_ft", s),
+    plus ("edit", None) and ("finetune:M", None) / ("finetune:M_ed", None) for the producing stages."""
+    model = {"model": cfg.model, "fingerprint": lm.fingerprint}
+    reqs = requests_settings(cfg)
+    ecfg = edit_config(cfg, lm)
+    editor = get_editor(cfg.edit_method)
+    edit_inputs: list[Stage] = []
+    if hasattr(ecfg, "statistic"):
+        stat = Stage.make("statistic", {**model, "layers": list(ecfg.layers), "spec": asdict(ecfg.statistic)})
+        edit_inputs.append(stat)
+        if editor.shares_targets and not cfg.edit_batch_size:
+            edit_inputs.append(Stage.make("targets", {
+                **model, "requests": reqs, "layers": list(ecfg.layers), "targets": asdict(ecfg.targets),
+                "templates": ecfg.to_dict()["templates"]}, (stat,)))
+    edit = Stage.make("edit", {**model, "method": cfg.edit_method, "config": ecfg.to_dict(), "requests": reqs,
+                               "batch_size": cfg.edit_batch_size, "seed": cfg.edit_seed}, tuple(edit_inputs))
+    ev = asdict(cfg.evaluate)
+    base_eval = Stage.make("evaluate", {**model, "state": "M", "step": 0, "requests": reqs, "evaluate": ev})
+    stages: dict[tuple[str, object], Stage] = {("edit", None): edit, ("M", 0): base_eval}
+    stages[("M_ed", 0)] = Stage.make("evaluate", {**model, "state": "M_ed", "step": 0, "requests": reqs,
+                                                  "evaluate": ev}, (edit, base_eval))
+    if cfg.ft_method == "none":
+        return stages
+    layers = select_layers(cfg.ft_layers, lm.n_layers, tuple(ecfg.layers))
+    fcfg = finetune_config(cfg, layers)
+    data = {"source": cfg.ft_data, "n": cfg.ft_examples, "seed": cfg.seed, "without_subjects_of": reqs}
+    if Path(cfg.ft_data).is_file():
+        data["source_sha256"] = hashlib.sha256(Path(cfg.ft_data).read_bytes()).hexdigest()
+    ft_settings = {**model, "finetune": fcfg.to_dict(), "data": data}
+    ft_base = Stage.make("finetune", {**ft_settings, "edited": False})
+    ft_edited = Stage.make("finetune", {**ft_settings, "edited": True}, (edit,))
+    stages[("finetune:M", None)] = ft_base
+    stages[("finetune:M_ed", None)] = ft_edited
+    for step in [*sorted(set(fcfg.checkpoint_steps)), FINAL]:
+        for state, ft, extra in (("M_ft", ft_base, ()), ("M_ed_ft", ft_edited, (edit,))):
+            stages[(state, step)] = Stage.make("evaluate", {
+                **model, "state": state, "step": step, "requests": reqs, "evaluate": ev}, (*extra, ft, base_eval))
+    return stages
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_stage(stage: Stage, store: ArtifactStore, pool: ModelPool | None = None,
+              snapshot_every: int = SNAPSHOT_EVERY) -> Path:
+    """Compute `stage` into the store unless it is already there; returns its directory.
+
+    `snapshot_every` only sets how often a fine-tuning stage saves a resumable snapshot (it does not
+    change any result, so it is not part of the stage's key).
+    """
+    pool = pool or ModelPool()
+    with store.claim(stage) as work:
+        if work is None:
+            return store.path(stage)
+        handler = logging.FileHandler(work / "stage.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("editdecay").addHandler(handler)
+        t0 = time.perf_counter()
+        try:
+            log.info("stage %s: running", stage.name)
+            runner = RUNNERS[stage.kind]
+            record = (runner(stage, store, work, pool, snapshot_every) if stage.kind == "finetune"
+                      else runner(stage, store, work, pool)) or {}
+        finally:
+            logging.getLogger("editdecay").removeHandler(handler)
+            handler.close()
+        record.update({"seconds": time.perf_counter() - t0, "editdecay_version": __version__,
+                       "torch": torch.__version__, "python": platform.python_version()})
+        path = store.publish(stage, work, record)
+        log.info("stage %s: done in %.1f s", stage.name, record["seconds"])
+        return path
+
+
+def _requests(settings: dict):
+    loaded = load_requests(settings["data"], n=settings["n"], offset=settings["offset"])
+    if not loaded.requests:
+        raise ValueError(f"no valid edit requests in {settings['data']!r}")
+    return loaded.requests
+
+
+def _check_model(lm: LoadedModel, settings: dict) -> None:
+    if lm.fingerprint != settings["fingerprint"]:
+        raise RuntimeError(f"model {settings['model']!r} now has fingerprint {lm.fingerprint}, but the study was "
+                           f"planned with {settings['fingerprint']}: the weights changed; rerun into a new directory")
+
+
+def _run_statistic(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
+    s = stage.settings
+    lm = pool.get(s["model"])
+    _check_model(lm, s)
+    from ..editing.statistics import StatisticSpec
+
+    stats = second_moments(lm, s["layers"], StatisticSpec(**s["spec"]))
+    return {"statistic_keys": {str(l): m.key for l, m in stats.items()},
+            "n_tokens": {str(l): m.n_tokens for l, m in stats.items()}}
+
+
+def _stats_for(stage: Stage, lm: LoadedModel, cfg) -> dict | None:
+    if stage.find_input("statistic") is None:
+        return None
+    return second_moments(lm, list(cfg.layers), cfg.statistic)  # from the statistic cache the input filled
+
+
+def _run_targets(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
+    s = stage.settings
+    lm = pool.get(s["model"])
+    _check_model(lm, s)
+    requests = _requests(s["requests"])
+    from ..editing.config import MemitConfig
+
+    spec = stage.input("statistic").settings["spec"]
+    cfg = MemitConfig().with_overrides(layers=s["layers"], targets=s["targets"], templates=s["templates"],
+                                       statistic=spec)
+    prep = prepare(lm, requests, cfg, _stats_for(stage, lm, cfg))
+    t = prep.targets
+    save_file({"z": t.z.contiguous(), "h_init": t.h_init.contiguous()}, str(work / "targets.safetensors"))
+    (work / "targets.json").write_text(json.dumps({
+        "templates": prep.templates, "delta_norm": t.delta_norm, "final_nll": t.final_nll, "steps": t.steps,
+        "timings": prep.timings}, indent=1))
+    return {"n_requests": len(requests), "timings": prep.timings}
+
+
+def _load_prepared(store: ArtifactStore, stage: Stage, stats) -> Prepared:
+    d = store.path(stage)
+    tensors = load_file(str(d / "targets.safetensors"))
+    meta = json.loads((d / "targets.json").read_text())
+    result = TargetResult(tensors["z"], tensors["h_init"], meta["delta_norm"], meta["final_nll"], meta["steps"])
+    return Prepared(stats, meta["templates"], result, {"targets_s": meta["timings"].get("targets_s", 0.0)})
+
+
+def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
+    s = stage.settings
+    lm = pool.get(s["model"])
+    _check_model(lm, s)
+    requests = _requests(s["requests"])
+    editor = get_editor(s["method"])
+    cfg = editor.config_class.from_dict(s["config"])
+    stats = _stats_for(stage, lm, cfg)
+    kwargs = {"stats": stats} if stats is not None else {}
+    torch.manual_seed(s["seed"])
+    t0 = time.perf_counter()
+    if s["batch_size"] and s["batch_size"] < len(requests):
+        delta = edit_sequentially(lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential.pt")
+    else:
+        targets = stage.find_input("targets")
+        if targets is not None:
+            kwargs["prepared"] = _load_prepared(store, targets, stats)
+        delta = editor.edit(lm, requests, cfg, **kwargs)
+    seconds = time.perf_counter() - t0
+    delta.seeds["job"] = s["seed"]
+    delta.save(work / "delta")
+    save_requests_jsonl(requests, work / "requests.jsonl")
+    norms = delta.norms(lm.model)
+    return {"n_edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / len(requests),
+            "delta_relative_norms": norms, "layers": list(cfg.layers)}
+
+
+def _run_finetune(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool,
+                  snapshot_every: int = SNAPSHOT_EVERY) -> dict:
+    s = stage.settings
+    lm = pool.get(s["model"])
+    _check_model(lm, s)
+    data = s["data"]
+    examples = load_finetune_data(data["source"], n=data["n"], seed=data["seed"])
+    kept, overlap = remove_edited_subjects(examples, _requests(data["without_subjects_of"]))
+    log.info("fine-tuning data: %d examples, %d removed for mentioning an edited subject", len(kept),
+             overlap.n_removed)
+    fcfg = _finetune_config(s["finetune"])
+    edited_layers: list[int] = []
+    pool.spoil(s["model"])  # the weights change from here on
+    if s["edited"]:
+        delta = EditDelta.load(store.path(stage.input("edit")) / "delta")
+        delta.apply(lm.model)
+        edited_layers = store.record(stage.input("edit"))["layers"]
+
+    def save_checkpoint(step: int, model) -> None:
+        _save_weights(work / f"step-{step}", trainable_state(model))
+
+    res = finetune(lm, kept, fcfg, edited_layers, on_checkpoint=save_checkpoint,
+                   snapshot=work / "snapshot.pt", snapshot_every=snapshot_every)
+    _save_weights(work / FINAL, trainable_state(res.model))
+    losses = pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses})
+    atomic_write(work / "losses.csv", lambda tmp: losses.to_csv(tmp, index=False))
+    return {"steps": res.steps, "tokens": res.tokens, "train_seconds": res.seconds,
+            "tokens_per_second": res.tokens_per_second, "trainable_parameters": res.trainable_parameters,
+            "layers": res.layers, "n_examples": len(kept),
+            "overlap": {"n_checked": overlap.n_checked, "n_removed": overlap.n_removed,
+                        "per_subject": overlap.per_subject}}
+
+
+def _finetune_config(d: dict) -> FinetuneConfig:
+    d = {k: v for k, v in d.items() if k != "learning_rate"}
+    d["layers"] = tuple(d["layers"]) if isinstance(d["layers"], list) else d["layers"]
+    d["checkpoint_steps"] = tuple(d["checkpoint_steps"])
+    if d.get("target_modules") is not None:
+        d["target_modules"] = tuple(d["target_modules"])
+    return FinetuneConfig(**d)
+
+
+def _save_weights(directory: Path, weights: dict[str, torch.Tensor]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / "weights.safetensors",
+                 lambda tmp: save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp)))
+
+
+def model_state(stage: Stage, store: ArtifactStore, pool: ModelPool) -> tuple[LoadedModel, int, object]:
+    """Build the model state an evaluate stage names: returns (lm, fine-tuning step, cleanup)."""
+    s = stage.settings
+    lm = pool.get(s["model"])
+    _check_model(lm, s)
+    edit, ft = stage.find_input("edit"), stage.find_input("finetune")
+    applied = EditDelta.load(store.path(edit) / "delta").apply(lm.model) if edit is not None else None
+    if ft is None:
+        return lm, 0, (applied.revert if applied else (lambda: None))
+    pool.spoil(s["model"])
+    ft_dir = store.path(ft)
+    record = store.record(ft)
+    step = record["steps"] if s["step"] == FINAL else int(s["step"])
+    sub = FINAL if s["step"] == FINAL else f"step-{s['step']}"
+    if not (ft_dir / sub / "weights.safetensors").exists():
+        raise FileNotFoundError(f"fine-tuning run {ft.key} has no weights for step {s['step']} (it ran {record['steps']} steps)")
+    fcfg = _finetune_config(ft.settings["finetune"])
+    model = load_finetuned(lm, fcfg, record["layers"], load_file(str(ft_dir / sub / "weights.safetensors")))
+    tuned = LoadedModel(lm.name, model, lm.tokenizer, lm.adapter, fingerprint(model), lm.source)
+    return tuned, step, (lambda: None)
+
+
+def _run_evaluate(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
+    s = stage.settings
+    ev = s["evaluate"]
+    requests = _requests(s["requests"])
+    reference = None
+    if s["state"] != "M":
+        reference = pd.read_parquet(store.path(stage.input("evaluate")) / "edits.parquet")
+    lm, step, cleanup = model_state(stage, store, pool)
+    try:
+        scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
+        table = evaluate_requests(scorer, requests, reference=reference, desc=f"evaluating {s['state']}")
+        if ev["answer_tokens"]:
+            table["answer"] = greedy_continuations(lm, [r.text for r in requests], ev["answer_tokens"])
+        table.to_parquet(work / "edits.parquet", index=False)
+        metrics = {"state": s["state"], "step": step, "edit_metrics": summarise(table)}
+        if ev["ds_per_task"]:
+            ds = downstream_accuracy(lm, n_per_task=ev["ds_per_task"], seed=ev["ds_seed"], modes=ev["ds_modes"],
+                                     max_new_tokens=ev["ds_max_new_tokens"], scorer=scorer)
+            ds.to_csv(work / "downstream.csv", index=False)
+            metrics["ds"] = {m: float(ds[(ds["task"] == "average") & (ds["mode"] == m)]["accuracy"].iloc[0] * 100)
+                             for m in ev["ds_modes"]}
+        metrics["heldout_ppl"] = heldout_perplexity(lm, max_tokens=ev["ppl_tokens"]) if ev["ppl_tokens"] else math.nan
+    finally:
+        cleanup()
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+RUNNERS = {"statistic": _run_statistic, "targets": _run_targets, "edit": _run_edit, "finetune": _run_finetune,
+           "evaluate": _run_evaluate}

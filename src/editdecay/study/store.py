@@ -1,0 +1,151 @@
+"""Content-addressed artifact store: every stage's output lives in a directory named by its key.
+
+    STORE/<kind>/<key>/            a finished stage (stage.json + its files); never modified again
+    STORE/<kind>/.<key>.work/      the stage while it runs (a rerun after a kill may resume from it)
+    STORE/<kind>/.<key>.lock       held (flock) by the process running the stage
+
+A stage is published by renaming its work directory onto the final name, so a reader sees either
+nothing or the complete output; the lock makes concurrent runners (several processes or Ray
+workers sharing a file system) wait for each other instead of computing the same stage twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def canonical_json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value):
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable in stage settings: {value!r}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of work: its kind, the settings that determine its output, and the stages it reads."""
+
+    kind: str
+    settings: dict = field(hash=False, compare=False)
+    inputs: tuple["Stage", ...] = field(default=(), hash=False, compare=False)
+    key: str = field(default="", compare=True)
+
+    @staticmethod
+    def make(kind: str, settings: dict, inputs: tuple["Stage", ...] = ()) -> "Stage":
+        settings = json.loads(canonical_json(settings))  # normalised: tuples become lists, keys sorted
+        text = canonical_json({"kind": kind, "settings": settings, "inputs": [s.key for s in inputs]})
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return Stage(kind, settings, tuple(inputs), key)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.key}"
+
+    def input(self, kind: str) -> "Stage":
+        found = [s for s in self.inputs if s.kind == kind]
+        if len(found) != 1:
+            raise KeyError(f"stage {self.name} has {len(found)} inputs of kind {kind!r}")
+        return found[0]
+
+    def find_input(self, kind: str) -> "Stage | None":
+        found = [s for s in self.inputs if s.kind == kind]
+        return found[0] if found else None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "key": self.key, "settings": self.settings,
+                "inputs": [s.to_dict() for s in self.inputs]}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Stage":
+        stage = Stage.make(d["kind"], d["settings"], tuple(Stage.from_dict(i) for i in d["inputs"]))
+        if stage.key != d["key"]:
+            raise ValueError(f"stage {d['kind']}/{d['key']} does not match its settings (key {stage.key})")
+        return stage
+
+
+def walk(stages) -> list[Stage]:
+    """Every stage reachable from `stages`, inputs before the stages that read them, each once."""
+    order: list[Stage] = []
+    seen: set[str] = set()
+
+    def visit(s: Stage) -> None:
+        if s.key in seen:
+            return
+        for i in s.inputs:
+            visit(i)
+        seen.add(s.key)
+        order.append(s)
+
+    for s in stages:
+        visit(s)
+    return order
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, stage: Stage) -> Path:
+        return self.root / stage.kind / stage.key
+
+    def done(self, stage: Stage) -> bool:
+        return (self.path(stage) / "stage.json").exists()
+
+    def work_path(self, stage: Stage) -> Path:
+        return self.root / stage.kind / f".{stage.key}.work"
+
+    @contextmanager
+    def claim(self, stage: Stage) -> Iterator[Path | None]:
+        """Hold the stage's lock; yield its work directory, or None when it is already finished."""
+        lock_path = self.root / stage.kind / f".{stage.key}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if self.done(stage):
+                    yield None
+                    return
+                work = self.work_path(stage)
+                work.mkdir(parents=True, exist_ok=True)
+                yield work
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def publish(self, stage: Stage, work: Path, record: dict) -> Path:
+        """Write stage.json last, then move the work directory onto the stage's final path."""
+        atomic_write(work / "stage.json", lambda tmp: tmp.write_text(json.dumps(
+            {**record, "kind": stage.kind, "key": stage.key, "settings": stage.settings,
+             "inputs": {s.kind: s.key for s in stage.inputs}}, indent=1, default=_jsonable)))
+        final = self.path(stage)
+        if final.exists():  # an unfinished leftover without stage.json (cannot happen with rename, but be safe)
+            shutil.rmtree(final)
+        os.replace(work, final)
+        return final
+
+    def record(self, stage: Stage) -> dict:
+        return json.loads((self.path(stage) / "stage.json").read_text())
+
+    def clear_work(self, stage: Stage) -> Path:
+        work = self.work_path(stage)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        return work

@@ -1,0 +1,205 @@
+"""The study pipeline on the tiny model: shared stages, gathered tables, reruns that redo nothing,
+a run killed during fine-tuning that resumes to identical results, and the Ray executor."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from editdecay.study.config import RunConfig, Study
+from editdecay.study.pipeline import make_plan, run_study
+from editdecay.study.store import Stage
+
+TINY = {
+    "name": "tiny",
+    "config": {
+        "model": "tiny-llama", "edit_method": "memit", "n_edits": 3, "ft_method": "lora", "ft_examples": 16,
+        "edit": {"statistic.max_tokens": 2000, "statistic.window": 128, "targets.steps": 4,
+                 "alphaedit": {"nullspace_rule": "keep", "nullspace_threshold": 16}},
+        "finetune": {"max_steps": 4, "batch_size": 4, "micro_batch_size": 2, "cutoff_len": 64, "warmup_steps": 1,
+                     "r": 4, "alpha": 8, "lr": 5e-3, "checkpoint_steps": [2]},
+        "evaluate": {"ds_per_task": 1, "ds_modes": ["rank"], "ppl_tokens": 128, "answer_tokens": 2},
+    },
+    "grid": {"edit_method": ["memit", "alphaedit"], "ft_method": ["none", "lora"]},
+}
+
+
+def _study(tmp: Path, **changes) -> Study:
+    raw = copy.deepcopy(TINY)
+    for k, v in changes.items():
+        raw[k] = v
+    return Study.from_dict(raw, out=tmp)
+
+
+def test_grid_shares_statistic_targets_and_base_finetuning(tmp_path):
+    plan = make_plan(_study(tmp_path))
+    kinds = pd.Series([s.kind for s in plan.stages]).value_counts().to_dict()
+    # 4 configurations, but one statistic, one target optimisation for both solvers, one M_ft run
+    assert len(plan.configs) == 4
+    assert kinds == {"statistic": 1, "targets": 1, "edit": 2, "finetune": 3, "evaluate": 1 + 2 + 2 + 4}
+    lora = [c for c in plan.configs if c.config.ft_method == "lora"]
+    assert lora[0].stages[("finetune:M", None)].key == lora[1].stages[("finetune:M", None)].key
+    assert lora[0].stages[("finetune:M_ed", None)].key != lora[1].stages[("finetune:M_ed", None)].key
+
+
+def test_stage_keys_follow_settings_and_round_trip():
+    a = Stage.make("edit", {"x": 1, "y": (1, 2)})
+    assert a.key == Stage.make("edit", {"y": [1, 2], "x": 1}).key
+    assert a.key != Stage.make("edit", {"x": 2, "y": [1, 2]}).key
+    b = Stage.make("evaluate", {"s": "M_ed"}, (a,))
+    assert b.key != Stage.make("evaluate", {"s": "M_ed"}, (Stage.make("edit", {"x": 2}),)).key
+    assert Stage.from_dict(b.to_dict()).key == b.key
+
+
+def test_bad_configuration_names_the_field(tmp_path):
+    with pytest.raises(ValueError, match="ft_method 'lorra'"):
+        Study.from_dict({**TINY, "grid": {"ft_method": ["lorra"]}}, out=tmp_path)
+    with pytest.raises(ValueError, match="unknown configuration field"):
+        Study.from_dict({"config": {"modle": "x"}}, out=tmp_path)
+    with pytest.raises(ValueError, match="unknown finetune setting"):
+        make_plan(_study(tmp_path, grid={}, config={**TINY["config"], "finetune": {"lrate": 1}}))
+    with pytest.raises(ValueError, match="layer"):
+        make_plan(_study(tmp_path, grid={}, config={**TINY["config"], "edit": {"layers": [9]}}))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return run_study(_study(out), report=False), out
+
+
+def test_run_gathers_every_state_and_decay(finished):
+    run, out = finished
+    edits, decay = run.tables["edits"], run.tables["decay"]
+    assert set(edits["state"]) == {"M", "M_ed", "M_ft", "M_ed_ft"}
+    lora = edits[edits["ft_method"] == "lora"]
+    assert sorted(lora[lora["state"] == "M_ed_ft"]["step"].unique()) == [2, 4]
+    assert len(edits[(edits["state"] == "M_ed") & (edits["edit_method"] == "memit")]) == 3 * 2  # noft + lora
+    assert len(decay) == 2 * (1 + 2)  # per method: no FT row + two checkpoint rows
+    assert decay[decay["ft_method"] == "lora"]["es_ed_ft"].notna().all()
+    assert set(run.tables["downstream"]["mode"]) == {"rank"}
+    for name in ("configs", "edits", "decay", "flips", "downstream", "training", "perplexity"):
+        assert (out / "results" / f"{name}.csv").exists()
+    assert (out / "results" / "edits.parquet").exists() and (out / "results" / "study.json").exists()
+    # the edit of M_ed is the same in the no-FT and the LoRA configuration of a method
+    m = edits[(edits["state"] == "M_ed") & (edits["edit_method"] == "memit")]
+    a, b = (g.sort_values("case_id")["nll_new"].to_numpy() for _, g in m.groupby("config_id"))
+    assert (a == b).all()
+
+
+def test_rerun_reuses_everything(finished, caplog):
+    run, out = finished
+    before = (out / "results" / "decay.csv").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "store").rglob("stage.json")}
+    caplog.set_level("INFO", logger="editdecay")
+    again = run_study(_study(out), report=False)
+    assert "0 to run" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in (out / "store").rglob("stage.json")} == stamps
+    assert (out / "results" / "decay.csv").read_text() == before
+    assert len(again.plan.pending()) == 0
+
+
+def _write_study_file(path: Path, out: Path, max_steps: int) -> Path:
+    cfg = copy.deepcopy(TINY["config"])
+    cfg["finetune"]["max_steps"] = max_steps
+    cfg["finetune"]["epochs"] = 20  # 16 examples in batches of 4: enough epochs for max_steps
+    cfg["finetune"]["checkpoint_steps"] = [max_steps // 2]
+    lines = [f'name = "kill"', f'out = "{out}"', "snapshot_every = 3", "[config]"]
+    for k, v in cfg.items():
+        if not isinstance(v, dict):
+            lines.append(f"{k} = {_toml(v)}")
+    for section in ("finetune", "evaluate"):
+        lines.append(f"[config.{section}]")
+        lines += [f'"{k}" = {_toml(v)}' for k, v in cfg[section].items()]
+    lines.append("[config.edit]")
+    lines += [f'"{k}" = {_toml(v)}' for k, v in cfg["edit"].items() if not isinstance(v, dict)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(v) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "editdecay", *args]
+
+
+def test_killed_during_finetuning_resumes_to_identical_results(tmp_path):
+    steps = 60
+    clean = tmp_path / "clean"
+    killed = tmp_path / "killed"
+    env = {**os.environ, "EDITDECAY_NO_PROGRESS": "1"}
+    subprocess.run(_cli("run", str(_write_study_file(tmp_path / "a.toml", clean, steps)), "--no-report"),
+                   check=True, env=env, capture_output=True)
+    study_file = _write_study_file(tmp_path / "b.toml", killed, steps)
+    proc = subprocess.Popen(_cli("run", str(study_file), "--no-report"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    snapshots: list[Path] = []
+    while time.time() < deadline and proc.poll() is None:
+        snapshots = list((killed / "store" / "finetune").glob(".*.work/snapshot.pt")) \
+            if (killed / "store" / "finetune").exists() else []
+        if snapshots:
+            break
+        time.sleep(0.02)
+    assert snapshots, "fine-tuning never wrote a snapshot before the run ended"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.parent.name for p in (killed / "store").rglob("stage.json")}
+    assert not (killed / "results").exists()
+
+    first_log = (killed / "run.log").read_text()
+    rerun = subprocess.run(_cli("run", str(study_file), "--no-report"), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = (killed / "run.log").read_text()[len(first_log):]
+    assert "resuming lora fine-tuning from step" in log
+    reran = {line.split("stage ")[1].split(":")[0].split("/")[1] for line in log.splitlines()
+             if ": running" in line and "stage " in line}
+    assert not reran & finished_before, "a finished stage ran again"
+    for name in ("edits.csv", "decay.csv", "training.csv", "downstream.csv"):
+        a = pd.read_csv(clean / "results" / name)
+        b = pd.read_csv(killed / "results" / name)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_executor_on_a_local_cluster_matches_local_run(finished, tmp_path):
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        study = _study(tmp_path / "ray", grid={"edit_method": ["memit"], "ft_method": ["lora"]})
+        run = run_study(study, executor="ray", address=f"127.0.0.1:{port}", report=False)
+        assert len(run.plan.pending()) == 0
+        local, _ = finished
+        ours = run.tables["decay"].drop(columns=[]).reset_index(drop=True)
+        theirs = local.tables["decay"]
+        theirs = theirs[theirs["config_id"].isin(ours["config_id"])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
