@@ -173,19 +173,23 @@ def _load_study(study_file: Optional[Path], out: Optional[Path]):
     from .study.config import Study
 
     path = study_file or DEFAULT_STUDY
+    bundled = DEFAULT_STUDY.parent / f"{path}.toml"
+    if not path.exists() and bundled.exists():  # a bundled study by name: `editdecay run ft-methods`
+        path = bundled
     if not path.exists():
-        raise FileNotFoundError(f"study file {path} not found")
+        names = ", ".join(sorted(p.stem for p in DEFAULT_STUDY.parent.glob("*.toml")))
+        raise FileNotFoundError(f"study file {path} not found (bundled studies: {names})")
     return Study.load(path, out=out)
 
 
-def _run_study(study_file, out, store, executor, address, no_report, verbose) -> None:
+def _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage: float = 1.0) -> None:
     _setup_logging(verbose)
     from .study.pipeline import run_study
 
     try:
         study = _load_study(study_file, out)
         result = run_study(study, executor=executor, address=address, store=store, report=not no_report,
-                           command=" ".join(["editdecay", *sys.argv[1:]]))
+                           command=" ".join(["editdecay", *sys.argv[1:]]), cpus_per_stage=cpus_per_stage)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -217,7 +221,7 @@ def _print_frame(df, title: str) -> None:
 
 @app.command()
 def run(
-    study_file: Optional[Path] = typer.Argument(None, help="study TOML (default: the bundled default study)"),
+    study_file: Optional[Path] = typer.Argument(None, help="study TOML, or a bundled study's name (default: default)"),
     out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
     store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
     no_report: bool = typer.Option(False, "--no-report", help="only compute and gather the tables"),
@@ -235,12 +239,13 @@ def grid(
     out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
     store: Optional[Path] = typer.Option(None, help="artifact store (must be shared by all Ray nodes)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list configurations and stages, run nothing"),
+    cpus_per_stage: float = typer.Option(1.0, help="Ray: CPUs reserved by (and threads of) each stage"),
     no_report: bool = typer.Option(False, "--no-report"),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Expand a study's grid, run every distinct stage once (locally or on Ray) and gather one table."""
     if not dry_run:
-        _run_study(study_file, out, store, executor, address, no_report, verbose)
+        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage)
         return
     _setup_logging(verbose)
     from .study.pipeline import make_plan
@@ -325,6 +330,48 @@ def mend_train(
                   f"({tr['seconds_per_step']:.2f} s/step); held-out ES {tr['heldout_unedited_es']:.2f} unedited → "
                   f"{final.get('es', float('nan')):.2f}, PS {final.get('ps', float('nan')):.2f}")
     console.print(f"wrote {where}/ (mend.safetensors, mend.json, curve.csv)")
+
+
+@app.command()
+def reproduce(
+    scale: str = typer.Option("small", help="small (2-core CPU, a few hours per model), medium, or paper (GPUs)"),
+    models: str = typer.Option("smollm2-135m,gemma3-270m", help="comma-separated model names"),
+    out: Path = typer.Option(Path("results/reproduction"), help="run directory"),
+    store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and its estimated time, run nothing"),
+    executor: str = typer.Option("local", help="local (this process) or ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+):
+    """Run the grid that tests the paper's claims, then write REPRODUCTION.md and print the claims table."""
+    _setup_logging(verbose)
+    from .study.reproduce import describe, estimate_table, reproduction_study, write_reproduction
+
+    try:
+        study = reproduction_study(scale, [m for m in models.split(",") if m.strip()], out)
+        if dry_run:
+            _print_frame(describe(study), f"reproduction grid, scale {scale}: {len(study.configs)} configurations")
+            estimate = estimate_table(study)
+            _print_frame(estimate, "distinct stages and estimated hours per model (2-core CPU cost model)")
+            console.print(f"estimated total: {estimate['hours'].sum():.1f} h on the 2-core CPU the cost model was "
+                          "measured on (SmolLM2-135M timings; model loading not counted)")
+            return
+        from .study.pipeline import run_study
+
+        result = run_study(study, executor=executor, address=address, store=store,
+                           command=" ".join(["editdecay", *sys.argv[1:]]))
+        rep = write_reproduction(result.run_dir)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    colours = {"holds": "green", "does not hold": "red", "inconclusive": "yellow", "not tested": "dim"}
+    t = Table(title=f"paper claims, scale {scale} ({len(study.configs)} configurations)")
+    for column in ("id", "claim", "paper", "this run", "verdict"):
+        t.add_column(column, justify="right" if column == "id" else "left")
+    for c in rep.claims:
+        t.add_row(str(c.id), c.claim, c.paper, c.ours, f"[{colours[c.verdict]}]{c.verdict}[/{colours[c.verdict]}]")
+    console.print(t)
+    console.print(f"wrote {rep.markdown_path}; tables in {result.run_dir / 'results'}/")
 
 
 def main() -> None:  # pragma: no cover

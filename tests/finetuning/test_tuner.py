@@ -141,3 +141,13 @@ def test_saved_trainable_state_rebuilds_the_tuned_model(method, tiny_lm, example
     assert not torch.allclose(got, tiny_lm.model(input_ids=ids).logits, atol=1e-3)  # it did train
     with pytest.raises(ValueError, match="unknown parameters"):
         load_finetuned(fresh(), cfg, res.layers, {"nope.weight": torch.zeros(1)})
+
+
+def test_learning_rate_schedule_warms_up_then_decays_and_never_exceeds_one():
+    from editdecay.finetuning.tuner import lr_multiplier
+
+    ramp = [lr_multiplier(s, 10, 4) for s in range(10)]
+    assert ramp[:4] == [0.25, 0.5, 0.75, 1.0] and ramp[4] == 1.0 and ramp[-1] == pytest.approx(1 / 6)
+    assert all(b <= a for a, b in zip(ramp[3:], ramp[4:]))
+    short = [lr_multiplier(s, 5, 100) for s in range(5)]  # shorter than the warm-up
+    assert max(short) <= 1.0 and short == sorted(short)

@@ -203,3 +203,50 @@ def test_ray_executor_on_a_local_cluster_matches_local_run(finished, tmp_path):
         pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_study_file_rules(tmp_path):
+    base = {"config": {"model": "tiny-llama", "n_edits": 3, "finetune": {"max_steps": 4, "r": 4}}}
+    # [[extra]] adds to the base configuration and merges nested tables key by key
+    study = Study.from_dict({**base, "extra": [{"seed": 1, "finetune": {"max_steps": 8}}]}, out=tmp_path)
+    assert [c.seed for c in study.configs] == [0, 1]
+    assert study.configs[1].finetune == {"max_steps": 8, "r": 4}
+    # an explicit layer list is one value; a list of lists is an axis
+    one = Study.from_dict({**base, "grid": {"ft_layers": [10, 11]}}, out=tmp_path)
+    assert [c.ft_layers for c in one.configs] == [(10, 11)]
+    two = Study.from_dict({**base, "grid": {"ft_layers": [[1], [2, 3]]}}, out=tmp_path)
+    assert [c.ft_layers for c in two.configs] == [(1,), (2, 3)]
+    # without fine-tuning, fine-tuning axes do not multiply configurations
+    noft = Study.from_dict({**base, "grid": {"ft_method": ["none"], "seed": [0, 1], "ft_layers": ["all", "edited"]}},
+                           out=tmp_path)
+    assert len(noft.configs) == 1
+    assert RunConfig(n_edits=5, edit_batch_size=0) == RunConfig(n_edits=5, edit_batch_size=5) == RunConfig(n_edits=5)
+
+
+def test_equal_runs_share_keys_and_checkpoints_stay_inside_the_run(tmp_path):
+    def plan_of(**finetune):
+        raw = copy.deepcopy(TINY)
+        raw["grid"] = {}
+        raw["config"]["finetune"].update(finetune)
+        return make_plan(Study.from_dict(raw, out=tmp_path)).configs[0].stages
+
+    a = plan_of(lr=None, checkpoint_steps=[3, 2])
+    b = plan_of(lr=None, checkpoint_steps=[2, 3, 3])
+    from editdecay.finetuning.tuner import FinetuneConfig
+    c = plan_of(lr=FinetuneConfig().learning_rate, checkpoint_steps=[2, 3])  # None resolves to the default
+    key = ("finetune:M_ed", None)
+    assert a[key].key == b[key].key == c[key].key
+    # 16 examples in batches of 4, max_steps 4: a checkpoint at 4 or later would be the final state
+    late = plan_of(checkpoint_steps=[2, 4, 9])
+    assert late[key].settings["finetune"]["checkpoint_steps"] == [2]
+    assert ("M_ed_ft", 4) not in late and ("M_ed_ft", 2) in late
+
+
+def test_method_specific_edit_axis_reaches_only_that_method(tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit", "alphaedit"], "ft_method": ["none"],
+                   "edit.alphaedit.nullspace_threshold": [12, 20]}
+    plan = make_plan(Study.from_dict(raw, out=tmp_path))
+    cfgs = {(c.config.edit_method, c.stages[("edit", None)].settings["config"].get("nullspace_threshold"))
+            for c in plan.configs}
+    assert cfgs == {("memit", None), ("alphaedit", 12), ("alphaedit", 20)}

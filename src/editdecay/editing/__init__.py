@@ -12,6 +12,7 @@ from .config import AlphaEditConfig, MemitConfig, MendConfig, RomeConfig, defaul
 from .delta import EditDelta
 from .memit import memit_edit
 from .mend import mend_edit
+from .mend.artifact import artifact_digest as mend_artifact_digest
 from .rome import rome_edit
 
 
@@ -31,6 +32,7 @@ class EditorSpec:
     edit: Callable[..., EditDelta]
     state_class: type | None = None
     shares_targets: bool = False
+    artifact_digest: Callable[..., str] | None = None  # (lm, cfg) -> hash of a trained editor it loads
 
     @property
     def stateful(self) -> bool:
@@ -48,7 +50,8 @@ EDITORS: dict[str, EditorSpec] = {
     "rome": EditorSpec("rome", "ROME: one rank-one update of one MLP out-projection per fact, applied in turn",
                        RomeConfig, rome_edit),
     "mend": EditorSpec("mend", "MEND: a trained hypernetwork turns the edit gradient of the last layers' MLPs "
-                       "into one summed update (train it first: `editdecay mend-train`)", MendConfig, mend_edit),
+                       "into one summed update (train it first: `editdecay mend-train`)", MendConfig, mend_edit,
+                       artifact_digest=mend_artifact_digest),
 }
 
 

@@ -122,8 +122,7 @@ def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: Finet
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
-                                              * max(0.0, (total - s) / max(1, total - min(cfg.warmup_steps, total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     device = model_device(model)
     model.train()
@@ -180,6 +179,14 @@ def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: Finet
     if snapshot is not None and snapshot.exists():
         snapshot.unlink()
     return FinetuneResult(model, losses, step, tokens, time.perf_counter() - t0, layers, n_trainable)
+
+
+def lr_multiplier(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps to the full rate, then linear decay to zero at `total`
+    (the LLM-Adapters schedule); a run shorter than its warm-up only warms up."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def load_finetuned(lm: LoadedModel, cfg: FinetuneConfig, layers: Sequence[int],

@@ -79,8 +79,19 @@ class RunConfig:
             raise ValueError(f"ft_method {self.ft_method!r} unknown; use one of {', '.join(FT_METHODS)}")
         if self.n_edits <= 0:
             raise ValueError(f"n_edits must be positive, got {self.n_edits}")
-        if isinstance(self.ft_layers, list):
+        if isinstance(self.ft_layers, (list, tuple)):
             object.__setattr__(self, "ft_layers", tuple(int(x) for x in self.ft_layers))
+        elif not isinstance(self.ft_layers, str):
+            raise ValueError(f"ft_layers must be all, edited, non-edited or a list of layers, got {self.ft_layers!r}")
+        if not self.edit_batch_size or self.edit_batch_size >= self.n_edits:
+            object.__setattr__(self, "edit_batch_size", None)  # one batch, however it was written
+        for name in ("edit_data", "ft_data"):
+            value = getattr(self, name)
+            if Path(value).is_file():
+                object.__setattr__(self, name, str(Path(value).resolve()))
+        if self.ft_method == "none":  # fine-tuning settings mean nothing here: one configuration, not many
+            for name in ("ft_data", "ft_examples", "ft_layers", "seed", "finetune"):
+                object.__setattr__(self, name, copy.deepcopy(_DEFAULTS[name]))
 
     def to_dict(self) -> dict:
         return json.loads(canonical_json(asdict(self)))
@@ -122,6 +133,9 @@ class RunConfig:
         return RunConfig(**d)
 
 
+_DEFAULTS = {"ft_data": "commonsense", "ft_examples": 1000, "ft_layers": "all", "seed": 0, "finetune": {}}
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(text)).strip("-")
 
@@ -150,8 +164,6 @@ class Study:
             raise ValueError(f"unknown study section(s) {unknown}; use name, out, config, grid, extra")
         base = raw.get("config", {})
         blocks = [raw.get("grid", {})] + list(raw.get("extra", []))
-        if not raw.get("grid") and raw.get("extra"):
-            blocks = list(raw["extra"])
         configs: list[RunConfig] = []
         seen: set[str] = set()
         for block in blocks:
@@ -167,7 +179,7 @@ class Study:
 def expand(base: dict, axes: dict) -> list[RunConfig]:
     """The cartesian product of `axes` (lists; scalars are single values) applied over `base`."""
     names = list(axes)
-    values = [v if isinstance(v, list) else [v] for v in axes.values()]
+    values = [v if isinstance(v, list) and not _one_layer_list(k, v) else [v] for k, v in axes.items()]
     out = []
     for combo in itertools.product(*values) if names else [()]:
         d = copy.deepcopy(base)
@@ -177,11 +189,21 @@ def expand(base: dict, axes: dict) -> list[RunConfig]:
     return out
 
 
+def _one_layer_list(key: str, value: list) -> bool:
+    """`ft_layers = [10, 11]` is one explicit layer list, not an axis (an axis of lists is a list of lists)."""
+    return key == "ft_layers" and bool(value) and all(isinstance(x, int) for x in value)
+
+
 def _set_dotted(d: dict, key: str, value) -> None:
     head, _, rest = key.partition(".")
     if rest and head not in ("edit", "finetune", "evaluate"):
         raise ValueError(f"grid axis {key!r}: only edit.*, finetune.* and evaluate.* may be dotted")
     if rest:
         d.setdefault(head, {})[rest] = value  # editor overrides keep their own dotted names
+    elif isinstance(value, dict) and isinstance(d.get(head), dict):
+        merged = dict(d[head])  # a table in [grid] / [[extra]] is merged over [config]'s, key by key
+        for k, v in value.items():
+            merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        d[head] = merged
     else:
         d[head] = value

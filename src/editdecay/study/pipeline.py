@@ -67,7 +67,7 @@ def make_plan(study: Study, store: str | Path | None = None, pool: ModelPool | N
     for cfg in study.configs:
         try:
             configs.append(PlannedConfig(cfg, plan(cfg, pool.get(cfg.model))))
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
             raise ValueError(f"configuration {cfg.config_id}: {e}") from e
     return StudyPlan(study, store, configs)
 
@@ -96,8 +96,10 @@ def _describe(stage: Stage) -> str:
     return " ".join(map(str, bits)) + f" ({stage.key})"
 
 
-def _ray_stage(stage_dict: dict, store_root: str, snapshot_every: int, *_inputs_done) -> str:
+def _ray_stage(stage_dict: dict, store_root: str, snapshot_every: int, threads: int, *_inputs_done) -> str:
     """Body of one Ray task: the inputs' results are only awaited (their outputs are in the store)."""
+    logging.getLogger("editdecay").setLevel(logging.INFO)  # so stage.log records the stage's progress
+    torch.set_num_threads(threads)
     stage = Stage.from_dict(stage_dict)
     return str(run_stage(stage, ArtifactStore(store_root), snapshot_every=snapshot_every))
 
@@ -120,7 +122,8 @@ def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1
             if stage.key not in pending:
                 continue
             deps = [refs[i.key] for i in stage.inputs if i.key in refs]
-            refs[stage.key] = remote.remote(stage.to_dict(), root, plan_.study.snapshot_every, *deps)
+            refs[stage.key] = remote.remote(stage.to_dict(), root, plan_.study.snapshot_every,
+                                            max(1, int(cpus_per_stage)), *deps)
         log.info("submitted %d stages to Ray at %s", len(refs), address or "a new local instance")
         ray.get(list(refs.values()))
     finally:
@@ -214,7 +217,7 @@ class StudyRun:
 
 
 def run_study(study: Study, executor: str = "local", address: str | None = None, store: str | Path | None = None,
-              report: bool = True, command: str | None = None) -> StudyRun:
+              report: bool = True, command: str | None = None, cpus_per_stage: float = 1.0) -> StudyRun:
     run_dir = Path(study.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "run.log")
@@ -230,7 +233,7 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
         if executor == "local":
             execute_local(plan_, pool)
         elif executor == "ray":
-            execute_ray(plan_, address)
+            execute_ray(plan_, address, cpus_per_stage)
         else:
             raise ValueError(f"unknown executor {executor!r}; use local or ray")
         tables = gather(plan_, run_dir / "results")

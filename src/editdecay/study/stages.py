@@ -12,13 +12,14 @@ requests). `run_stage` executes one stage into the artifact store; it is what bo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -88,8 +89,18 @@ def edit_config(cfg: RunConfig, lm: LoadedModel):
     a table named after a method (e.g. `[config.edit.alphaedit]`) only to that method."""
     from ..editing import EDITORS
 
-    overrides = {k: v for k, v in cfg.edit.items() if k not in EDITORS}
-    overrides.update(cfg.edit.get(cfg.edit_method, {}))
+    overrides, own = {}, {}
+    for key, value in cfg.edit.items():
+        head, _, rest = key.partition(".")
+        if key in EDITORS:  # a [config.edit.<method>] table
+            if key == cfg.edit_method:
+                own.update(value)
+        elif head in EDITORS:  # "alphaedit.nullspace_threshold", as a grid axis writes it
+            if head == cfg.edit_method:
+                own[rest] = value
+        else:
+            overrides[key] = value
+    overrides.update(own)
     overrides.setdefault("templates.seed", cfg.edit_seed)
     return default_config(cfg.edit_method, lm, overrides)
 
@@ -103,10 +114,34 @@ def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
         if key in overrides:
             raise ValueError(f"set finetune.{key} through the configuration's ft_method / ft_layers / seed")
     if "checkpoint_steps" in overrides:
-        overrides["checkpoint_steps"] = tuple(int(s) for s in overrides["checkpoint_steps"])
+        overrides["checkpoint_steps"] = tuple(sorted({int(s) for s in overrides["checkpoint_steps"]}))
     if "target_modules" in overrides and overrides["target_modules"] is not None:
         overrides["target_modules"] = tuple(overrides["target_modules"])
-    return FinetuneConfig(method=cfg.ft_method, layers=tuple(layers), seed=cfg.seed, **overrides)
+    fcfg = FinetuneConfig(method=cfg.ft_method, layers=tuple(layers), seed=cfg.seed, **overrides)
+    # one key per distinct run: the rate written out, adapter-only fields at their defaults for full FT
+    fcfg = replace(fcfg, lr=fcfg.learning_rate)
+    if fcfg.method == "full":
+        d = FinetuneConfig()
+        fcfg = replace(fcfg, r=d.r, alpha=d.alpha, dropout=d.dropout, target_modules=None)
+    return fcfg
+
+
+def planned_steps(fcfg: FinetuneConfig, n_examples: int) -> int:
+    """The optimiser steps `finetune` will take on `n_examples` examples."""
+    total = math.ceil(n_examples / fcfg.batch_size) * fcfg.epochs
+    return total if fcfg.max_steps is None else min(fcfg.max_steps, total)
+
+
+def finetune_examples(data: dict):
+    """The fine-tuning examples a finetune stage trains on, and the overlap report."""
+    return _finetune_examples(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)  # planning a grid asks for the same data once per configuration
+def _finetune_examples(data_json: str):
+    data = json.loads(data_json)
+    examples = load_finetune_data(data["source"], n=data["n"], seed=data["seed"])
+    return remove_edited_subjects(examples, _requests(data["without_subjects_of"]))
 
 
 def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
@@ -124,8 +159,11 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
             edit_inputs.append(Stage.make("targets", {
                 **model, "requests": reqs, "layers": list(ecfg.layers), "targets": asdict(ecfg.targets),
                 "templates": ecfg.to_dict()["templates"]}, (stat,)))
-    edit = Stage.make("edit", {**model, "method": cfg.edit_method, "config": ecfg.to_dict(), "requests": reqs,
-                               "batch_size": cfg.edit_batch_size, "seed": cfg.edit_seed}, tuple(edit_inputs))
+    edit_settings = {**model, "method": cfg.edit_method, "config": ecfg.to_dict(), "requests": reqs,
+                     "batch_size": cfg.edit_batch_size, "seed": cfg.edit_seed}
+    if editor.artifact_digest is not None:  # a trained editor (MEND): its weights determine the edit
+        edit_settings["editor_artifact"] = editor.artifact_digest(lm, ecfg)
+    edit = Stage.make("edit", edit_settings, tuple(edit_inputs))
     ev = asdict(cfg.evaluate)
     base_eval = Stage.make("evaluate", {**model, "state": "M", "step": 0, "requests": reqs, "evaluate": ev})
     stages: dict[tuple[str, object], Stage] = {("edit", None): edit, ("M", 0): base_eval}
@@ -138,6 +176,11 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
     data = {"source": cfg.ft_data, "n": cfg.ft_examples, "seed": cfg.seed, "without_subjects_of": reqs}
     if Path(cfg.ft_data).is_file():
         data["source_sha256"] = hashlib.sha256(Path(cfg.ft_data).read_bytes()).hexdigest()
+    n_steps = planned_steps(fcfg, len(finetune_examples(data)[0]))
+    dropped = [s for s in fcfg.checkpoint_steps if s >= n_steps]
+    if dropped:
+        log.warning("%s: checkpoint steps %s dropped: fine-tuning takes %d steps", cfg.config_id, dropped, n_steps)
+        fcfg = replace(fcfg, checkpoint_steps=tuple(s for s in fcfg.checkpoint_steps if s < n_steps))
     ft_settings = {**model, "finetune": fcfg.to_dict(), "data": data}
     ft_base = Stage.make("finetune", {**ft_settings, "edited": False})
     ft_edited = Stage.make("finetune", {**ft_settings, "edited": True}, (edit,))
@@ -273,8 +316,7 @@ def _run_finetune(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPoo
     lm = pool.get(s["model"])
     _check_model(lm, s)
     data = s["data"]
-    examples = load_finetune_data(data["source"], n=data["n"], seed=data["seed"])
-    kept, overlap = remove_edited_subjects(examples, _requests(data["without_subjects_of"]))
+    kept, overlap = finetune_examples(data)
     log.info("fine-tuning data: %d examples, %d removed for mentioning an edited subject", len(kept),
              overlap.n_removed)
     fcfg = _finetune_config(s["finetune"])

@@ -10,6 +10,7 @@ mend` looks for it):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -106,4 +107,21 @@ def load_editor(lm: LoadedModel, directory: str | Path | None = None) -> MendEdi
         ) from None
 
 
-__all__ = ["FORMAT_VERSION", "MendEditor", "MendNotTrainedError", "default_editor_dir", "load_editor"]
+def artifact_digest(lm: LoadedModel, cfg) -> str:
+    """A hash of the trained editor that `cfg` (a MendConfig) would load for `lm`, so results made
+    with one trained editor are never mistaken for another's."""
+    where = Path(cfg.artifact) if cfg.artifact else default_editor_dir(lm.name)
+    weights = where / WEIGHTS_FILE
+    if not weights.exists():
+        raise MendNotTrainedError(f"no trained MEND editor for model {lm.name!r} in {where}; train one with "
+                                  f"`editdecay mend-train --model {lm.name}`")
+    h = hashlib.sha256()
+    for path in (weights, where / META_FILE):
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:20]
+
+
+__all__ = ["FORMAT_VERSION", "MendEditor", "MendNotTrainedError", "artifact_digest", "default_editor_dir",
+           "load_editor"]
