@@ -267,7 +267,7 @@ def ds_items(downstream: pd.DataFrame | None) -> dict[str, float]:
 def _binomial_sd(percent: pd.Series, n: pd.Series) -> pd.Series:
     """100·√(p(1−p)/n) with the smoothed p = (x+1)/(n+2), x = percent/100·n; NaN where n is missing."""
     n = pd.to_numeric(n, errors="coerce").astype(float)
-    x = pd.to_numeric(percent, errors="coerce").astype(float) / 100 * n
+    x = pd.to_numeric(percent, errors="coerce").astype(float).clip(0, 100) / 100 * n
     p = (x + 1) / (n + 2)
     return 100 * np.sqrt(p * (1 - p) / n.where(n > 0))
 
@@ -314,7 +314,8 @@ def estimate_noise(final: pd.DataFrame, rows: pd.DataFrame, column: str,
         sd, groups, dof = seed_sd(pool, column)
         if dof:
             if math.isfinite(floor) and floor > sd:
-                return Noise(floor, "seeds", f"σ = {floor:.2f}: the binomial SE of the edit sample, above the "
+                return Noise(floor, "seeds", f"σ = {floor:.2f}: the binomial SE of the finite sample (edits; DS "
+                                              f"items for DS), above the "
                                               f"seed-to-seed SD {sd:.2f} of `{column}` ({groups} seed group(s) of "
                                               f"{where}, {dof} df)")
             return Noise(sd, "seeds", f"σ = {sd:.2f}: seed-to-seed SD of `{column}` ({groups} seed group(s) of "
@@ -454,7 +455,7 @@ def claim_2(tables: Tables) -> ClaimResult:
                    group=lambda m: "full" if m == "full" else ("peft" if m in PEFT else m))
     if pairs.empty:
         return _not_tested(2, claim, paper, "needs the same edits fine-tuned with full FT and with LoRA or DoRA")
-    used = rows[rows["ft_method"].isin(["full", *PEFT])]
+    used = _matching_rows(rows[rows["ft_method"].isin(["full", *PEFT])], pairs, "ft_method")
     noise = estimate_noise(final, used, "relative_decay", n_ds)
     return _paired_result(2, claim, paper, pairs, noise, "relative ES loss %", "peft", "full", "relative_decay",
                           _scope(used) + "; LoRA and DoRA averaged per match")
@@ -468,7 +469,7 @@ def claim_3(tables: Tables) -> ClaimResult:
     pairs = paired(rows, "ft_method", "lora", "dora", "relative_decay")
     if pairs.empty:
         return _not_tested(3, claim, paper, "needs the same edits fine-tuned with LoRA and with DoRA")
-    used = rows[rows["ft_method"].isin(PEFT)]
+    used = _matching_rows(rows[rows["ft_method"].isin(PEFT)], pairs, "ft_method")
     noise = estimate_noise(final, used, "relative_decay", n_ds)
     k = len(pairs)
     mean = float(pairs["diff"].mean())
@@ -498,8 +499,9 @@ def claim_4(tables: Tables) -> ClaimResult:
     pairs = paired(rows, "edit_method", "memit", "alphaedit", "delta_es")
     if pairs.empty:
         return _not_tested(4, claim, paper, "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned")
-    noise = estimate_noise(final, rows, "delta_es", n_ds)
-    return _paired_result(4, claim, paper, pairs, noise, "ΔES pp", "memit", "alphaedit", "delta_es", _scope(rows))
+    used = _matching_rows(rows, pairs, "edit_method")
+    noise = estimate_noise(final, used, "delta_es", n_ds)
+    return _paired_result(4, claim, paper, pairs, noise, "ΔES pp", "memit", "alphaedit", "delta_es", _scope(used))
 
 
 def claim_5(tables: Tables) -> ClaimResult:
@@ -516,10 +518,11 @@ def claim_5(tables: Tables) -> ClaimResult:
     pairs = paired(rows.assign(n_edits=rows["n_label"]), "n_edits", low, high, "delta_es")
     if pairs.empty:
         return _not_tested(5, claim, paper, f"no configuration was fine-tuned at both {low} and {high} edits")
-    noise = estimate_noise(final, rows, "delta_es", n_ds)
+    used = _matching_rows(rows, pairs, "n_edits")
+    noise = estimate_noise(final, used, "delta_es", n_ds)
     efr = paired(rows.assign(n_edits=rows["n_label"]), "n_edits", low, high, "efr")
     extra = f"; EFR {_f(float(efr[high].mean()))}% vs {_f(float(efr[low].mean()))}%" if len(efr) else ""
-    return _paired_result(5, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(rows),
+    return _paired_result(5, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(used),
                           names={low: f"{low} edits", high: f"{high} edits"}, extra=extra)
 
 
@@ -528,11 +531,13 @@ def claim_6(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k LoRA: ΔES 30.11 (zsRE) vs 4.76 pp (CounterFact)"
     final, n_ds = _prepare(tables)
     rows = main_rows(final)
-    pairs = paired(rows.assign(edit_data=rows["kind"]), "edit_data", "counterfact", "zsre", "delta_es")
+    by_kind = rows.assign(edit_data=rows["kind"])
+    pairs = paired(by_kind, "edit_data", "counterfact", "zsre", "delta_es")
     if pairs.empty:
         return _not_tested(6, claim, paper, "needs the same settings run on zsRE and on CounterFact edits")
-    noise = estimate_noise(final, rows, "delta_es", n_ds)
-    return _paired_result(6, claim, paper, pairs, noise, "ΔES pp", "counterfact", "zsre", "delta_es", _scope(rows))
+    used = _matching_rows(by_kind, pairs, "edit_data")
+    noise = estimate_noise(final, used, "delta_es", n_ds)
+    return _paired_result(6, claim, paper, pairs, noise, "ΔES pp", "counterfact", "zsre", "delta_es", _scope(used))
 
 
 def claim_7(tables: Tables) -> ClaimResult:
@@ -540,7 +545,8 @@ def claim_7(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k CF LoRA: EFR 22.39% vs ΔES 4.76 pp; emergent edits exist"
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = ft[(ft["kind"] == "counterfact") & ft["ft_layers"].eq("all")].dropna(subset=["efr", "delta_es"])
+    rows = ft[(ft["kind"] == "counterfact") & ft["ft_layers"].eq("all") & ft["edit_method"].isin(LOCATE_THEN_EDIT)]
+    rows = rows.dropna(subset=["efr", "delta_es"])
     if rows.empty:
         return _not_tested(7, claim, paper, "needs fine-tuned CounterFact configurations with EFR measured")
     noise = estimate_noise(final, rows, "efr_minus_delta", n_ds)
@@ -588,10 +594,10 @@ def claim_9(tables: Tables) -> ClaimResult:
     pairs = paired(rows, "ft_data", "hotpotqa", MAIN_FT_DATA, "es_ed_ft")
     if pairs.empty:
         return _not_tested(9, claim, paper, "needs the same edits fine-tuned on HotpotQA and on Commonsense")
-    noise = estimate_noise(final, rows, "es_ed_ft", n_ds)
-    result = _paired_result(9, claim, paper, pairs, noise, "ES after FT", "hotpotqa", MAIN_FT_DATA, "es_ed_ft",
-                            _scope(rows))
-    return result
+    used = _matching_rows(rows, pairs, "ft_data")
+    noise = estimate_noise(final, used, "es_ed_ft", n_ds)
+    return _paired_result(9, claim, paper, pairs, noise, "ES after FT", "hotpotqa", MAIN_FT_DATA, "es_ed_ft",
+                          _scope(used))
 
 
 def claim_10(tables: Tables) -> ClaimResult:

@@ -1,0 +1,357 @@
+"""Claim checks on hand-built decay tables with known verdicts, and the paired t-test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from editdecay.analysis.claims import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_TESTED,
+    VERDICTS,
+    check_claims,
+    claim_1,
+    claim_2,
+    claim_3,
+    claim_4,
+    claim_5,
+    claim_6,
+    claim_7,
+    claim_9,
+    claim_10,
+    claim_11,
+    claim_15,
+    final_decay,
+    paired_t_test,
+    seed_spreads,
+    t_tests,
+    t_two_sided_p,
+)
+
+N = 1000  # edits per configuration: a small binomial SE, so seed noise decides where there are seeds
+
+
+def row(edit_method="memit", edit_data="counterfact", n_edits=N, ft_method="lora", ft_data="commonsense",
+        ft_layers="all", seed=0, delta=None, es_ed=100.0, step=40, final=True, efr=None, n_emergent=0,
+        ds_ft=60.0, ds_ed_ft=57.0, model="m"):
+    """One decay.csv row; `delta` is ΔES in points (es_ed_ft = es_ed − delta)."""
+    kind = "zsre" if edit_data == "zsre" else "counterfact"
+    none = ft_method == "none"
+    r = {"config_id": f"{model}.{edit_method}-{edit_data}{n_edits}.{ft_method}-{ft_data}-{ft_layers}.s{seed}",
+         "model": model, "edit_method": edit_method, "edit_data": edit_data, "n_edits": n_edits,
+         "ft_method": ft_method, "ft_data": "" if none else ft_data, "ft_layers": ft_layers, "seed": seed,
+         "step": 0 if none else step, "final": final, "efficacy_kind": kind, "indicator": "exact",
+         "es_M": 20.0, "es_ed": es_ed, "n_success_ed": int(round(es_ed / 100 * n_edits)),
+         "ds_M": 40.0, "ds_M_ed": 39.0}
+    if none:
+        return r
+    es_after = es_ed - delta
+    erased = int(round(delta / 100 * n_edits)) + n_emergent
+    r.update({"es_ed_ft": es_after, "delta_es": delta, "relative_decay": 100 * delta / es_ed,
+              "efr": efr if efr is not None else 100 * erased / r["n_success_ed"], "n_erased": erased,
+              "n_emergent": n_emergent, "n_stable": r["n_success_ed"] - erased, "n_impossible": 0,
+              "ds_M_ft": ds_ft, "ds_M_ed_ft": ds_ed_ft, "ds_degradation_ft": 100 * (ds_ft - ds_ed_ft) / ds_ft})
+    return r
+
+
+def paper_like(edit_method, edit_data, n_edits, ft_method, seed, jitter=0.2, alphaedit=10.0):
+    """ΔES in the paper's directions: AlphaEdit, zsRE, more edits and full FT all decay more."""
+    delta = 20.0 + (alphaedit if edit_method == "alphaedit" else 0.0) + (10.0 if edit_data == "zsre" else 0.0)
+    delta += 5.0 if n_edits == N else 0.0
+    delta += {"lora": 0.0, "dora": 1.0, "full": 15.0}[ft_method]
+    return delta + (jitter if seed == 0 else -jitter)
+
+
+def grid(decay=paper_like, seeds=(0, 1), fts=("lora", "dora", "full"), counts=(100, N), **kw):
+    rows = []
+    for method in ("memit", "alphaedit"):
+        for data in ("counterfact", "zsre"):
+            for n in counts:
+                rows.append(row(method, data, n, "none"))
+                for ft in fts:
+                    for seed in seeds:
+                        rows.append(row(method, data, n, ft, seed=seed, delta=decay(method, data, n, ft, seed), **kw))
+    return rows
+
+
+def tables(rows, downstream=None):
+    out = {"decay": pd.DataFrame(rows)}
+    if downstream is not None:
+        out["downstream"] = downstream
+    return out
+
+
+# --------------------------------------------------------------------------- the t-test
+
+
+def test_t_two_sided_p_matches_closed_forms():
+    for t in (0.3, 1.0, 1.8516, 4.0, -2.5):
+        a = abs(t)
+        assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(a), abs=1e-10)
+        assert t_two_sided_p(t, 2) == pytest.approx(1 - a / math.sqrt(a * a + 2), abs=1e-10)
+        u = a / math.sqrt(3)
+        assert t_two_sided_p(t, 3) == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)), abs=1e-10)
+    assert t_two_sided_p(1.0, 1) == pytest.approx(0.5)  # a Cauchy variable exceeds 1 in size half the time
+
+
+def test_paired_t_test_hand_computed():
+    before = [10.0, 12.0, 9.0, 15.0]
+    after = [8.0, 11.0, 9.0, 10.0]
+    # differences 2, 1, 0, 5: mean 2, SD √(14/3), t = 2 / (√(14/3) / 2) = 1.85164
+    test = paired_t_test(before, after)
+    assert test.n == 4 and test.df == 3
+    assert test.mean_diff == pytest.approx(2.0)
+    assert test.sd_diff == pytest.approx(math.sqrt(14 / 3))
+    assert test.t == pytest.approx(1.851640, abs=1e-6)
+    u = test.t / math.sqrt(3)
+    assert test.p == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)), abs=1e-10)
+    assert test.p == pytest.approx(0.1612, abs=1e-3)
+
+
+def test_paired_t_test_drops_missing_and_handles_degenerate_cases():
+    test = paired_t_test([1.0, np.nan, 3.0, 5.0], [0.0, 1.0, 1.0, 2.0])
+    assert test.n == 3 and test.mean_diff == pytest.approx(2.0)
+    assert math.isnan(paired_t_test([1.0], [0.0]).p)
+    constant = paired_t_test([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+    assert constant.p == 0.0 and math.isinf(constant.t)
+    with pytest.raises(ValueError):
+        paired_t_test([1.0, 2.0], [1.0])
+
+
+def test_t_tests_table_per_ft_method():
+    rows = grid(seeds=(0,))
+    table = t_tests(pd.DataFrame(rows))
+    assert list(table["ft_method"]) == ["LoRA", "DoRA", "full FT"]
+    assert set(table["pairs"]) == {8}
+    lora = [r for r in rows if r["ft_method"] == "lora"]
+    expected = paired_t_test([r["es_ed"] for r in lora], [r["es_ed_ft"] for r in lora])
+    got = table[table["ft_method"] == "LoRA"].iloc[0]
+    assert got["t"] == pytest.approx(expected.t) and got["p"] == pytest.approx(expected.p)
+    assert got["paper p"] == "4.46e-5"
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def test_paper_like_run_holds():
+    results = check_claims(tables(grid()))
+    verdicts = {r.id: r.verdict for r in results}
+    assert [r.id for r in results] == list(range(1, 16))
+    assert all(r.verdict in VERDICTS for r in results)
+    for cid in (1, 2, 3, 4, 5, 6):
+        assert verdicts[cid] == HOLDS, results[cid - 1]
+    assert verdicts[12] == verdicts[13] == verdicts[8] == NOT_TESTED
+    assert verdicts[9] == verdicts[10] == NOT_TESTED  # no HotpotQA, no selective layers in this grid
+    assert "seed-to-seed" in results[3].detail
+
+
+def test_reversed_direction_does_not_hold():
+    def memit_more_fragile(*args):
+        return paper_like(*args, alphaedit=-10.0)
+
+    result = claim_4(tables(grid(memit_more_fragile)))
+    assert result.verdict == DOES_NOT_HOLD
+    assert "alphaedit" in result.ours and "memit" in result.ours
+
+
+def test_difference_inside_seed_noise_is_inconclusive():
+    def noisy(*args):
+        return paper_like(*args[:4], args[4], jitter=15.0, alphaedit=3.0)
+
+    rows = grid(noisy)
+    result = claim_4(tables(rows))
+    assert result.verdict == INCONCLUSIVE
+    assert "seed-to-seed SD" in result.detail
+    # the same 3-point gap with quiet seeds is outside the noise
+    quiet = grid(lambda *a: paper_like(*a, alphaedit=3.0))
+    assert claim_4(tables(quiet)).verdict == HOLDS
+
+
+def test_binomial_fallback_without_seeds():
+    def small_gap(*args):
+        return paper_like(*args, alphaedit=3.0)
+
+    many = claim_4(tables(grid(small_gap, seeds=(0,))))
+    assert many.verdict == HOLDS and "binomial" in many.detail
+    few = claim_4(tables(grid(small_gap, seeds=(0,), counts=(10, 20))))
+    assert few.verdict == INCONCLUSIVE and "binomial" in few.detail
+
+
+def test_missing_configurations_are_not_tested():
+    only_lora = tables(grid(fts=("lora",), seeds=(0,)))
+    assert claim_2(only_lora).verdict == NOT_TESTED
+    assert claim_3(only_lora).verdict == NOT_TESTED
+    assert claim_15(only_lora).verdict == NOT_TESTED
+    assert claim_9(only_lora).verdict == NOT_TESTED
+    assert claim_10(only_lora).verdict == NOT_TESTED
+    one_count = tables(grid(counts=(N,)))
+    assert claim_5(one_count).verdict == NOT_TESTED
+    cf_only = tables([r for r in grid() if r["edit_data"] == "counterfact"])
+    assert claim_6(cf_only).verdict == NOT_TESTED
+    edited_only = tables([r for r in grid() if r["ft_method"] == "none"])
+    assert claim_1(edited_only).verdict == NOT_TESTED
+    assert claim_7(edited_only).verdict == NOT_TESTED
+    assert claim_11(edited_only).verdict == NOT_TESTED
+
+
+def test_claim_1_decay_and_no_decay():
+    assert claim_1(tables(grid())).verdict == HOLDS
+    gains = claim_1(tables(grid(lambda *a: -5.0 + (0.2 if a[4] == 0 else -0.2))))
+    assert gains.verdict == DOES_NOT_HOLD
+
+
+def test_claim_2_full_ft_erases_less():
+    def full_gentle(m, d, n, ft, seed):
+        return paper_like(m, d, n, ft, seed) - (30.0 if ft == "full" else 0.0)
+
+    assert claim_2(tables(grid(full_gentle))).verdict == DOES_NOT_HOLD
+
+
+def test_claim_3_equivalence():
+    assert claim_3(tables(grid())).verdict == HOLDS  # DoRA 1 point above LoRA
+
+    def dora_far(m, d, n, ft, seed):
+        return paper_like(m, d, n, ft, seed) + (20.0 if ft == "dora" else 0.0)
+
+    assert claim_3(tables(grid(dora_far))).verdict == DOES_NOT_HOLD
+
+    def dora_noisy(m, d, n, ft, seed):
+        return paper_like(m, d, n, ft, seed, jitter=12.0) + (4.0 if ft == "dora" else 0.0)
+
+    assert claim_3(tables(grid(dora_noisy))).verdict == INCONCLUSIVE
+
+
+def test_claim_5_and_6_directions():
+    def fewer_edits_decay_more(m, d, n, ft, seed):
+        return paper_like(m, d, n, ft, seed) - (15.0 if n == N else 0.0)
+
+    assert claim_5(tables(grid(fewer_edits_decay_more))).verdict == DOES_NOT_HOLD
+    result = claim_5(tables(grid()))
+    assert result.verdict == HOLDS and "EFR" in result.ours and f"{N} edits" in result.ours
+
+    def cf_decays_more(m, d, n, ft, seed):
+        return paper_like(m, d, n, ft, seed) - (20.0 if d == "zsre" else 0.0)
+
+    assert claim_6(tables(grid(cf_decays_more))).verdict == DOES_NOT_HOLD
+
+
+def test_claim_7_emergent_flips():
+    hidden = grid(seeds=(0,), efr=None)
+    for r in hidden:
+        if r["ft_method"] != "none" and r["edit_data"] == "counterfact":
+            r["n_emergent"] = 150
+            r["efr"] = r["delta_es"] + 15.0
+    assert claim_7(tables(hidden)).verdict == HOLDS
+    plain = grid(seeds=(0,))  # erasures only: EFR = ΔES, no emergent edit
+    assert claim_7(tables(plain)).verdict == DOES_NOT_HOLD
+    quiet = grid(lambda *a: 0.0, seeds=(0,))
+    assert claim_7(tables(quiet)).verdict == INCONCLUSIVE
+
+
+def test_claim_9_hotpotqa():
+    base = grid(seeds=(0,), fts=("lora",))
+    hotpot = [row(m, d, n, "lora", ft_data="hotpotqa", delta=paper_like(m, d, n, "lora", 0) + 8.0)
+              for m in ("memit", "alphaedit") for d in ("counterfact", "zsre") for n in (100, N)]
+    assert claim_9(tables(base + hotpot)).verdict == HOLDS
+    gentle = [{**r, **row(r["edit_method"], r["edit_data"], r["n_edits"], "lora", ft_data="hotpotqa",
+                          delta=paper_like(r["edit_method"], r["edit_data"], r["n_edits"], "lora", 0) - 8.0)}
+              for r in hotpot]
+    assert claim_9(tables(base + gentle)).verdict == DOES_NOT_HOLD
+
+
+def _selective(es_all, es_non_edited, es_edited, seeds=(0, 1), jitter=0.2):
+    rows = []
+    for n in (100, N):
+        rows.append(row("alphaedit", "counterfact", n, "none"))
+        for layers, after in (("all", es_all), ("non-edited", es_non_edited), ("edited", es_edited)):
+            for seed in seeds:
+                delta = 100.0 - after + (jitter if seed == 0 else -jitter)
+                rows.append(row("alphaedit", "counterfact", n, "lora", ft_layers=layers, seed=seed, delta=delta,
+                                ds_ed_ft={"all": 80.0, "non-edited": 75.0, "edited": 65.0}[layers]))
+    return rows
+
+
+def test_claim_10_selective_layers():
+    holds = claim_10(tables(_selective(95.0, 70.0, 60.0)))
+    assert holds.verdict == HOLDS
+    assert "order all > non-edited > edited" in holds.ours
+    assert claim_10(tables(_selective(60.0, 70.0, 95.0))).verdict == DOES_NOT_HOLD
+    assert claim_10(tables(_selective(95.0, 94.5, 94.0, jitter=10.0))).verdict == INCONCLUSIVE
+
+
+def test_claim_11_ds_degradation_with_downstream_items():
+    rows = grid(seeds=(0,))
+    downstream = pd.DataFrame([{"config_id": r["config_id"], "state": "M_ed_ft", "step": 40, "task": t,
+                                "mode": "generate", "n": 100, "accuracy": 0.57}
+                               for r in rows if r["ft_method"] != "none" for t in "abcdefg"])
+    result = claim_11(tables(rows, downstream))
+    assert result.verdict == HOLDS and "binomial" in result.detail
+    # without the item counts the DS noise is unknown
+    assert claim_11(tables(rows)).verdict == INCONCLUSIVE
+    few = downstream.assign(n=1)
+    assert claim_11(tables(rows, few)).verdict == INCONCLUSIVE
+
+
+def test_claim_15_seed_noise():
+    quiet = grid(seeds=(0, 1))
+    result = claim_15(tables(quiet))
+    assert result.verdict == HOLDS
+    noisy = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0))
+    assert claim_15(tables(noisy)).verdict == DOES_NOT_HOLD
+    ds_noisy = grid()
+    for r in ds_noisy:
+        if r["ft_method"] != "none":
+            r["ds_M_ed_ft"] = 50.0 if r["seed"] == 0 else 60.0
+    assert claim_15(tables(ds_noisy)).verdict == DOES_NOT_HOLD
+
+
+def test_seed_spreads_table():
+    spreads = seed_spreads(pd.DataFrame(grid(lambda *a: paper_like(*a[:4], a[4], jitter=1.5))))
+    assert len(spreads) == 2 * 2 * 2 * 3
+    assert spreads["ES SD"].iloc[0] == pytest.approx(math.sqrt(2) * 1.5)
+    assert set(spreads["seeds"]) == {2}
+    assert seed_spreads(pd.DataFrame(grid(seeds=(0,)))).empty
+
+
+def test_only_final_steps_count():
+    rows = grid(seeds=(0,))
+    early = [{**r, "step": 10, "final": False, "delta_es": -50.0, "relative_decay": -50.0, "es_ed_ft": 150.0}
+             for r in rows if r["ft_method"] != "none"]
+    final = final_decay(pd.DataFrame(early + rows))
+    assert (final["step"] != 10).all()
+    assert claim_1(tables(early + rows)).verdict == HOLDS
+
+
+def test_report_normalised_table_is_accepted():
+    rows = pd.DataFrame(grid())
+    rows.loc[rows["ft_method"] == "none", "ft_data"] = "—"
+    rows["final"] = rows["final"].map(str)
+    assert claim_2({"decay": rows}).verdict == HOLDS
+
+
+def test_seed_sd_is_floored_at_the_binomial_se():
+    def identical_seeds(*args):
+        return paper_like(*args[:4], args[4], jitter=0.0, alphaedit=3.0)
+
+    # seeds agree exactly (SD 0); with 1000 edits per configuration the 3-point gap is real ...
+    assert claim_4(tables(grid(identical_seeds))).verdict == HOLDS
+    # ... with 10 and 20 edits the same gap is within the sampling noise of the edits
+    few = claim_4(tables(grid(identical_seeds, counts=(10, 20))))
+    assert few.verdict == INCONCLUSIVE and "binomial SE of the finite sample" in few.detail
+
+
+def test_claim_7_needs_emergent_edits_for_holds():
+    rows = grid(seeds=(0,), es_ed=80.0)  # EFR > ΔES from the smaller denominator alone
+    result = claim_7(tables(rows))
+    assert "0 emergent" in result.ours
+    assert result.verdict == INCONCLUSIVE
+
+
+def test_claim_10_needs_both_steps_of_the_order():
+    result = claim_10(tables(_selective(95.0, 70.0, 69.0)))
+    assert result.verdict == INCONCLUSIVE

@@ -1,0 +1,270 @@
+"""`editdecay reproduce`: the grid per scale, its time estimate, REPRODUCTION.md and the command."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from editdecay.analysis.claims import NOT_TESTED, check_claims
+from editdecay.cli import app
+from editdecay.study import reproduce
+from editdecay.study.config import RunConfig, Study
+from editdecay.study.report import SECTION_BUILDERS, write_report
+from editdecay.study.reproduce import (
+    SMALL_BUDGET_HOURS,
+    claims_section,
+    estimate_seconds,
+    estimate_table,
+    planned_stages,
+    reproduction_study,
+    write_reproduction,
+)
+
+MODELS = ["smollm2-135m", "gemma3-270m"]
+TESTED = (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 15)  # the claims every scale must be able to test
+
+
+def _study(scale, models=MODELS, mend=False, **kw) -> Study:
+    return reproduction_study(scale, models, Path("unused"), mend_available=lambda m: mend, **kw)
+
+
+def _decay_from(configs) -> pd.DataFrame:
+    """A decay.csv with one final row per configuration, its numbers in the paper's directions."""
+    rows = []
+    for cfg in configs:
+        cols = cfg.columns()
+        n = cfg.n_edits
+        r = {**cols, "step": 0, "final": True, "efficacy_kind": "zsre" if cfg.edit_data == "zsre" else "counterfact",
+             "es_M": 20.0, "es_ed": 100.0, "n_success_ed": n, "ds_M": 40.0, "ds_M_ed": 39.0}
+        if cfg.ft_method != "none":
+            delta = (20.0 + 10 * (cfg.edit_method == "alphaedit") + 10 * (cfg.edit_data == "zsre")
+                     + 15 * (cfg.ft_method == "full") + 5 * (n == max(c.n_edits for c in configs))
+                     + 8 * (cfg.ft_data == "hotpotqa") + {"all": 0, "non-edited": 20, "edited": 30}.get(
+                         cfg.ft_layers_label, 0) + 0.1 * cfg.seed)
+            r.update({"step": 25, "es_ed_ft": 100.0 - delta, "delta_es": delta, "relative_decay": delta,
+                      "efr": delta + 5, "n_erased": int(n * delta / 100) + 1, "n_emergent": 1,
+                      "ds_M_ft": 60.0, "ds_M_ed_ft": 57.0 - 0.1 * cfg.seed, "ds_degradation_ft": 5.0})
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@pytest.mark.parametrize("scale", ["small", "medium", "paper"])
+def test_every_scale_has_what_each_claim_needs(scale):
+    study = _study(scale)
+    for model in MODELS:
+        configs = [c for c in study.configs if c.model == model]
+        results = {r.id: r for r in check_claims({"decay": _decay_from(configs)})}
+        missing = {cid: results[cid].detail for cid in TESTED if results[cid].verdict == NOT_TESTED}
+        assert not missing, f"{scale}/{model}: claims without their configurations: {missing}"
+
+
+@pytest.mark.parametrize("scale", ["small", "medium", "paper"])
+def test_grid_contents(scale):
+    study = _study(scale)
+    assert {c.model for c in study.configs} == set(MODELS)
+    for model in MODELS:
+        configs = [c for c in study.configs if c.model == model]
+        assert {c.edit_method for c in configs} == {"memit", "alphaedit"}
+        assert {c.ft_method for c in configs} == {"none", "lora", "dora", "full"}
+        for data in ("counterfact", "zsre"):
+            counts = {c.n_edits for c in configs if c.edit_data == data and c.ft_data == "commonsense"}
+            assert len(counts) >= 2, (data, counts)
+        hotpot = [c for c in configs if c.ft_method != "none" and c.ft_data == "hotpotqa"]
+        commonsense = [c for c in configs if c.ft_method != "none" and c.ft_data == "commonsense"]
+        assert 0 < len(hotpot) < len(commonsense) / 2  # HotpotQA on a subset only
+        layers = {c.ft_layers_label for c in configs if c.edit_method == "alphaedit" and c.edit_data == "counterfact"
+                  and c.ft_method == "lora"}
+        assert layers == {"all", "edited", "non-edited"}
+        assert {c.ft_layers_label for c in configs if c.edit_method == "memit"} == {"all"}
+        seeds = Counter(c.seed for c in configs if c.ft_method != "none")
+        assert len(seeds) >= 2 and seeds[0] > sum(v for s, v in seeds.items() if s != 0)  # seeds on a subset
+    assert len({c.config_id for c in study.configs}) == len(study.configs)
+
+
+def test_small_scale_settings():
+    study = _study("small")
+    tuned = [c for c in study.configs if c.ft_method != "none"]
+    assert {c.n_edits for c in study.configs} == {50, 150}
+    assert {c.ft_examples for c in tuned} == {200}
+    assert all(c.finetune["epochs"] == 1 and list(c.finetune["checkpoint_steps"]) == [] for c in tuned)
+    assert {c.evaluate.ds_per_task for c in study.configs} == {5}
+    assert {c.seed for c in study.configs} == {0, 1}
+
+
+def test_paper_scale_is_table_1():
+    study = _study("paper", mend=True)
+    cf = {c.n_edits for c in study.configs if c.edit_data == "counterfact"}
+    assert cf == {100, 1000, 10000}
+    # the bundled zsRE set has 1,000 records: 10k zsRE edits need a larger request file
+    assert max(c.n_edits for c in study.configs if c.edit_data == "zsre") == 1000
+    tuned = [c for c in study.configs if c.ft_method != "none"]
+    assert all("lr" not in c.finetune and "epochs" not in c.finetune for c in tuned)  # the paper's recipe
+    assert all(c.ft_examples is None for c in tuned)
+    assert {c.seed for c in tuned} == {0, 1, 2}
+    hotpot = {(c.n_edits, c.edit_method, c.edit_data, c.ft_method) for c in tuned if c.ft_data == "hotpotqa"}
+    assert hotpot == {(100, "memit", "zsre", "dora"), (10000, "alphaedit", "counterfact", "lora"),
+                      (1000, "memit", "counterfact", "lora"), (1000, "memit", "zsre", "dora")}
+    mend = {(c.n_edits, c.ft_method) for c in study.configs if c.edit_method == "mend"}
+    assert mend == {(1000, "none"), (1000, "dora"), (10000, "none"), (10000, "dora")}
+
+
+def test_medium_scale_contains_the_bundled_ft_studies():
+    ids = {c.config_id for c in _study("medium", models=["smollm2-135m"]).configs}
+    studies = Path(reproduce.__file__).parent / "studies"
+    for name in ("ft-methods", "selective-layers"):
+        bundled = Study.load(studies / f"{name}.toml").configs
+        assert bundled and all(c.config_id in ids for c in bundled), name  # their stages are shared
+
+
+def test_a_larger_zsre_file_lifts_the_cap(tmp_path):
+    big = tmp_path / "zsre_big.json"
+    big.write_text("[]")
+    study = _study("paper", data={"zsre": str(big)})
+    assert any(c.n_edits == 10000 and Path(c.edit_data).name == "zsre_big.json" for c in study.configs)
+
+
+def test_mend_only_where_an_editor_is_trained():
+    study = reproduction_study("small", MODELS, Path("unused"), mend_available=lambda m: m == "smollm2-135m")
+    mend = [c for c in study.configs if c.edit_method == "mend"]
+    assert mend and {c.model for c in mend} == {"smollm2-135m"}
+    assert {c.ft_method for c in mend} == {"none", "dora"}
+    assert not [c for c in _study("small").configs if c.edit_method == "mend"]
+
+
+def test_per_model_edit_overrides(monkeypatch):
+    monkeypatch.setitem(reproduce.EDIT_OVERRIDES, "gemma3-270m", {"mom2_update_weight": 500})
+    study = _study("small")
+    assert all(c.edit == {"mom2_update_weight": 500} for c in study.configs if c.model == "gemma3-270m")
+    assert all(c.edit == {} for c in study.configs if c.model == "smollm2-135m")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="scale"):
+        _study("huge")
+    with pytest.raises(ValueError, match="no models"):
+        _study("small", models=[" "])
+
+
+# --------------------------------------------------------------------------- the time estimate
+
+
+def test_small_scale_fits_the_cpu_budget():
+    study = _study("small", mend=True)
+    table = estimate_table(study)
+    assert set(table["model"]) == set(MODELS)
+    assert (table["hours"] < SMALL_BUDGET_HOURS).all(), table
+    assert (table["hours"] > 1.0).all()  # a real grid, not an empty one
+    assert estimate_seconds(study) == pytest.approx(table["hours"].sum() * 3600)
+    assert estimate_seconds(_study("medium")) > 3 * estimate_seconds(_study("small"))
+
+
+def test_estimate_counts_shared_stages_once():
+    base = {"edit_data": "counterfact", "n_edits": 10, "ft_method": "lora", "ft_examples": 20,
+            "finetune": {"epochs": 1, "checkpoint_steps": []}, "evaluate": {"ds_per_task": 2, "ppl_tokens": 1000}}
+    configs = [RunConfig.from_dict({**base, "edit_method": m}) for m in ("memit", "alphaedit")]
+    stages = planned_stages(configs)
+    assert stages["kind"].value_counts().to_dict() == {"evaluate": 6, "finetune": 3, "edit": 2, "targets": 1,
+                                                       "statistic": 1}
+    evaluate = 0.25 * 10 + 1.2 * 2 * 7 + 3.0 * 1000 / 1000
+    expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 180) + 6 * evaluate
+    assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
+
+
+def test_estimate_matches_the_pipeline_plan(tmp_path):
+    from editdecay.study.pipeline import make_plan
+
+    study = reproduction_study("small", ["tiny-llama"], tmp_path / "run", mend_available=lambda m: False)
+    plan = make_plan(study, tmp_path / "store")
+    assert Counter(s.kind for s in plan.stages) == Counter(planned_stages(study.configs)["kind"])
+
+
+# --------------------------------------------------------------------------- REPRODUCTION.md
+
+
+def _results_dir(run_dir: Path, configs) -> None:
+    results = run_dir / "results"
+    results.mkdir(parents=True)
+    decay = _decay_from(configs)
+    decay.to_csv(results / "decay.csv", index=False)
+    decay[["config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers",
+           "seed"]].to_csv(results / "configs.csv", index=False)
+    downstream = [{"config_id": r.config_id, "state": "M_ed_ft", "step": 25, "task": task, "mode": "generate",
+                   "n": 50, "accuracy": 0.57} for r in decay.itertuples() if r.ft_method != "none"
+                  for task in ("boolq", "piqa")]
+    pd.DataFrame(downstream).to_csv(results / "downstream.csv", index=False)
+    (results / "study.json").write_text(json.dumps({"name": "reproduction-small", "command": "editdecay reproduce"}))
+
+
+def test_write_reproduction_puts_the_claims_first(tmp_path):
+    run_dir = tmp_path / "run"
+    _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
+    rep = write_reproduction(run_dir)
+    text = rep.markdown_path.read_text()
+    assert rep.markdown_path == run_dir / "REPRODUCTION.md"
+    assert text.startswith("# Reproduction of the paper's claims: reproduction-small")
+    claims_at = text.index("## Paper claims")
+    assert claims_at < text.index("## Key results") < text.index("![")
+    assert re.search(r"\|\s*id\s*\|\s*claim\s*\|\s*paper\s*\|\s*this run\s*\|\s*verdict\s*\|", text)
+    table = text[claims_at:text.index("**How each verdict")]
+    assert len(re.findall(r"\|\s+holds\s+\|", table)) >= 8
+    assert "Paired t-tests" in text and "| LoRA" in text and "4.46e-5" in text
+    assert "Seed-to-seed spread" in text
+    assert [c.id for c in rep.claims] == list(range(1, 16))
+    assert rep.sections[:3] == ["Reproduction of the paper's claims: reproduction-small", "Paper claims (PAPER §4)",
+                                "Run"]
+
+
+def test_normal_report_is_unchanged(tmp_path):
+    run_dir = tmp_path / "run"
+    _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
+    assert claims_section not in SECTION_BUILDERS
+    report = write_report(run_dir)
+    assert "Paper claims" not in report.markdown_path.read_text()
+    assert not (run_dir / "REPRODUCTION.md").exists()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_dry_run_prints_the_estimate():
+    result = CliRunner().invoke(app, ["reproduce", "--dry-run", "--models", "smollm2-135m,gemma3-270m"])
+    assert result.exit_code == 0, result.output
+    assert "estimated total" in result.output
+    assert "selective layers" in result.output and "gemma3-270m" in result.output
+
+
+def test_cli_runs_the_study_and_prints_claims(tmp_path, monkeypatch):
+    import editdecay.study.pipeline as pipeline
+
+    seen = {}
+
+    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None):
+        seen.update(study=study, executor=executor, address=address)
+        _results_dir(Path(study.out), study.configs)
+        return SimpleNamespace(run_dir=Path(study.out))
+
+    monkeypatch.setattr(pipeline, "run_study", fake_run_study)
+    out = tmp_path / "repro"
+    result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--models", "smollm2-135m", "--out", str(out),
+                                      "--executor", "ray", "--address", "1.2.3.4:6379"])
+    assert result.exit_code == 0, result.output
+    assert seen["executor"] == "ray" and seen["address"] == "1.2.3.4:6379"
+    assert {c.model for c in seen["study"].configs} == {"smollm2-135m"}
+    assert (out / "REPRODUCTION.md").is_file()
+    assert "paper claims" in result.output and "holds" in result.output
+
+
+def test_cli_rejects_an_unknown_scale(tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "--scale", "huge", "--out", str(tmp_path / "x"), "--dry-run"])
+    assert result.exit_code == 2
+    assert "scale" in result.output
