@@ -495,13 +495,8 @@ def claim_4(tables: Tables) -> ClaimResult:
     claim = "AlphaEdit edits are more fragile than MEMIT edits"
     paper = "Llama-2 zsRE LoRA, 100 edits: ΔES 35.37 (AlphaEdit) vs 9.73 pp (MEMIT); GPT-J AE 10k EFR 25.27%"
     final, n_ds = _prepare(tables)
-    rows = main_rows(final)
-    pairs = paired(rows, "edit_method", "memit", "alphaedit", "delta_es")
-    if pairs.empty:
-        return _not_tested(4, claim, paper, "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned")
-    used = _matching_rows(rows, pairs, "edit_method")
-    noise = estimate_noise(final, used, "delta_es", n_ds)
-    return _paired_result(4, claim, paper, pairs, noise, "ΔES pp", "memit", "alphaedit", "delta_es", _scope(used))
+    return _compare_axis(4, claim, paper, final, n_ds, main_rows(final), "edit_method", "memit", "alphaedit",
+                         "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned")
 
 
 def claim_5(tables: Tables) -> ClaimResult:
@@ -531,13 +526,19 @@ def claim_6(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k LoRA: ΔES 30.11 (zsRE) vs 4.76 pp (CounterFact)"
     final, n_ds = _prepare(tables)
     rows = main_rows(final)
-    by_kind = rows.assign(edit_data=rows["kind"])
-    pairs = paired(by_kind, "edit_data", "counterfact", "zsre", "delta_es")
+    return _compare_axis(6, claim, paper, final, n_ds, rows.assign(edit_data=rows["kind"]), "edit_data",
+                         "counterfact", "zsre", "needs the same settings run on zsRE and on CounterFact edits")
+
+
+def _compare_axis(cid: int, claim: str, paper: str, final, n_ds, rows, axis: str, low: str, high: str,
+                  missing: str) -> ClaimResult:
+    """ΔES of configurations that differ only in `axis` (`low` against `high`), judged against the noise."""
+    pairs = paired(rows, axis, low, high, "delta_es")
     if pairs.empty:
-        return _not_tested(6, claim, paper, "needs the same settings run on zsRE and on CounterFact edits")
-    used = _matching_rows(by_kind, pairs, "edit_data")
+        return _not_tested(cid, claim, paper, missing)
+    used = _matching_rows(rows, pairs, axis)
     noise = estimate_noise(final, used, "delta_es", n_ds)
-    return _paired_result(6, claim, paper, pairs, noise, "ΔES pp", "counterfact", "zsre", "delta_es", _scope(used))
+    return _paired_result(cid, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(used))
 
 
 def claim_7(tables: Tables) -> ClaimResult:

@@ -859,30 +859,31 @@ def es_section(ctx: ReportContext) -> Section:
     table = es_table(ctx.final)
     if table.frame.empty:
         return Section(TITLE_ES, [Paragraph("No ES measured.")])
-    blocks: list[Block] = [Table(
+    return _method_table_section(TITLE_ES, table, Table(
         table.formatted(),
         source=(f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning column = "
                 f"`es_ed_ft` (ES of M_ed_ft), in %. {SPREAD_NOTE}"),
-    )]
+    ))
+
+
+def _method_table_section(title: str, table: MethodTable, rendered: Table) -> Section:
+    """A per-fine-tuning-method table, followed by the note on configurations tuned on other layers."""
+    blocks: list[Block] = [rendered]
     note = _layers_note(table)
     if note:
         blocks.append(Paragraph(note))
-    return Section(TITLE_ES, blocks)
+    return Section(title, blocks)
 
 
 def relative_decay_section(ctx: ReportContext) -> Section:
     table = relative_decay_table(ctx.final)
     if table.frame.empty or not table.value_columns:
         return Section(TITLE_RELATIVE, [Paragraph("Not measured: no fine-tuned configurations.")])
-    blocks: list[Block] = [Table(
+    return _method_table_section(TITLE_RELATIVE, table, Table(
         _with_model_averages(table),
         source=(f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 "
                 f"(%; positive = edits lost). Rows “average” are the mean of that model's rows. {SPREAD_NOTE}"),
-    )]
-    note = _layers_note(table)
-    if note:
-        blocks.append(Paragraph(note))
-    return Section(TITLE_RELATIVE, blocks)
+    ))
 
 
 def flip_ratio_section(ctx: ReportContext) -> Section:
@@ -895,11 +896,7 @@ def flip_ratio_section(ctx: ReportContext) -> Section:
               f"(edits failing on M_ed that succeed on M_ed_ft, %). {SPREAD_NOTE}")
     if indicators:
         source += " Per-edit success indicator: " + ", ".join(f"`{i}`" for i in indicators) + "."
-    blocks: list[Block] = [Table(table.formatted(), source=source)]
-    note = _layers_note(table)
-    if note:
-        blocks.append(Paragraph(note))
-    return Section(TITLE_FLIP_RATIO, blocks)
+    return _method_table_section(TITLE_FLIP_RATIO, table, Table(table.formatted(), source=source))
 
 
 def _last_flip_step(flips: pd.DataFrame) -> pd.DataFrame:
