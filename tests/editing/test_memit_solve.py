@@ -110,6 +110,58 @@ def test_pre_norm_change_inverts_an_rms_post_norm():
     dv = pre_norm_change(norm, v, r)
     assert torch.allclose(v + dv, v2, atol=1e-4)
     assert torch.allclose(norm(v + dv), norm(v) + r, atol=1e-4)
-    # an unreachable change (it would alter the output's rms) is met in direction
-    dv = pre_norm_change(norm, v, 3.0 * norm(v))
-    assert torch.allclose(norm(v + dv), norm(v), atol=1e-4)
+    # v + Δv keeps v's rms
+    torch.testing.assert_close((v + dv).pow(2).mean(-1), v.pow(2).mean(-1), rtol=1e-4, atol=0)
+
+
+def _closest_output_check(norm, v, r):
+    from editdecay.editing.memit import pre_norm_change
+
+    s = norm(torch.ones(1, v.shape[-1]))[0].double()
+    y = (norm(v) + r).double()
+    x = (v + pre_norm_change(norm, v, r)).double()
+    u = x / x.pow(2).mean(-1, keepdim=True).sqrt()
+    torch.testing.assert_close(s * u, norm(x.float()).double(), rtol=1e-4, atol=1e-5)
+    best = (s * u - y).norm(dim=-1)
+    # any other output the norm can produce, s ⊙ u' with rms(u') = 1, is no closer to the wanted one
+    active = s != 0
+    g = torch.Generator().manual_seed(1)
+    for scale in (1e-3, 1e-2, 1e-1):
+        for _ in range(50):
+            # coordinates with s = 0 keep v's value (they cannot move the output), the rest keep their norm
+            w = u + scale * torch.randn(u.shape, generator=g, dtype=u.dtype) * u.abs().mean() * active
+            w = torch.where(active, w * (u * active).norm(dim=-1, keepdim=True) / (w * active).norm(dim=-1, keepdim=True), u)
+            assert ((s * w - y).norm(dim=-1) >= best - 1e-5 * y.norm(dim=-1)).all()
+    return best, y, s
+
+
+def test_pre_norm_change_reaches_the_closest_output_when_the_target_is_unreachable():
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    torch.manual_seed(0)
+    norm = Gemma3RMSNorm(16, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16) * 0.3)
+    v = torch.randn(3, 16) * 5.0
+    _closest_output_check(norm, v, 3.0 * norm(v).detach() + torch.randn(3, 16))
+
+
+def test_pre_norm_change_is_not_pulled_onto_coordinates_with_a_tiny_scale():
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    torch.manual_seed(0)
+    norm = Gemma3RMSNorm(16, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16) * 0.3)
+        norm.weight[3] = -1 + 1e-3  # scale 1 + w = 1e-3 on coordinate 3
+        norm.weight[7] = -1.0  # scale 0: coordinate 7 never reaches the output
+    v = torch.randn(3, 16) * 5.0
+    r = torch.randn(3, 16)
+    with torch.no_grad():
+        best, y, s = _closest_output_check(norm, v, r)
+        # dividing the wanted output by the scale puts almost all of u on coordinate 3
+        naive = y / s
+        naive[:, 7] = 0
+        naive = s * naive / naive.pow(2).mean(-1, keepdim=True).sqrt()
+        assert ((naive - y).norm(dim=-1) > best).all()
+        assert (best < r.norm(dim=-1)).all()  # closer than leaving the output as it was

@@ -90,17 +90,38 @@ def through_post_norm(lm: LoadedModel, requests: Sequence[EditRequest], layer: i
 
 
 def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Δv (n × d) such that norm(v + Δv) ≈ norm(v) + r, for an RMS norm y = s ⊙ x / rms(x).
+    """Δv (n × d) such that norm(v + Δv) is the output closest to norm(v) + r that the norm can produce,
+    for an RMS norm y = s ⊙ x / rms(x).
 
-    Such a norm's output always has rms(y / s) = 1, so norm(v) + r is first pulled back onto that set
-    (the reachable output closest in direction); v + Δv keeps v's rms.
+    The norm's outputs are exactly s ⊙ u with rms(u) = 1, so with y = norm(v) + r we solve
+        min ‖s ⊙ u − y‖²  subject to  ‖u‖² = d,
+    whose solution is u_i = s_i y_i / (s_i² + μ) for the one scalar μ > −min s_i² that meets the
+    constraint (found by bisection). Dividing y by s instead would blow up the coordinates where s is
+    tiny but not zero (Gemma 3 has several), which points u almost entirely along them. Coordinates the
+    norm erases (s = 0) keep v's value, since they cannot change the output. v + Δv keeps v's rms.
     """
     dtype = next(norm.parameters()).dtype
-    scale = norm(torch.ones(1, v.shape[-1], dtype=dtype)).double()[0]  # s, since rms(1) = 1
+    d = v.shape[-1]
+    s = norm(torch.ones(1, d, dtype=dtype)).double()[0]  # the scale, since rms(1) = 1
     v64 = v.double()
     rms_v = v64.pow(2).mean(-1, keepdim=True).sqrt()
-    # where s ≈ 0 the norm erases that coordinate whatever v is: keep v's own there
-    u = torch.where(scale.abs() > 1e-6, (norm(v.to(dtype)).double() + r.double()) / scale, v64 / rms_v)
+    y = norm(v.to(dtype)).double() + r.double()
+    active = s.abs() > 1e-6 * s.abs().max()
+    u = v64 / rms_v
+    budget = (d - u[:, ~active].pow(2).sum(-1, keepdim=True)).clamp_min(1e-12)
+    s_a = s[active]
+    sy, s2 = s_a * y[:, active], s_a.pow(2)
+
+    def squared_norm(mu: torch.Tensor) -> torch.Tensor:
+        return (sy / (s2 + mu)).pow(2).sum(-1, keepdim=True)
+
+    lo = torch.full_like(budget, -float(s2.min()) * (1 - 1e-9))
+    hi = sy.norm(dim=-1, keepdim=True) / budget.sqrt() + 1e-12  # ‖u(hi)‖² ≤ ‖s ⊙ y‖² / hi² = budget
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        too_long = squared_norm(mid) > budget
+        lo, hi = torch.where(too_long, mid, lo), torch.where(too_long, hi, mid)
+    u[:, active] = sy / (s2 + hi)
     u = u / u.pow(2).mean(-1, keepdim=True).sqrt()
     return (u * rms_v - v64).float()
 

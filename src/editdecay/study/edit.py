@@ -63,7 +63,7 @@ class EditJobResult:
 def run_edit(job: EditJob) -> EditJobResult:
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "edit.log", mode="w")
+    handler = logging.FileHandler(out / "edit.log", mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("editdecay").addHandler(handler)
     try:

@@ -47,8 +47,8 @@ EDIT_DATA = ("counterfact", "zsre")
 
 # Editor overrides per model, applied to every configuration of that model (dotted keys as in a
 # study's [config.edit] table; a table named after a method applies to that method only). Empty:
-# `default_config` already gives each bundled model its edit layers, and docs/hyperparameters.md
-# reports no tuned MEMIT/AlphaEdit values for Gemma-3 270M yet ("not tuned yet").
+# `default_config` gives each bundled model its edit layers, and the remaining defaults suit both bundled
+# models (docs/hyperparameters.md, "Gemma-3 270M").
 EDIT_OVERRIDES: dict[str, dict] = {
     "gemma3-270m": {},
 }
