@@ -171,3 +171,15 @@ def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests,
     assert all(torch.equal(resumed.weights[n], whole.weights[n]) for n in whole.weights)
     assert all(torch.equal(resumed.state[k], whole.state[k]) for k in whole.state)
     assert [b["start"] for b in resumed.info["sequential"]["batches"]] == [0, 1, 2, 3]
+
+
+def test_registry_edit_defaults_apply_before_user_overrides(tiny_lm, monkeypatch):
+    from editdecay.models import registry
+
+    spec = registry.ModelSpec("tiny-llama", "test entry", resolve=lambda: (None, ""),
+                              edit_defaults={"alphaedit": {"nullspace_threshold": 1e-3, "l2": 4.0}})
+    monkeypatch.setitem(registry.REGISTRY, "tiny-llama", spec)
+    cfg = default_config("alphaedit", tiny_lm, {"l2": 3.0})
+    assert cfg.nullspace_threshold == 1e-3 and cfg.l2 == 3.0
+    assert default_config("memit", tiny_lm).layers == default_config("alphaedit", tiny_lm).layers
+    assert not hasattr(default_config("memit", tiny_lm), "nullspace_threshold")

@@ -63,7 +63,8 @@ def get_editor(method: str) -> EditorSpec:
 
 
 def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
-    """The method's defaults with this model's edit layers, then `overrides` (dotted keys)."""
+    """The method's defaults with this model's edit layers and measured settings (the registry's
+    `edit_defaults`), then `overrides` (dotted keys)."""
     spec = get_editor(method)
     registered = REGISTRY[lm.name].default_edit_layers if lm.name in REGISTRY else ()
     window = tuple(registered) or default_layers(lm.n_layers)
@@ -72,8 +73,9 @@ def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
         cfg = cls(layers=cls.layers_for_depth(lm.n_layers))
     else:
         cfg = cls(layers=cls.layers_from_window(window))
-    if overrides:
-        cfg = cfg.with_overrides(**overrides)
+    measured = REGISTRY[lm.name].edit_defaults.get(method, {}) if lm.name in REGISTRY else {}
+    if measured or overrides:
+        cfg = cfg.with_overrides(**{**measured, **(overrides or {})})
     for layer in cfg.layers:
         lm.adapter.check_layer(lm.model, layer)
     return cfg

