@@ -19,7 +19,9 @@ the quantity over configurations that differ only in their fine-tuning seed (fir
 configurations, else among all fine-tuned ones), never taken below the binomial standard error of
 the finite edit (or DS item) sample; without seed replicates σ is that binomial standard error alone
 (ES: 100·√(p(1−p)/n) with p = (x+1)/(n+2) for x successes of n edits; relative decay, EFR and DS
-degradation follow from it). Every result's ``detail`` says which σ was used.
+degradation follow from it). Every result's ``detail`` says which σ was used. Configurations that
+differ only in their fine-tuning seed count once (averaged, :func:`seed_averaged`): they share the
+edit sample.
 
 Only the final fine-tuning step of each configuration is used.
 """
@@ -203,6 +205,8 @@ def final_decay(decay: pd.DataFrame) -> pd.DataFrame:
     rest = ordered[~ordered["config_id"].isin(set(marked["config_id"]))].groupby("config_id", sort=False).tail(1)
     out = pd.concat([marked, rest]).sort_values(list(KEYS), kind="stable").reset_index(drop=True)
     out["efr_minus_delta"] = out["efr"] - out["delta_es"]
+    # reverse flips per edit: for binary ES (CounterFact) erased share − ΔES = emergent share exactly
+    out["emergent_share"] = 100 * out["n_emergent"] / out["n_edits"].where(out["n_edits"] > 0)
     return out
 
 
@@ -237,11 +241,28 @@ def _main_ft_data(final: pd.DataFrame) -> str:
     return str(data.value_counts().index[0])
 
 
+def seed_averaged(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: replicates that differ only in the fine-tuning seed are averaged.
+
+    They share the edit sample (and M_ft's DS items), so counting them as separate configurations would
+    shrink σ/√k without new information. `seed` becomes the smallest seed, `n_seeds` the count.
+    """
+    if rows.empty:
+        return rows.assign(n_seeds=pd.Series(dtype=float))
+    group = list(SEED_GROUP)
+    agg = {c: ("mean" if pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(rows[c])
+               else "first") for c in rows.columns if c not in group}
+    agg["seed"] = "min"
+    out = rows.groupby(group, dropna=False, as_index=False, sort=False).agg(agg)
+    out["n_seeds"] = rows.groupby(group, dropna=False, sort=False)["seed"].nunique().to_numpy()
+    return out[[*rows.columns, "n_seeds"]]
+
+
 def main_rows(final: pd.DataFrame, methods: Iterable[str] = LOCATE_THEN_EDIT) -> pd.DataFrame:
-    """Fine-tuned on all layers with the main fine-tuning data, by the given edit methods."""
+    """Fine-tuned on all layers with the main fine-tuning data, by the given edit methods; seeds averaged."""
     ft = _fine_tuned(final)
-    return ft[(ft["ft_layers"] == "all") & (ft["ft_data"] == _main_ft_data(final))
-              & ft["edit_method"].isin(list(methods))]
+    return seed_averaged(ft[(ft["ft_layers"] == "all") & (ft["ft_data"] == _main_ft_data(final))
+                            & ft["edit_method"].isin(list(methods))])
 
 
 def ds_items(downstream: pd.DataFrame | None) -> dict[str, float]:
@@ -281,6 +302,8 @@ def binomial_sd(rows: pd.DataFrame, column: str, n_ds: Mapping[str, float] | Non
         return 100 * es_sd / rows["es_ed"].where(rows["es_ed"] > 0)
     if column in ("efr", "efr_minus_delta"):
         return _binomial_sd(rows["efr"], rows["n_success_ed"])
+    if column == "emergent_share":
+        return _binomial_sd(rows["emergent_share"], rows["n_edits"])
     items = rows["config_id"].map(lambda c: (n_ds or {}).get(str(c), math.nan))
     if column in ("ds_M_ed_ft", "ds_M_ft", "ds_M_ed", "ds_M"):
         return _binomial_sd(rows[column], items)
@@ -546,32 +569,36 @@ def claim_7(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k CF LoRA: EFR 22.39% vs ΔES 4.76 pp; emergent edits exist"
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = ft[(ft["kind"] == "counterfact") & ft["ft_layers"].eq("all") & ft["edit_method"].isin(LOCATE_THEN_EDIT)]
-    rows = rows.dropna(subset=["efr", "delta_es"])
+    rows = ft[(ft["kind"] == "counterfact") & ft["ft_layers"].eq("all") & ft["ft_data"].eq(_main_ft_data(final))
+              & ft["edit_method"].isin(LOCATE_THEN_EDIT)]
+    rows = seed_averaged(rows.dropna(subset=["efr", "delta_es", "n_emergent"]))
     if rows.empty:
         return _not_tested(7, claim, paper, "needs fine-tuned CounterFact configurations with EFR measured")
-    noise = estimate_noise(final, rows, "efr_minus_delta", n_ds)
+    # EFR − ΔES also grows when edits failed before FT (EFR's denominator is the successes only); the
+    # share of edits that flipped failure → success is the part of ΔES that hides erasures.
+    noise = estimate_noise(final, rows, "emergent_share", n_ds)
     efr_noise = estimate_noise(final, rows, "efr", n_ds)
     k = len(rows)
-    mean = float(rows["efr_minus_delta"].mean())
+    mean = float(rows["emergent_share"].mean())
     se = noise.se_mean(k)
-    emergent = int(rows["n_emergent"].fillna(0).sum())
-    erased = int(rows["n_erased"].fillna(0).sum())
-    gap = judge(mean, se)
+    emergent = float(rows["n_emergent"].fillna(0).sum())
+    erased = float(rows["n_erased"].fillna(0).sum())
+    hidden = judge(mean, se)
     erasure = judge(float(rows["efr"].mean()), efr_noise.se_mean(k))
-    if gap == HOLDS and emergent > 0:
+    if hidden == HOLDS:
         verdict = HOLDS
-    elif erasure == HOLDS and gap != HOLDS and emergent == 0:
+    elif erasure == HOLDS and emergent == 0:
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    ours = (f"EFR {_f(float(rows['efr'].mean()))}% vs ΔES {_f(float(rows['delta_es'].mean()))} pp (mean gap "
-            f"{_f(mean, sign=True)}, {_band_text(se)}); {emergent} emergent and {erased} erased edits in {k} "
-            "configurations")
-    detail = (f"`efr` − `delta_es` of {k} CounterFact configuration(s) ({_scope(rows)}), with `n_emergent`, "
-              f"`n_erased`; gap: {noise.text}; EFR: {efr_noise.text}; SE = σ/√k. Holds: gap beyond {Z:g}·SE and at "
-              f"least one emergent edit. Does not hold: EFR beyond {Z:g}·SE (edits measurably erased) while the gap "
-              "is not and no edit is emergent (ΔES accounts for the erasures). Else inconclusive.")
+    ours = (f"EFR {_f(float(rows['efr'].mean()))}% vs ΔES {_f(float(rows['delta_es'].mean()))} pp; emergent edits "
+            f"{_f(mean, 2)}% of all edits ({_band_text(se)}); {emergent:g} emergent and {erased:g} erased edits in "
+            f"{k} configurations")
+    detail = (f"`emergent_share` (100·`n_emergent`/`n_edits`, which equals erased share − ΔES for CounterFact's "
+              f"binary ES) of {k} CounterFact configuration(s) ({_scope(rows)}; seeds averaged); {noise.text}; EFR: "
+              f"{efr_noise.text}; SE = σ/√k. Holds: emergent share beyond {Z:g}·SE of 0. Does not hold: EFR beyond "
+              f"{Z:g}·SE (edits measurably erased) and not one emergent edit (ΔES then counts every erasure). Else "
+              "inconclusive. EFR − ΔES alone is not judged: it is positive whenever some edits failed before FT.")
     return ClaimResult(7, claim, paper, ours, verdict, detail)
 
 
@@ -591,7 +618,7 @@ def claim_9(tables: Tables) -> ClaimResult:
     paper = "ES after FT, HotpotQA vs Commonsense: 72.76 vs 76.3, 68 vs 70.18, 75.56 vs 89.87 (largest gap 14.31 pp)"
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = ft[(ft["ft_layers"] == "all") & ft["ft_data"].isin([MAIN_FT_DATA, "hotpotqa"])]
+    rows = seed_averaged(ft[(ft["ft_layers"] == "all") & ft["ft_data"].isin([MAIN_FT_DATA, "hotpotqa"])])
     pairs = paired(rows, "ft_data", "hotpotqa", MAIN_FT_DATA, "es_ed_ft")
     if pairs.empty:
         return _not_tested(9, claim, paper, "needs the same edits fine-tuned on HotpotQA and on Commonsense")
@@ -607,7 +634,7 @@ def claim_10(tables: Tables) -> ClaimResult:
              "66 / 57.80; DS all > non-edited > edited")
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = ft[ft["ft_layers"].isin(["all", "edited", "non-edited"])]
+    rows = seed_averaged(ft[ft["ft_layers"].isin(["all", "edited", "non-edited"])])
     triples = matched(rows, "ft_layers", ("all", "non-edited", "edited"), "es_ed_ft")
     if triples.empty:
         return _not_tested(10, claim, paper, "needs the same edits fine-tuned on all, on the edited and on the "
@@ -695,23 +722,35 @@ def claim_14(tables: Tables) -> ClaimResult:
 def claim_15(tables: Tables) -> ClaimResult:
     claim = "Run-to-run noise is small: ES deltas below ~1 pp and DS deltas below a few % are noise"
     paper = "ES SD across sampled edit sets ≤ 0.5 pp (10k edits); DS differs by 3.7–5.4% across seeds"
-    final, _ = _prepare(tables)
+    final, n_ds = _prepare(tables)
     spreads = seed_spreads(tables["decay"])
     if spreads.empty:
         return _not_tested(15, claim, paper, "needs configurations repeated with several fine-tuning seeds")
-    es_sd, groups, dof = seed_sd(_fine_tuned(final), "es_ed_ft")
+    ft = _fine_tuned(final)
+    replicated = ft[ft.duplicated(list(SEED_GROUP), keep=False)]
+    es_sd, groups, dof = seed_sd(replicated, "es_ed_ft")
     ds_range = float(spreads["DS range"].mean()) if spreads["DS range"].notna().any() else math.nan
-    checks = [es_sd <= ES_NOISE_LIMIT]
+    # The paper's levels are for 10k edits and 1k+ DS items; a finite sample alone makes a seed-to-seed
+    # difference of about the binomial SE, so each level is raised to 2 binomial SEs of this run's sample.
+    es_binomial = float(np.sqrt((binomial_sd(replicated, "es_ed_ft") ** 2).mean()))
+    ds_binomial = float(np.sqrt((binomial_sd(replicated, "ds_M_ed_ft", n_ds) ** 2).mean()))
+    es_limit = max(ES_NOISE_LIMIT, Z * es_binomial) if math.isfinite(es_binomial) else ES_NOISE_LIMIT
+    # a range of two seeds is |difference| ≈ √2 σ
+    ds_limit = (max(DS_NOISE_LIMIT, Z * math.sqrt(2) * ds_binomial) if math.isfinite(ds_binomial)
+                else DS_NOISE_LIMIT)
+    checks = [es_sd <= es_limit]
     if math.isfinite(ds_range):
-        checks.append(ds_range <= DS_NOISE_LIMIT)
+        checks.append(ds_range <= ds_limit)
     verdict = (HOLDS if all(checks) else DOES_NOT_HOLD) if math.isfinite(es_sd) else INCONCLUSIVE
-    ours = (f"seed-to-seed SD of ES after FT {_f(es_sd, 2)} pp; DS range across seeds {_f(ds_range, 2)} pp "
-            f"({groups} seed group(s))")
+    ours = (f"seed-to-seed SD of ES after FT {_f(es_sd, 2)} pp (limit {_f(es_limit, 2)}); DS range across seeds "
+            f"{_f(ds_range, 2)} pp (limit {_f(ds_limit, 2)}; {groups} seed group(s))")
     detail = (f"pooled seed-to-seed SD of `es_ed_ft` over {groups} group(s) of configurations differing only in the "
               f"seed ({dof} df), and the mean max − min of `ds_M_ed_ft` over seeds (see the seed-spread table). "
-              f"Holds: ES SD ≤ {ES_NOISE_LIMIT:g} pp and DS range ≤ {DS_NOISE_LIMIT:g} pp (the paper's levels); "
-              "does not hold: either is larger (this run's differences need a wider margin). The paper's ES figure "
-              "varies the edit sample, ours the fine-tuning seed.")
+              f"Holds: ES SD ≤ max({ES_NOISE_LIMIT:g} pp, {Z:g} binomial SEs of the edits = {_f(Z * es_binomial, 2)}) "
+              f"and DS range ≤ max({DS_NOISE_LIMIT:g} pp, {Z:g}·√2 binomial SEs of the DS items = "
+              f"{_f(Z * math.sqrt(2) * ds_binomial, 2)}), i.e. no more seed noise than the paper's levels or this "
+              "run's sample size explain; does not hold: either is larger. The paper's ES figure varies the edit "
+              "sample, ours the fine-tuning seed.")
     return ClaimResult(15, claim, paper, ours, verdict, detail)
 
 
