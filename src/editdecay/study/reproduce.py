@@ -73,7 +73,7 @@ EVAL_SECONDS_PER_EDIT = 0.25      # ES/PS/NS scoring and the greedy answer of on
 DS_SECONDS_PER_ITEM = 1.2         # one commonsense test item, both protocols (generate + rank)
 DS_TASKS = 7
 PPL_SECONDS_PER_1K_TOKENS = 3.0
-SMALL_BUDGET_HOURS = 4.0          # per model, on that CPU
+SMALL_BUDGET_HOURS = 4.0          # per model, in SmolLM2-135M hours on that CPU (times relative_cost)
 
 # --------------------------------------------------------------------------- the scales
 
@@ -298,6 +298,14 @@ def _edit_seconds(cfg: RunConfig) -> float:
     return KEYS_SECONDS_PER_EDIT * n
 
 
+def relative_cost(model: str) -> float:
+    """Compute per token of `model` relative to SmolLM2-135M, on which the cost model was measured
+    (the registry's `relative_cost`; 1 for other models)."""
+    from ..models.registry import REGISTRY
+
+    return REGISTRY[model].relative_cost if model in REGISTRY else 1.0
+
+
 def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
     """The distinct stages of `configs` with their estimated seconds, without loading any model.
 
@@ -309,7 +317,7 @@ def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
 
     def add(key: tuple, model: str, kind: str, seconds: float) -> None:
         if key not in seen:
-            seen[key] = (model, kind, seconds)
+            seen[key] = (model, kind, seconds * relative_cost(model))
 
     for cfg in configs:
         m = cfg.model
@@ -351,7 +359,8 @@ def estimate_seconds(study: Study) -> float:
     by MEMIT and AlphaEdit), 0.21 s per edit for the keys and solve, 107 s per statistic; fine-tuning
     at 180 tokens/s (LoRA, DoRA) or 160 tokens/s (full, fp32) with ~100 tokens per commonsense
     example and ~75 per HotpotQA example; each evaluation 0.25 s per edit + 1.2 s per DS item (both
-    protocols; 7 tasks) + 3 s per 1,000 perplexity tokens. Model loading is not counted.
+    protocols; 7 tasks) + 3 s per 1,000 perplexity tokens, each times the model's `relative_cost`.
+    Model loading is not counted.
     """
     return float(planned_stages(study.configs)["seconds"].sum())
 
