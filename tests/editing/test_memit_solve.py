@@ -94,15 +94,21 @@ def test_float32_inputs_are_solved_in_float64(problem):
     torch.testing.assert_close(dw, solve_memit(K32.double(), R32.double(), C32.double(), 1.0), rtol=0, atol=0)
 
 
-def test_pre_norm_change_inverts_an_rms_post_norm():
+def _random_post_norm(d: int = 16):
+    """A Gemma 3 RMS norm with random scales, seeded."""
     from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
 
+    torch.manual_seed(0)
+    norm = Gemma3RMSNorm(d, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(d) * 0.3)
+    return norm
+
+
+def test_pre_norm_change_inverts_an_rms_post_norm():
     from editdecay.editing.memit import pre_norm_change
 
-    torch.manual_seed(0)
-    norm = Gemma3RMSNorm(16, eps=1e-12)
-    with torch.no_grad():
-        norm.weight.copy_(torch.randn(16) * 0.3)
+    norm = _random_post_norm()
     v = torch.randn(3, 16) * 5.0
     v2 = torch.randn(3, 16)
     v2 = v2 / v2.pow(2).mean(-1, keepdim=True).sqrt() * v.pow(2).mean(-1, keepdim=True).sqrt()
@@ -136,23 +142,14 @@ def _closest_output_check(norm, v, r):
 
 
 def test_pre_norm_change_reaches_the_closest_output_when_the_target_is_unreachable():
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
-
-    torch.manual_seed(0)
-    norm = Gemma3RMSNorm(16, eps=1e-12)
-    with torch.no_grad():
-        norm.weight.copy_(torch.randn(16) * 0.3)
+    norm = _random_post_norm()
     v = torch.randn(3, 16) * 5.0
     _closest_output_check(norm, v, 3.0 * norm(v).detach() + torch.randn(3, 16))
 
 
 def test_pre_norm_change_is_not_pulled_onto_coordinates_with_a_tiny_scale():
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
-
-    torch.manual_seed(0)
-    norm = Gemma3RMSNorm(16, eps=1e-12)
+    norm = _random_post_norm()
     with torch.no_grad():
-        norm.weight.copy_(torch.randn(16) * 0.3)
         norm.weight[3] = -1 + 1e-3  # scale 1 + w = 1e-3 on coordinate 3
         norm.weight[7] = -1.0  # scale 0: coordinate 7 never reaches the output
     v = torch.randn(3, 16) * 5.0
