@@ -182,3 +182,60 @@ def test_summarise_is_percent_and_leaves_out_nan_columns(unedited):
     for col in ("es", "ps", "ns", "rewrite_acc", "paraphrase_acc", "neighbour_acc"):
         assert s[col] == pytest.approx(100 * float(np.mean(unedited[col])))
         assert 0 <= s[col] <= 100
+
+
+# --------------------------------------------------------------------------- shared rows
+
+LABEL_PROMPT = "Question: which option fits best? Answer format: answer1/answer2/answer3\n\nthe correct answer is"
+
+
+def _single_token_targets(lm, prompt, n=3):
+    """`n` words that encode to one token after `prompt`."""
+    words = []
+    for w in ("the", "a", "of", "and", "to", "in", "is", "it", "on", "at", "by", "or", "as", "be"):
+        if len(encode_continuation(lm.tokenizer, prompt, w).target_ids) == 1:
+            words.append(w)
+        if len(words) == n:
+            return words
+    pytest.skip("the tiny tokenizer has too few single-token words")
+
+
+@pytest.mark.parametrize("kind", ["labels", "single-token"])
+def test_targets_of_one_prompt_share_a_row_and_score_as_alone(tiny_lm, kind):
+    scorer = _scorer(tiny_lm)
+    if kind == "labels":
+        targets = ["answer1", "answer2", "answer3"]
+        prefixes = {encode_continuation(tiny_lm.tokenizer, LABEL_PROMPT, t).target_ids[:-1] for t in targets}
+        assert len(prefixes) == 1  # the labels differ in their last token only
+    else:
+        targets = _single_token_targets(tiny_lm, LABEL_PROMPT)
+    pairs = [(LABEL_PROMPT, t) for t in targets]
+    alone = [scorer.score([pair])[0] for pair in pairs]
+    shared = []
+    original = scorer._score_batch
+    scorer._score_batch = lambda rows: shared.append([len(r.conts) for r in rows]) or original(rows)
+    scores = scorer.score(pairs)
+    assert shared == [[len(targets)]]  # one batch of one row holding every target
+    for s, a in zip(scores, alone):
+        assert s.target_ids == a.target_ids
+        assert abs(s.nll - a.nll) < 1e-5
+        assert s.predicted == a.predicted
+    for (prompt, target), s in zip(pairs, scores):
+        nll, pred, _ = _manual(tiny_lm, prompt, target)
+        assert abs(s.nll - nll) < 1e-4 and s.predicted == pred
+
+
+def test_targets_differing_earlier_get_rows_of_their_own(tiny_lm):
+    scorer = _scorer(tiny_lm)
+    prompt = PAIRS[5][0]
+    targets = ["Den Haag", "Christianity", "answer1"]
+    conts = [encode_continuation(tiny_lm.tokenizer, prompt, t) for t in targets]
+    assert len({c.target_ids[:-1] for c in conts}) > 1
+    seen = []
+    original = scorer._score_batch
+    scorer._score_batch = lambda rows: seen.extend(len(r.conts) for r in rows) or original(rows)
+    scores = scorer.score([(prompt, t) for t in targets])
+    assert seen == [1, 1, 1]
+    for t, s in zip(targets, scores):
+        nll, pred, target_ids = _manual(tiny_lm, prompt, t)
+        assert s.target_ids == target_ids and abs(s.nll - nll) < 1e-4 and s.predicted == pred

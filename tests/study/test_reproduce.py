@@ -46,8 +46,8 @@ def _decay_from(configs) -> pd.DataFrame:
              "es_M": 20.0, "es_ed": 100.0, "n_success_ed": n, "ds_M": 40.0, "ds_M_ed": 39.0}
         if cfg.ft_method != "none":
             delta = (20.0 + 10 * (cfg.edit_method == "alphaedit") + 10 * (cfg.edit_data == "zsre")
-                     + 15 * (cfg.ft_method == "full") + 5 * (n == max(c.n_edits for c in configs))
-                     + 8 * (cfg.ft_data == "hotpotqa") + {"all": 0, "non-edited": 20, "edited": 30}.get(
+                     + 15 * (cfg.ft_method == "full") + 15 * (n == max(c.n_edits for c in configs))
+                     + 20 * (cfg.ft_data == "hotpotqa") + {"all": 0, "non-edited": 25, "edited": 50}.get(
                          cfg.ft_layers_label, 0) + 0.1 * cfg.seed)
             r.update({"step": 25, "es_ed_ft": 100.0 - delta, "delta_es": delta, "relative_decay": delta,
                       "efr": delta + 5, "n_erased": int(n * delta / 100) + 1, "n_emergent": 1,
@@ -96,6 +96,11 @@ def test_small_scale_settings():
     study = _study("small")
     tuned = [c for c in study.configs if c.ft_method != "none"]
     assert {c.n_edits for c in study.configs} == {50, 150}
+    # every fine-tuning method at 50 edits; the edit-count comparison at 150 with LoRA only
+    assert {c.ft_method for c in study.configs if c.n_edits == 50} == {"none", "lora", "dora", "full"}
+    assert {c.ft_method for c in study.configs if c.n_edits == 150} == {"none", "lora"}
+    assert {(c.edit_method, c.edit_data) for c in study.configs if c.n_edits == 150 and c.ft_method == "lora"} == {
+        (m, d) for m in ("memit", "alphaedit") for d in ("counterfact", "zsre")}
     assert {c.ft_examples for c in tuned} == {200}
     assert all(c.finetune["epochs"] == 1 and list(c.finetune["checkpoint_steps"]) == [] for c in tuned)
     assert {c.evaluate.ds_per_task for c in study.configs} == {5}
@@ -180,7 +185,7 @@ def test_estimate_counts_shared_stages_once():
     stages = planned_stages(configs)
     assert stages["kind"].value_counts().to_dict() == {"evaluate": 6, "finetune": 3, "edit": 2, "targets": 1,
                                                        "statistic": 1}
-    evaluate = 0.25 * 10 + 1.2 * 2 * 7 + 3.0 * 1000 / 1000
+    evaluate = 0.25 * 10 + (0.41 + 0.23) * 2 * 7 + 3.0 * 1000 / 1000
     expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 180) + 6 * evaluate
     assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
 

@@ -10,8 +10,9 @@ the same command resumes where the last one stopped.
 Scales (configurations per model; `editdecay reproduce --dry-run` prints the counts and the
 estimated time of the exact grid):
 
-``small``   50 and 150 edits, 200 fine-tuning examples, one epoch, DS on 5 items per task: a few
-            hours per model on a 2-core CPU (see :func:`estimate_seconds`).
+``small``   50 edits with every fine-tuning method and 150 edits with LoRA (the edit-count
+            comparison), 200 fine-tuning examples, one epoch, DS on 5 items per task: a few hours per
+            model on a 2-core CPU (see :func:`estimate_seconds`).
 ``medium``  100 and 500 edits, 1,000 fine-tuning examples (the settings of the bundled
             `ft-methods` study, so their stages are shared through a common `--store`), DS on 10
             items per task, seeds 0-2 on a subset.
@@ -70,17 +71,19 @@ FT_TOKENS_PER_SECOND = {"lora": 180.0, "dora": 180.0, "full": 160.0}  # fp32
 FT_TOKENS_PER_EXAMPLE = {"commonsense": 100.0, "hotpotqa": 75.0}
 FT_TOKENS_PER_EXAMPLE_DEFAULT = 100.0
 EVAL_SECONDS_PER_EDIT = 0.25      # ES/PS/NS scoring and the greedy answer of one edit
-DS_SECONDS_PER_ITEM = 1.2         # one commonsense test item, both protocols (generate + rank)
+# one commonsense test item per protocol: both together took 1.2 s; split by their single-thread
+# times (generate 0.82 s, rank 1.58 s), then rank with one shared row per item (0.46 s single-thread)
+DS_SECONDS_PER_ITEM = {"generate": 0.41, "rank": 0.23}
 DS_TASKS = 7
 PPL_SECONDS_PER_1K_TOKENS = 3.0
-SMALL_BUDGET_HOURS = 4.0          # per model, in SmolLM2-135M hours on that CPU (times relative_cost)
+SMALL_BUDGET_HOURS = 3.0          # per model, in SmolLM2-135M hours on that CPU (times relative_cost)
 
 # --------------------------------------------------------------------------- the scales
 
 
 @dataclass(frozen=True)
 class ScaleSettings:
-    n_edits: tuple[int, ...]          # the edit counts of the main grid (claims 1-6)
+    n_edits: tuple[int, ...]          # the edit counts of the main grid (claims 1-6), every FT method
     hotpotqa_edits: tuple[int, ...]
     selective_edits: tuple[int, ...]
     seed_edits: int                   # edit count of the seed replicates
@@ -92,11 +95,16 @@ class ScaleSettings:
     lr: dict                          # per fine-tuning method; absent = FinetuneConfig's default (the paper's)
     evaluate: dict
     hotpotqa_rows: tuple[tuple[int, str, str, str], ...] = ()  # (n, method, data, ft) instead of a product
+    count_edits: tuple[int, ...] = ()  # further edit counts, fine-tuned with `count_ft_methods` only (claim 5)
+    count_ft_methods: tuple[str, ...] = ("lora",)
 
 
 SMALL = ScaleSettings(
-    n_edits=(50, 150), hotpotqa_edits=(50,), selective_edits=(50, 150), seed_edits=50, seeds=(1,),
+    n_edits=(50,), hotpotqa_edits=(50,), selective_edits=(50, 150), seed_edits=50, seeds=(1,),
     seed_ft_methods=("lora",), mend_edits=(50,), ft_examples=200,
+    # the edit-count comparison (claim 5) on both datasets and both editors, LoRA only, as the paper's
+    # own evidence for it (GPT-J MEMIT zsRE LoRA)
+    count_edits=(150,), count_ft_methods=("lora",),
     # 25 optimiser steps instead of the paper's thousands: batch 8, and the paper's learning rates
     # times 5 (LoRA/DoRA 1e-3 as in the bundled default study, full FT 2.5e-5: the paper's 40:1 ratio)
     finetune={"epochs": 1, "batch_size": 8, "micro_batch_size": 4, "warmup_steps": 3, "checkpoint_steps": []},
@@ -188,6 +196,11 @@ def grid_blocks(scale: str, models: Iterable[str], mend_available: Callable[[str
             axes = {**per_model, "edit_method": list(LOCATE_THEN_EDIT), "edit_data": name[d], "n_edits": counts}
             blocks.append(("edited, no FT", {**axes, **ft_block("none")}))
             for method in ("lora", "dora", "full"):
+                blocks.append(("LoRA / DoRA / full FT", {**axes, **ft_block(method)}))
+        for d, counts in sized((d, n) for d in EDIT_DATA for n in s.count_edits).items():
+            axes = {**per_model, "edit_method": list(LOCATE_THEN_EDIT), "edit_data": name[d], "n_edits": counts}
+            blocks.append(("edited, no FT", {**axes, **ft_block("none")}))
+            for method in s.count_ft_methods:
                 blocks.append(("LoRA / DoRA / full FT", {**axes, **ft_block(method)}))
         if s.hotpotqa_rows:
             for n, method, d, ft in s.hotpotqa_rows:
@@ -283,7 +296,7 @@ def _ft_tokens(cfg: RunConfig) -> float:
 
 def _evaluate_seconds(cfg: RunConfig) -> float:
     ev = cfg.evaluate
-    ds = DS_SECONDS_PER_ITEM * len(ev.ds_modes) / 2 * ev.ds_per_task * DS_TASKS if ev.ds_per_task else 0.0
+    ds = sum(DS_SECONDS_PER_ITEM[m] for m in ev.ds_modes) * ev.ds_per_task * DS_TASKS
     return EVAL_SECONDS_PER_EDIT * _n_requests(cfg) + ds + PPL_SECONDS_PER_1K_TOKENS * ev.ppl_tokens / 1000
 
 
@@ -358,7 +371,7 @@ def estimate_seconds(study: Study) -> float:
     Cost model (measured, see the constants of this module): z optimisation 2.8 s per edit (shared
     by MEMIT and AlphaEdit), 0.21 s per edit for the keys and solve, 107 s per statistic; fine-tuning
     at 180 tokens/s (LoRA, DoRA) or 160 tokens/s (full, fp32) with ~100 tokens per commonsense
-    example and ~75 per HotpotQA example; each evaluation 0.25 s per edit + 1.2 s per DS item (both
+    example and ~75 per HotpotQA example; each evaluation 0.25 s per edit + 0.64 s per DS item (both
     protocols; 7 tasks) + 3 s per 1,000 perplexity tokens, each times the model's `relative_cost`.
     Model loading is not counted.
     """
