@@ -67,7 +67,8 @@ KEYS_SECONDS_PER_EDIT = 0.21      # keys + solve of a MEMIT/AlphaEdit edit stage
 MEND_SECONDS_PER_EDIT = 0.06      # MEND edit (5.9 s per 100 requests)
 ROME_SECONDS_PER_EDIT = 6.5       # ROME, one z optimisation per request
 STATISTIC_SECONDS = 107.0         # C = E[kk^T] over the WikiText statistic split, once per model and layer set
-FT_TOKENS_PER_SECOND = {"lora": 180.0, "dora": 180.0, "full": 160.0}  # fp32
+# fp32, batch 16 in micro-batches of 4, unpadded tokens (the 1,000-example ft-methods runs: DoRA 105)
+FT_TOKENS_PER_SECOND = {"lora": 150.0, "dora": 105.0, "full": 137.0}
 FT_TOKENS_PER_EXAMPLE = {"commonsense": 100.0, "hotpotqa": 75.0}
 FT_TOKENS_PER_EXAMPLE_DEFAULT = 100.0
 EVAL_SECONDS_PER_EDIT = 0.25      # ES/PS/NS scoring and the greedy answer of one edit
@@ -370,7 +371,7 @@ def estimate_seconds(study: Study) -> float:
 
     Cost model (measured, see the constants of this module): z optimisation 2.8 s per edit (shared
     by MEMIT and AlphaEdit), 0.21 s per edit for the keys and solve, 107 s per statistic; fine-tuning
-    at 180 tokens/s (LoRA, DoRA) or 160 tokens/s (full, fp32) with ~100 tokens per commonsense
+    at 150 (LoRA), 105 (DoRA) or 137 (full) tokens/s in fp32 with ~100 tokens per commonsense
     example and ~75 per HotpotQA example; each evaluation 0.25 s per edit + 0.64 s per DS item (both
     protocols; 7 tasks) + 3 s per 1,000 perplexity tokens, each times the model's `relative_cost`.
     Model loading is not counted.
