@@ -42,7 +42,7 @@ def finetune_rate(model_name: str, method: str, precision: str, examples, steps:
     cfg = FinetuneConfig(method=method, precision=precision, max_steps=steps, batch_size=batch,
                          micro_batch_size=micro, warmup_steps=1, epochs=100)
     res = finetune(lm, examples, cfg)
-    rate = res.tokens / res.seconds  # padded tokens processed, including the first (warm-up) step
+    rate = res.tokens / res.seconds  # tokens trained on (padding excluded), including the first step
     flops_per_token = (6 if method == "full" else 4) * n_params
     return {"method": method, "precision": precision, "steps": res.steps, "tokens": res.tokens,
             "seconds": round(res.seconds, 2), "tokens_per_second": round(rate, 1),
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--methods", default="lora,full")
+    ap.add_argument("--precisions", default="fp32,bf16")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from editdecay.data.instructions import load_finetune_data
@@ -66,13 +67,16 @@ def main() -> None:
     print(json.dumps({"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
                       "threads": torch.get_num_threads()}))
     rows = []
+    precisions = args.precisions.split(",")
     for method in args.methods.split(","):
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             r = finetune_rate(args.model, method, precision, examples, args.steps, args.batch, args.micro)
             r["fraction_of_matmul_peak"] = round(r["model_gflop_per_second"] / peaks[precision], 3)
             rows.append(r)
             print(json.dumps(r))
     for method in args.methods.split(","):
+        if not {"fp32", "bf16"} <= set(precisions):
+            break
         fp32, bf16 = (next(r for r in rows if r["method"] == method and r["precision"] == p) for p in ("fp32", "bf16"))
         print(json.dumps({"method": method, "bf16_over_fp32_tokens_per_second":
                           round(bf16["tokens_per_second"] / fp32["tokens_per_second"], 3)}))
