@@ -24,6 +24,7 @@ from editdecay.study.report import (
     TITLE_TRAINING,
     format_markdown_table,
     key_table,
+    plot_labels,
     write_report,
 )
 
@@ -368,6 +369,22 @@ def test_format_markdown_table_shape():
     assert "—" in lines[3] and "2.000" in lines[3] and "12" in lines[3]
     assert format_markdown_table(df.iloc[0:0]).count("\n") == 1
     assert "1.23" in format_markdown_table(df)
+
+
+def test_plot_labels_name_only_the_settings_that_differ():
+    frame = pd.DataFrame({
+        "config_id": ["long.a", "long.b", "long.b", "long.c"], "model": ["tiny"] * 4,
+        "edit_method": ["memit", "memit", "memit", "alphaedit"], "n_edits": [50.0, 150.0, 150.0, 150.0],
+        "ft_method": ["lora"] * 4, "ft_layers": ["all", "all", "all", "edited"], "seed": [0] * 4,
+    })
+    assert plot_labels(frame) == {"long.a": "memit · 50 edits · all layers",
+                                  "long.b": "memit · 150 edits · all layers",
+                                  "long.c": "alphaedit · 150 edits · edited layers"}
+    one = plot_labels(frame[frame["config_id"] == "long.a"])
+    assert one == {"long.a": "lora · all layers"}
+    # two configurations that differ only in a setting outside the label columns keep their ids
+    twins = pd.DataFrame({"config_id": ["x", "y"], "model": ["tiny"] * 2, "ft_method": ["lora"] * 2})
+    assert plot_labels(twins) == {"x": "x", "y": "y"}
 
 
 def _odd_inputs(results: Path) -> None:

@@ -698,18 +698,48 @@ def _figure(width: float, height: float) -> MplFigure:
     return figure
 
 
+def _setting_label(column: str, value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = _text(value)
+    if column == "n_edits":
+        return f"{text} edits"
+    if column == "seed":
+        return f"seed {text}"
+    if column == "ft_layers":
+        return f"{text} layers"
+    return text
+
+
+def plot_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """A short label per configuration: its values of the settings that differ between the configurations.
+
+    Config ids name every setting and are too long for tick labels and legends; where the short labels
+    would not tell two configurations apart, the config id is used.
+    """
+    configs = frame.drop_duplicates("config_id").set_index("config_id")
+    settings = [c for c in CONFIG_COLUMNS[1:] if c in configs.columns]
+    varying = [c for c in settings if configs[c].astype(str).nunique() > 1] or \
+        [c for c in ("ft_method", "ft_layers") if c in configs.columns]
+    labels = {str(cid): " · ".join(_setting_label(c, row[c]) for c in varying) for cid, row in configs.iterrows()}
+    if len(set(labels.values())) < len(labels) or not all(labels.values()):
+        return {cid: cid for cid in labels}
+    return labels
+
+
 def plot_decay_bars(final: pd.DataFrame) -> MplFigure | None:
     """ES of M_ed and M_ed_ft side by side for every fine-tuned configuration."""
     rows = _fine_tuned(final)
     rows = rows[rows["es_ed"].notna() | rows["es_ed_ft"].notna()]
     if rows.empty:
         return None
+    labels = plot_labels(rows)
     x = np.arange(len(rows))
     figure = _figure(min(max(6.0, 0.5 * len(rows) + 2.0), 40.0), 4.5)
     axes = figure.add_subplot()
     axes.bar(x - 0.2, rows["es_ed"].to_numpy(float), width=0.4, label="before: ES(M_ed)", color="#4878a8")
     axes.bar(x + 0.2, rows["es_ed_ft"].to_numpy(float), width=0.4, label="after: ES(M_ed_ft)", color="#d9843b")
-    axes.set_xticks(x, list(rows["config_id"]), rotation=60, ha="right", fontsize=8)
+    axes.set_xticks(x, [labels[str(c)] for c in rows["config_id"]], rotation=60, ha="right", fontsize=8)
     top = float(np.nanmax(rows[["es_ed", "es_ed_ft"]].to_numpy(float)))
     axes.set_ylim(0, max(105.0, top * 1.05))
     axes.set_ylabel("edit success ES (%)")
@@ -734,6 +764,7 @@ def plot_decay_steps(decay: pd.DataFrame, config_ids: Sequence[str]) -> MplFigur
     """
     figure = _figure(11.0, 4.2)
     es_axes, efr_axes = figure.subplots(1, 2)
+    labels = plot_labels(decay[decay["config_id"].isin(config_ids)])
     for config_id in config_ids[:MAX_LINES_PER_PLOT]:
         rows = decay[decay["config_id"] == config_id].sort_values("step")
         steps = rows["step"].astype(float).tolist()
@@ -741,8 +772,8 @@ def plot_decay_steps(decay: pd.DataFrame, config_ids: Sequence[str]) -> MplFigur
         es_ed = rows["es_ed"].dropna()
         if 0 not in steps and not es_ed.empty:
             steps, es = [0.0, *steps], [float(es_ed.iloc[0]), *es]
-        es_axes.plot(steps, es, marker="o", label=config_id)
-        efr_axes.plot(rows["step"].astype(float), rows["efr"], marker="o", label=config_id)
+        es_axes.plot(steps, es, marker="o", label=labels[config_id])
+        efr_axes.plot(rows["step"].astype(float), rows["efr"], marker="o", label=labels[config_id])
     es_axes.set(xlabel="fine-tuning step", ylabel="ES(M_ed_ft) (%)", title="edit success")
     efr_axes.set(xlabel="fine-tuning step", ylabel="EFR (%)", title="edit flip ratio")
     for axes in (es_axes, efr_axes):
@@ -751,7 +782,9 @@ def plot_decay_steps(decay: pd.DataFrame, config_ids: Sequence[str]) -> MplFigur
     return figure
 
 
-def plot_training(training: pd.DataFrame) -> MplFigure:
+def plot_training(training: pd.DataFrame, labels: Mapping[str, str] | None = None) -> MplFigure:
+    """Loss against step per configuration; `labels` maps config ids to legend labels."""
+    labels = labels or {}
     figure = _figure(8.0, 4.5)
     axes = figure.add_subplot()
     groups = list(training.groupby(["config_id", "state"], sort=True))[:MAX_LINES_PER_PLOT]
@@ -760,7 +793,7 @@ def plot_training(training: pd.DataFrame) -> MplFigure:
     for (config_id, state), rows in groups:
         rows = rows.sort_values("step")
         style = "--" if state == "M_ft" else "-"
-        axes.plot(rows["step"], rows["loss"], style, color=colours[config_id], label=f"{config_id} ({state})")
+        axes.plot(rows["step"], rows["loss"], style, color=colours[config_id], label=f"{labels.get(config_id, config_id)} ({state})")
     axes.set(xlabel="fine-tuning step", ylabel="training loss", title="fine-tuning loss (solid M_ed_ft, dashed M_ft)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best")
@@ -1111,7 +1144,10 @@ def training_section(ctx: ReportContext) -> Section | None:
         return None
     if training.empty:
         return Section(TITLE_TRAINING, [Paragraph("`results/training.csv` holds no loss values.")])
-    path = ctx.save_plot("training_loss.png", plot_training(training))
+    decay = ctx.results.decay
+    same_configs = decay is not None and set(training["config_id"]) <= set(decay["config_id"])
+    labels = plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
+    path = ctx.save_plot("training_loss.png", plot_training(training, labels))
     summary = (training.sort_values("step").groupby(["config_id", "state"])
                .agg(points=("loss", "size"), last_step=("step", "last"), first_loss=("loss", "first"),
                     last_loss=("loss", "last"), min_loss=("loss", "min"))
