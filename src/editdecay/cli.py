@@ -371,6 +371,14 @@ def reproduce(
     for c in rep.claims:
         t.add_row(str(c.id), c.claim, c.paper, c.ours, f"[{colours[c.verdict]}]{c.verdict}[/{colours[c.verdict]}]")
     console.print(t)
+    if len(rep.claims_per_model) > 1:
+        t = Table(title="verdict per model")
+        for column in ("id", "claim", *rep.claims_per_model, "all models"):
+            t.add_column(column, justify="right" if column == "id" else "left")
+        for i, c in enumerate(rep.claims):
+            cells = [m[i].verdict for m in rep.claims_per_model.values()] + [c.verdict]
+            t.add_row(str(c.id), c.claim, *(f"[{colours[v]}]{v}[/{colours[v]}]" for v in cells))
+        console.print(t)
     console.print(f"wrote {rep.markdown_path}; tables in {result.run_dir / 'results'}/")
 
 

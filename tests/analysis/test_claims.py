@@ -15,6 +15,7 @@ from editdecay.analysis.claims import (
     NOT_TESTED,
     VERDICTS,
     check_claims,
+    check_claims_per_model,
     claim_1,
     claim_2,
     claim_3,
@@ -73,7 +74,7 @@ def grid(decay=paper_like, seeds=(0, 1), fts=("lora", "dora", "full"), counts=(1
     for method in ("memit", "alphaedit"):
         for data in ("counterfact", "zsre"):
             for n in counts:
-                rows.append(row(method, data, n, "none"))
+                rows.append(row(method, data, n, "none", model=kw.get("model", "m")))
                 for ft in fts:
                     for seed in seeds:
                         rows.append(row(method, data, n, ft, seed=seed, delta=decay(method, data, n, ft, seed), **kw))
@@ -149,6 +150,22 @@ def test_paper_like_run_holds():
     assert verdicts[12] == verdicts[13] == verdicts[8] == NOT_TESTED
     assert verdicts[9] == verdicts[10] == NOT_TESTED  # no HotpotQA, no selective layers in this grid
     assert "seed-to-seed" in results[3].detail
+
+
+def test_claims_per_model_judge_each_model_on_its_own_rows():
+    def memit_more_fragile(*args):
+        return paper_like(*args, alphaedit=-10.0)
+
+    rows = grid(model="a") + grid(memit_more_fragile, model="b")
+    per_model = check_claims_per_model(tables(rows))
+    assert list(per_model) == ["a", "b"]
+    assert [r.id for r in per_model["b"]] == list(range(1, 16))
+    assert per_model["a"][3].verdict == HOLDS and per_model["b"][3].verdict == DOES_NOT_HOLD
+    assert "models a;" in per_model["a"][3].detail and "models b;" in per_model["b"][3].detail
+    pooled = check_claims(tables(rows))
+    assert "models a/b;" in pooled[3].detail
+    # claims the two models agree on stay the same verdict alone and together
+    assert per_model["a"][0].verdict == per_model["b"][0].verdict == pooled[0].verdict == HOLDS
 
 
 def test_reversed_direction_does_not_hold():

@@ -234,6 +234,21 @@ def test_write_reproduction_puts_the_claims_first(tmp_path):
                                 "Run"]
 
 
+def test_two_models_get_a_verdict_each(tmp_path):
+    run_dir = tmp_path / "run"
+    _results_dir(run_dir, _study("small").configs)
+    rep = write_reproduction(run_dir)
+    assert list(rep.claims_per_model) == MODELS
+    text = rep.markdown_path.read_text()
+    assert re.search(r"\|\s*id\s*\|\s*claim\s*\|\s*smollm2-135m\s*\|\s*gemma3-270m\s*\|\s*all models\s*\|", text)
+    for model in MODELS:
+        at = text.index(f"**{model}**")
+        table = text[at:text.index("**", at + len(model) + 4)]
+        assert len(re.findall(r"\|\s+holds\s+\|", table)) >= 8, model
+        assert "models " + model + ";" in text
+    assert "**All models together**" in text
+
+
 def test_normal_report_is_unchanged(tmp_path):
     run_dir = tmp_path / "run"
     _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
@@ -272,6 +287,22 @@ def test_cli_runs_the_study_and_prints_claims(tmp_path, monkeypatch):
     assert {c.model for c in seen["study"].configs} == {"smollm2-135m"}
     assert (out / "REPRODUCTION.md").is_file()
     assert "paper claims" in result.output and "holds" in result.output
+
+
+def test_cli_prints_a_verdict_per_model(tmp_path, monkeypatch):
+    import editdecay.study.pipeline as pipeline
+
+    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None):
+        _results_dir(Path(study.out), study.configs)
+        return SimpleNamespace(run_dir=Path(study.out))
+
+    monkeypatch.setattr(pipeline, "run_study", fake_run_study)
+    result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--out", str(tmp_path / "repro")],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    per_model = result.output[result.output.index("verdict per model"):]
+    assert "smollm2-135m" in per_model and "gemma3-270m" in per_model and "all models" in per_model
+    assert per_model.count("holds") >= 2 * 8
 
 
 def test_cli_rejects_an_unknown_scale(tmp_path):

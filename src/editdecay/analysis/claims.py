@@ -765,6 +765,19 @@ def check_claims(tables: Tables) -> list[ClaimResult]:
     return [check(tables) for check in CLAIMS]
 
 
+def check_claims_per_model(tables: Tables) -> dict[str, list[ClaimResult]]:
+    """`check_claims` on each model's configurations alone, models in order of appearance.
+
+    Every verdict then rests on that model's own noise estimate (its seed replicates or its edit sample).
+    """
+    decay = tables.get("decay") if isinstance(tables, Mapping) else None
+    if decay is None:
+        raise ValueError("check_claims needs the decay table (tables['decay'])")
+    models = [str(m) for m in dict.fromkeys(decay["model"].dropna())] if "model" in decay.columns else []
+    return {model: check_claims({**tables, "decay": decay[decay["model"].astype(str) == model]})
+            for model in models}
+
+
 def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in results], columns=["id", "claim", "paper", "ours", "verdict", "detail"])
 

@@ -734,18 +734,21 @@ def plot_decay_bars(final: pd.DataFrame) -> MplFigure | None:
     if rows.empty:
         return None
     labels = plot_labels(rows)
-    x = np.arange(len(rows))
-    figure = _figure(min(max(6.0, 0.5 * len(rows) + 2.0), 40.0), 4.5)
+    names = [labels[str(c)] for c in rows["config_id"]]
+    y = np.arange(len(rows))
+    # horizontal bars: one row per configuration, however long its label
+    figure = _figure(5.0 + 0.065 * max(len(n) for n in names), 1.6 + 0.3 * len(rows))
     axes = figure.add_subplot()
-    axes.bar(x - 0.2, rows["es_ed"].to_numpy(float), width=0.4, label="before: ES(M_ed)", color="#4878a8")
-    axes.bar(x + 0.2, rows["es_ed_ft"].to_numpy(float), width=0.4, label="after: ES(M_ed_ft)", color="#d9843b")
-    axes.set_xticks(x, [labels[str(c)] for c in rows["config_id"]], rotation=60, ha="right", fontsize=8)
+    axes.barh(y - 0.2, rows["es_ed"].to_numpy(float), height=0.4, label="before: ES(M_ed)", color="#4878a8")
+    axes.barh(y + 0.2, rows["es_ed_ft"].to_numpy(float), height=0.4, label="after: ES(M_ed_ft)", color="#d9843b")
+    axes.set_yticks(y, names, fontsize=8)
+    axes.set_ylim(len(rows) - 0.5, -0.5)  # first configuration on top
     top = float(np.nanmax(rows[["es_ed", "es_ed_ft"]].to_numpy(float)))
-    axes.set_ylim(0, max(105.0, top * 1.05))
-    axes.set_ylabel("edit success ES (%)")
+    axes.set_xlim(0, max(105.0, top * 1.05))
+    axes.set_xlabel("edit success ES (%)")
     axes.set_title("ES before → after fine-tuning")
-    axes.legend(loc="lower right", fontsize=8)
-    axes.grid(axis="y", alpha=0.3)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    axes.grid(axis="x", alpha=0.3)
     return figure
 
 

@@ -434,25 +434,43 @@ def _tables_of(results) -> dict[str, pd.DataFrame]:
 
 def claims_section(ctx):
     """Report section: the claims table, the paired t-tests and the seed spreads (for REPRODUCTION.md)."""
-    from ..analysis.claims import VERDICTS, Z, check_claims, claims_frame, seed_spreads, t_tests
+    from ..analysis.claims import (VERDICTS, Z, check_claims, check_claims_per_model, claims_frame, seed_spreads,
+                                   t_tests)
     from .report import BulletList, Paragraph, Section, Table
 
     tables = _tables_of(ctx.results)
     results = check_claims(tables)
+    per_model = check_claims_per_model(tables)
     frame = claims_frame(results)
     counts = ", ".join(f"{v}: {int((frame['verdict'] == v).sum())}" for v in VERDICTS)
-    shown = frame[["id", "claim", "paper", "ours", "verdict"]].rename(columns={"ours": "this run"})
+    source = ("Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
+              "(final rows) and [results/downstream.csv](results/downstream.csv)")
+
+    def shown(claims) -> pd.DataFrame:
+        return claims_frame(claims)[["id", "claim", "paper", "ours", "verdict"]].rename(columns={"ours": "this run"})
+
     blocks = [
         Paragraph(f"Verdicts ({counts}). Claims compare directions and orderings, not absolute numbers. "
                   f"**holds** / **does not hold**: the difference points the paper's way / the other way and lies "
                   f"outside the noise band (±{Z:g} standard errors; the standard error comes from the seed-to-seed "
                   "SD of the compared quantity, or, without seed replicates, from the binomial SE of the edit "
                   "sample); **inconclusive**: inside the band; **not tested**: the run lacks what the claim needs."),
-        Table(shown, source="Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
-                            "(final rows) and [results/downstream.csv](results/downstream.csv)."),
-        Paragraph("**How each verdict was computed**"),
-        BulletList([f"{r.id}. {r.detail}" for r in results]),
     ]
+    if len(per_model) > 1:
+        verdicts = frame[["id", "claim"]].copy()
+        for model, claims in per_model.items():
+            verdicts[model] = [c.verdict for c in claims]
+        verdicts["all models"] = frame["verdict"]
+        blocks.append(Table(verdicts, source=f"{source}: each model's configurations alone, then all together."))
+        for model, claims in per_model.items():
+            blocks += [Paragraph(f"**{model}**"), Table(shown(claims), source=f"{source}, rows of `{model}` only.")]
+        blocks += [Paragraph("**All models together**"), Table(shown(results), source=f"{source}.")]
+    else:
+        blocks.append(Table(shown(results), source=f"{source}."))
+    blocks += [Paragraph("**How each verdict was computed**"), BulletList([f"{r.id}. {r.detail}" for r in results])]
+    if len(per_model) > 1:
+        for model, claims in per_model.items():
+            blocks += [Paragraph(f"*{model} only:*"), BulletList([f"{r.id}. {r.detail}" for r in claims])]
     tests = t_tests(tables["decay"])
     if tests.empty:
         blocks.append(Paragraph("Paired t-tests of ES(M_ed) vs ES(M_ed_ft): no fine-tuned MEMIT/AlphaEdit "
@@ -481,6 +499,7 @@ def claims_section(ctx):
 class Reproduction:
     markdown_path: Path
     claims: list
+    claims_per_model: dict
     plot_paths: list[Path]
     sections: list[str]
 
@@ -491,7 +510,7 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
     Uses the study report's section builders (`report.SECTION_BUILDERS`) after :func:`claims_section`;
     `editdecay report` itself is unchanged.
     """
-    from ..analysis.claims import check_claims
+    from ..analysis.claims import check_claims, check_claims_per_model
     from ..io import atomic_write
     from .report import (SECTION_BUILDERS, Paragraph, ReportContext, Section, _build, final_rows, header_section,
                          load_results, render_markdown)
@@ -516,4 +535,6 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
     sections = [s for s in (_build(b, ctx) for b in builders) if s is not None]
     markdown = render_markdown(sections, run_dir)
     path = atomic_write(run_dir / REPRODUCTION_FILE, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
-    return Reproduction(path, check_claims(_tables_of(results)), list(ctx.plot_paths), [s.title for s in sections])
+    tables = _tables_of(results)
+    return Reproduction(path, check_claims(tables), check_claims_per_model(tables), list(ctx.plot_paths),
+                        [s.title for s in sections])
