@@ -268,10 +268,12 @@ def test_cli_dry_run_prints_the_estimate():
     assert "selective layers" in result.output and "gemma3-270m" in result.output
 
 
-def test_cli_runs_the_study_and_prints_claims(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_pipeline(monkeypatch) -> dict:
+    """`run_study` replaced by one that writes paper-like results; returns what it was called with."""
     import editdecay.study.pipeline as pipeline
 
-    seen = {}
+    seen: dict = {}
 
     def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None):
         seen.update(study=study, executor=executor, address=address)
@@ -279,6 +281,11 @@ def test_cli_runs_the_study_and_prints_claims(tmp_path, monkeypatch):
         return SimpleNamespace(run_dir=Path(study.out))
 
     monkeypatch.setattr(pipeline, "run_study", fake_run_study)
+    return seen
+
+
+def test_cli_runs_the_study_and_prints_claims(tmp_path, fake_pipeline):
+    seen = fake_pipeline
     out = tmp_path / "repro"
     result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--models", "smollm2-135m", "--out", str(out),
                                       "--executor", "ray", "--address", "1.2.3.4:6379"])
@@ -289,14 +296,7 @@ def test_cli_runs_the_study_and_prints_claims(tmp_path, monkeypatch):
     assert "paper claims" in result.output and "holds" in result.output
 
 
-def test_cli_prints_a_verdict_per_model(tmp_path, monkeypatch):
-    import editdecay.study.pipeline as pipeline
-
-    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None):
-        _results_dir(Path(study.out), study.configs)
-        return SimpleNamespace(run_dir=Path(study.out))
-
-    monkeypatch.setattr(pipeline, "run_study", fake_run_study)
+def test_cli_prints_a_verdict_per_model(tmp_path, fake_pipeline):
     result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--out", str(tmp_path / "repro")],
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
