@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import tomllib
 import warnings
@@ -182,14 +183,24 @@ def _load_study(study_file: Optional[Path], out: Optional[Path]):
     return Study.load(path, out=out)
 
 
-def _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage: float = 1.0) -> None:
+GATHER_ONLY_HELP = "run nothing: gather the stages finished so far into tables and a report"
+
+
+def _command_line() -> str:
+    """The command as typed, recorded with the results; --gather-only reads the same results, so it is left out."""
+    return shlex.join(["editdecay", *(a for a in sys.argv[1:] if a != "--gather-only")])
+
+
+def _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage: float = 1.0,
+               gather_only: bool = False) -> None:
     _setup_logging(verbose)
     from .study.pipeline import run_study
 
     try:
         study = _load_study(study_file, out)
         result = run_study(study, executor=executor, address=address, store=store, report=not no_report,
-                           command=" ".join(["editdecay", *sys.argv[1:]]), cpus_per_stage=cpus_per_stage)
+                           command=_command_line(), cpus_per_stage=cpus_per_stage,
+                           execute=not gather_only)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -225,10 +236,11 @@ def run(
     out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
     store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
     no_report: bool = typer.Option(False, "--no-report", help="only compute and gather the tables"),
+    gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Run a study: statistic → edit → fine-tune → evaluate, resumable; then tables and report."""
-    _run_study(study_file, out, store, "local", None, no_report, verbose)
+    _run_study(study_file, out, store, "local", None, no_report, verbose, gather_only=gather_only)
 
 
 @app.command()
@@ -241,11 +253,12 @@ def grid(
     dry_run: bool = typer.Option(False, "--dry-run", help="list configurations and stages, run nothing"),
     cpus_per_stage: float = typer.Option(1.0, help="Ray: CPUs reserved by (and threads of) each stage"),
     no_report: bool = typer.Option(False, "--no-report"),
+    gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Expand a study's grid, run every distinct stage once (locally or on Ray) and gather one table."""
     if not dry_run:
-        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage)
+        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage, gather_only)
         return
     _setup_logging(verbose)
     from .study.pipeline import make_plan
@@ -341,6 +354,7 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and its estimated time, run nothing"),
     executor: str = typer.Option("local", help="local (this process) or ray"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Run the grid that tests the paper's claims, then write REPRODUCTION.md and print the claims table."""
@@ -359,7 +373,7 @@ def reproduce(
         from .study.pipeline import run_study
 
         result = run_study(study, executor=executor, address=address, store=store,
-                           command=" ".join(["editdecay", *sys.argv[1:]]))
+                           command=_command_line(), execute=not gather_only)
         rep = write_reproduction(result.run_dir)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")

@@ -4,6 +4,7 @@ a run killed during fine-tuning that resumes to identical results, and the Ray e
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import signal
@@ -107,6 +108,26 @@ def test_rerun_reuses_everything(finished, caplog):
     assert {p: p.stat().st_mtime_ns for p in (out / "store").rglob("stage.json")} == stamps
     assert (out / "results" / "decay.csv").read_text() == before
     assert len(again.plan.pending()) == 0
+
+
+def test_gather_only_reads_finished_stages_and_runs_nothing(finished, tmp_path):
+    run, out = finished
+    store = out / "store"
+    stage_dirs = sorted(p.parent for p in store.rglob("stage.json"))
+    wider = _study(tmp_path / "wider", grid={**TINY["grid"], "ft_method": ["none", "lora", "dora"]})
+    partial = run_study(wider, store=store, execute=False)
+    assert sorted(p.parent for p in store.rglob("stage.json")) == stage_dirs
+    decay = partial.tables["decay"]
+    dora, lora = decay[decay["ft_method"] == "dora"], decay[decay["ft_method"] == "lora"]
+    assert len(dora) > 0 and dora["es_ed_ft"].isna().all()  # M_ed is shared and done, M_ed_ft is not
+    assert lora["es_ed_ft"].notna().all()
+    pd.testing.assert_frame_equal(lora.reset_index(drop=True),
+                                  run.tables["decay"].query("ft_method == 'lora'").reset_index(drop=True))
+    info = json.loads((tmp_path / "wider" / "results" / "study.json").read_text())
+    assert info["stages"]["finished"] == len(stage_dirs) < info["stages"]["total"] == len(partial.plan.stages)
+    assert "Partial results:" in partial.report.markdown_path.read_text()
+    with pytest.raises(RuntimeError, match="no evaluated model states"):
+        run_study(_study(tmp_path / "fresh"), execute=False, report=False)
 
 
 def _write_study_file(path: Path, out: Path, max_steps: int) -> Path:

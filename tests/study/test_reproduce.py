@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -275,8 +277,8 @@ def fake_pipeline(monkeypatch) -> dict:
 
     seen: dict = {}
 
-    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None):
-        seen.update(study=study, executor=executor, address=address)
+    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None, execute=True):
+        seen.update(study=study, executor=executor, address=address, execute=execute, command=command)
         _results_dir(Path(study.out), study.configs)
         return SimpleNamespace(run_dir=Path(study.out))
 
@@ -290,7 +292,7 @@ def test_cli_runs_the_study_and_prints_claims(tmp_path, fake_pipeline):
     result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--models", "smollm2-135m", "--out", str(out),
                                       "--executor", "ray", "--address", "1.2.3.4:6379"])
     assert result.exit_code == 0, result.output
-    assert seen["executor"] == "ray" and seen["address"] == "1.2.3.4:6379"
+    assert seen["executor"] == "ray" and seen["address"] == "1.2.3.4:6379" and seen["execute"]
     assert {c.model for c in seen["study"].configs} == {"smollm2-135m"}
     assert (out / "REPRODUCTION.md").is_file()
     assert "paper claims" in result.output and "holds" in result.output
@@ -303,6 +305,15 @@ def test_cli_prints_a_verdict_per_model(tmp_path, fake_pipeline):
     per_model = result.output[result.output.index("verdict per model"):]
     assert "smollm2-135m" in per_model and "gemma3-270m" in per_model and "all models" in per_model
     assert per_model.count("holds") >= 2 * 8
+
+
+def test_cli_gather_only_runs_nothing_and_records_the_full_command(tmp_path, fake_pipeline, monkeypatch):
+    args = ["reproduce", "--models", "smollm2-135m", "--out", str(tmp_path / "repro"), "--gather-only"]
+    monkeypatch.setattr(sys, "argv", ["editdecay", *args])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert fake_pipeline["execute"] is False
+    assert fake_pipeline["command"] == shlex.join(["editdecay", *args[:-1]])
 
 
 def test_cli_rejects_an_unknown_scale(tmp_path):

@@ -217,7 +217,13 @@ class StudyRun:
 
 
 def run_study(study: Study, executor: str = "local", address: str | None = None, store: str | Path | None = None,
-              report: bool = True, command: str | None = None, cpus_per_stage: float = 1.0) -> StudyRun:
+              report: bool = True, command: str | None = None, cpus_per_stage: float = 1.0,
+              execute: bool = True) -> StudyRun:
+    """Plan, run every pending stage, gather the tables and write the report.
+
+    With `execute=False` nothing is run: the tables and report hold the stages finished so far (a long
+    study can be read while it runs or between interruptions); `results/study.json` counts them.
+    """
     run_dir = Path(study.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "run.log")
@@ -230,14 +236,18 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
         atomic_write(run_dir / "plan.json", lambda tmp: tmp.write_text(json.dumps(plan_.to_dict(), indent=1)))
         log.info("study %s: %d configurations, %d distinct stages", study.name, len(plan_.configs),
                  len(plan_.stages))
-        if executor == "local":
-            execute_local(plan_, pool)
-        elif executor == "ray":
-            execute_ray(plan_, address, cpus_per_stage)
-        else:
+        if executor not in ("local", "ray"):
             raise ValueError(f"unknown executor {executor!r}; use local or ray")
+        if not execute:
+            log.info("gathering only: %d of %d stages finished", len(plan_.stages) - len(plan_.pending()),
+                     len(plan_.stages))
+        elif executor == "local":
+            execute_local(plan_, pool)
+        else:
+            execute_ray(plan_, address, cpus_per_stage)
         tables = gather(plan_, run_dir / "results")
-        _write_study_json(run_dir / "results" / "study.json", study, command)
+        _write_study_json(run_dir / "results" / "study.json", study, command,
+                          finished=len(plan_.stages) - len(plan_.pending()), total=len(plan_.stages))
         rep = None
         if report:
             from .report import write_report
@@ -249,7 +259,7 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
         handler.close()
 
 
-def _write_study_json(path: Path, study: Study, command: str | None) -> None:
+def _write_study_json(path: Path, study: Study, command: str | None, finished: int, total: int) -> None:
     import peft
     import transformers
 
@@ -258,5 +268,6 @@ def _write_study_json(path: Path, study: Study, command: str | None) -> None:
             "versions": {"editdecay": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                          "peft": peft.__version__, "python": platform.python_version()},
             "seeds": {"fine-tuning": seeds, "edit": sorted({c.edit_seed for c in study.configs})},
-            "study_file": study.source, "n_configs": len(study.configs)}
+            "study_file": study.source, "n_configs": len(study.configs),
+            "stages": {"finished": finished, "total": total}}
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(info, indent=1, default=str)))

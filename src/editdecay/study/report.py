@@ -817,6 +817,12 @@ def header_section(ctx: ReportContext) -> Section:
     else:
         if "name" in study:
             blocks.append(Paragraph(f"Study: **{_text(study['name'])}**"))
+        stages = study.get("stages")
+        if isinstance(stages, Mapping) and stages.get("finished", 0) < stages.get("total", 0):
+            blocks.append(Paragraph(
+                f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
+                "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
+                "the command to finish the study."))
         command = study.get("command")
         if command:
             text = shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)
