@@ -251,6 +251,20 @@ def test_two_models_get_a_verdict_each(tmp_path):
     assert "**All models together**" in text
 
 
+@pytest.mark.parametrize("finished", [3, 10])
+def test_partial_results_are_flagged_above_the_claims(tmp_path, finished):
+    run_dir = tmp_path / "run"
+    _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
+    info = run_dir / "results" / "study.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "stages": {"finished": finished, "total": 10}}))
+    text = write_reproduction(run_dir).markdown_path.read_text()
+    if finished < 10:
+        assert "**Partial results:** 3 of 10 stages" in text
+        assert text.index("Partial results") < text.index("## Paper claims")
+    else:
+        assert "Partial results" not in text
+
+
 def test_normal_report_is_unchanged(tmp_path):
     run_dir = tmp_path / "run"
     _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])

@@ -807,6 +807,16 @@ def plot_training(training: pd.DataFrame, labels: Mapping[str, str] | None = Non
 # Sections
 
 
+def partial_notice(study: Mapping | None) -> Paragraph | None:
+    """A warning when `study.json` says the tables were gathered before every stage had finished."""
+    stages = (study or {}).get("stages")
+    if not isinstance(stages, Mapping) or stages.get("finished", 0) >= stages.get("total", 0):
+        return None
+    return Paragraph(f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
+                     "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
+                     "the command to finish the study.")
+
+
 def header_section(ctx: ReportContext) -> Section:
     results = ctx.results
     final = ctx.final
@@ -817,12 +827,9 @@ def header_section(ctx: ReportContext) -> Section:
     else:
         if "name" in study:
             blocks.append(Paragraph(f"Study: **{_text(study['name'])}**"))
-        stages = study.get("stages")
-        if isinstance(stages, Mapping) and stages.get("finished", 0) < stages.get("total", 0):
-            blocks.append(Paragraph(
-                f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
-                "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
-                "the command to finish the study."))
+        notice = partial_notice(study)
+        if notice is not None:
+            blocks.append(notice)
         command = study.get("command")
         if command:
             text = shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)

@@ -513,7 +513,7 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
     from ..analysis.claims import check_claims, check_claims_per_model
     from ..io import atomic_write
     from .report import (SECTION_BUILDERS, Paragraph, ReportContext, Section, _build, final_rows, header_section,
-                         load_results, render_markdown)
+                         load_results, partial_notice, render_markdown)
 
     run_dir = Path(run_dir)
     results = load_results(run_dir)
@@ -522,9 +522,10 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
                         final=final_rows(results.decay), plots_dir=run_dir / "plots")
 
     def title_section(c):
+        notice = partial_notice(c.results.study)
         return Section(c.title, [Paragraph(
             "Tests the claims of \"Can Fine-Tuning Erase Your Edits?\" (PAPER §4) on this run; the paper-style "
-            "tables and plots from the study report follow.")], level=1)
+            "tables and plots from the study report follow."), *([notice] if notice else [])], level=1)
 
     def run_section(c):
         section = header_section(c)
