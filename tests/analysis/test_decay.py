@@ -71,6 +71,34 @@ def test_efficacy_kind_from_es_values():
     assert efficacy_kind(one_es) == "counterfact"
 
 
+def test_zsre_edited_toward_alt_is_judged_by_token_accuracy():
+    # zsRE requests edited toward `alt` keep the original answer as target_true, so `es` has values
+    table = zsre_table([1.0, 0.5], case_ids=["zsre:0", "zsre:1"])
+    table["es"] = [1.0, 1.0]
+    assert efficacy_kind(table) == "zsre"
+    assert success_indicator(table).tolist() == [True, False]
+    with_source = table.assign(case_id=[0, 1], source="zsre")
+    assert efficacy_kind(with_source) == "zsre"
+    assert efficacy_kind(cf_table([1, 0]).assign(source="counterfact")) == "counterfact"
+    # a user's request file: the `es` rule
+    assert efficacy_kind(with_source.assign(source="user")) == "counterfact"
+
+
+def test_mixed_sources_fall_back_on_es(caplog):
+    table = cf_table([1, 0]).assign(source=["counterfact", "zsre"])
+    assert efficacy_kind(table) == "counterfact"
+    assert "mixes request sources" in caplog.text
+
+
+def test_zsre_alt_decay_uses_rewrite_accuracy():
+    before = zsre_table([1.0, 1.0, 1.0], case_ids=["zsre:0", "zsre:1", "zsre:2"]).assign(es=1.0)
+    after = zsre_table([1.0, 0.5, 0.0], case_ids=["zsre:0", "zsre:1", "zsre:2"]).assign(es=1.0)
+    m = decay_metrics(before, after)
+    assert m["efficacy_kind"] == "zsre"
+    assert m["es_ed_ft"] == pytest.approx(50.0)
+    assert m["n_erased"] == 2
+
+
 def test_counterfact_success_is_es_equal_one():
     table = cf_table([1, 0, 1, np.nan])
     table["rewrite_acc"] = [0.0, 1.0, 0.0, 1.0]  # must not be consulted for CounterFact

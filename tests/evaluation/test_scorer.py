@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from editdecay.analysis.decay import efficacy_kind
+from editdecay.data.loaders import load_requests
 from editdecay.data.tokenization import encode_continuation
 from editdecay.evaluation.edit_metrics import HEADLINE, evaluate_requests, summarise
 from editdecay.evaluation.scorer import Scorer, TargetScore
@@ -137,6 +139,16 @@ def test_table_has_one_row_per_request_with_binary_scores(unedited, cf_requests)
         assert unedited[col].between(0, 1).all(), col
     assert unedited["locality"].isna().all()  # no reference given
     assert (unedited["nll_new"] > 0).all() and (unedited["nll_true"] > 0).all()
+
+
+def test_zsre_alt_rows_carry_their_source_and_are_judged_as_zsre(tiny_lm):
+    reqs = load_requests("zsre", n=2).requests
+    assert all(r.target_true for r in reqs)  # edited toward `alt`, the original answer kept
+    table = evaluate_requests(_scorer(tiny_lm), reqs)
+    assert list(table["source"]) == ["zsre", "zsre"]
+    assert table["es"].notna().all()
+    assert efficacy_kind(table) == "zsre"
+    assert efficacy_kind(table.assign(case_id=["a", "b"])) == "zsre"  # by source alone
 
 
 def test_scores_agree_with_the_scorer(tiny_lm, unedited, cf_requests):

@@ -75,10 +75,27 @@ _FEW = 5
 def efficacy_kind(table: pd.DataFrame) -> str:
     """The dataset kind of a per-edit table: ``"counterfact"`` or ``"zsre"``.
 
-    CounterFact requests carry a true object, so their binary efficacy ``es`` (PAPER §2.7, CF:
-    P(o*|p) > P(o_c|p)) is defined; zsRE requests have none and ``es`` is NaN throughout. A table
-    is CounterFact when ``es`` has at least one non-NaN value.
+    The kind decides the efficacy rule (PAPER §2.7): CounterFact's binary ``es`` (P(o*|p) >
+    P(o_c|p)) or zsRE's token accuracy ``rewrite_acc``. In order:
+
+    1. the ``source`` column the evaluator writes (the loader's dataset name), when it names one
+       kind for every row;
+    2. case ids of the bundled zsRE loader (``"zsre:<n>"``), for tables written without ``source``;
+    3. otherwise (a user's request file): CounterFact when ``es`` has a value, zsRE when not.
+
+    zsRE requests edited toward ``alt`` carry the original answer as ``target_true``, so ``es`` is
+    defined for them as well; their efficacy is still the token accuracy, hence the order.
     """
+    if "source" in table.columns:
+        sources = set(table["source"].dropna().astype(str).str.lower())
+        if len(sources) == 1 and sources <= set(KINDS):
+            return sources.pop()
+        if len(sources & set(KINDS)) > 1:
+            logger.warning("per-edit table mixes request sources %s; the dataset kind is read from `es`",
+                           sorted(sources))
+    if "case_id" in table.columns and len(table):
+        if table["case_id"].astype(str).str.startswith("zsre:").all():
+            return "zsre"
     if "es" in table.columns and table["es"].notna().any():
         return "counterfact"
     return "zsre"
@@ -463,7 +480,7 @@ def _check_pairing(before: pd.DataFrame, after: pd.DataFrame) -> None:
 
 
 def _joint_kind(*tables: pd.DataFrame) -> str:
-    """One dataset kind for tables judged together: CounterFact if any of them has an ``es`` value."""
+    """One dataset kind for tables judged together: CounterFact if either is judged CounterFact."""
     kinds = {efficacy_kind(table) for table in tables}
     return "counterfact" if "counterfact" in kinds else "zsre"
 

@@ -12,6 +12,9 @@ Columns of the per-edit table (one row per request), all in [0, 1] or NLL units:
 - locality: share of neighbour answer tokens whose argmax equals the reference (unedited) model's
   argmax; NaN when no reference is given (EasyEdit's locality definition).
 - nll_new, nll_true: rewrite-prompt NLLs, for diagnostics.
+- source: the request's dataset ("counterfact", "zsre", "user"), which picks the efficacy rule
+  (analysis.decay.efficacy_kind): zsRE requests edited toward `alt` have a `target_true` and so an
+  `es`, but their efficacy is the token accuracy.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ def evaluate_requests(scorer: Scorer, requests: Sequence[EditRequest], reference
 
 def _row(req: EditRequest, s: dict[tuple[str, str], TargetScore], ref_preds: dict | None) -> dict:
     new = lambda p: s[(p, req.target_new)]  # noqa: E731
-    row: dict = {"case_id": req.case_id, "subject": req.subject, "target_new": req.target_new,
-                 "target_true": req.target_true}
+    row: dict = {"case_id": req.case_id, "source": req.source, "subject": req.subject,
+                 "target_new": req.target_new, "target_true": req.target_true}
     row["rewrite_acc"] = new(req.text).accuracy
     row["paraphrase_acc"] = _mean(new(p).accuracy for p in req.paraphrases)
     row["neighbour_acc"] = _mean(s[(n.prompt, n.target)].accuracy for n in req.neighbours)

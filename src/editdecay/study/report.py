@@ -899,8 +899,11 @@ def key_results_section(ctx: ReportContext) -> Section:
                 "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol)."),
     )]
     if kinds:
-        blocks.append(Paragraph("Efficacy measured as: " + ", ".join(f"`{k}`" for k in kinds)
-                                + " (column `efficacy_kind`)."))
+        rules = {"counterfact": "`counterfact`: P(new object) > P(true object) on the rewrite prompt",
+                 "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an edit "
+                         "succeeds when every token is the argmax, or most of them: column `indicator`)"}
+        blocks.append(Paragraph("Efficacy measured as (column `efficacy_kind`, PAPER §2.7): "
+                                + "; ".join(rules.get(k, f"`{k}`") for k in kinds) + "."))
     return Section(TITLE_KEY, blocks)
 
 
