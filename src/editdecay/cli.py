@@ -78,6 +78,24 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+@app.callback()
+def _global_options(
+    device: str = typer.Option("auto", "--device", envvar="EDITDECAY_DEVICE",
+                               help="where models run: auto (a CUDA GPU if there is one, else the CPU), "
+                                    "cpu, cuda or cuda:N"),
+):
+    """Edit facts into causal LMs, fine-tune them, and measure which edits survive."""
+    import os
+
+    from .models.registry import DEVICE_ENV, resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--device") from None
+    os.environ[DEVICE_ENV] = device  # every model load in this process (and in local workers) reads it
+
+
 @app.command()
 def edit(
     model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
@@ -184,6 +202,8 @@ def _load_study(study_file: Optional[Path], out: Optional[Path]):
 
 
 GATHER_ONLY_HELP = "run nothing: gather the stages finished so far into tables and a report"
+GPUS_PER_STAGE_HELP = ("Ray: GPUs reserved by each stage (0.25 packs four stages onto a GPU); Ray hides the GPUs "
+                       "from stages that reserve none, so they then run on the CPU")
 
 
 def _command_line() -> str:
@@ -192,7 +212,7 @@ def _command_line() -> str:
 
 
 def _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage: float = 1.0,
-               gather_only: bool = False) -> None:
+               gather_only: bool = False, gpus_per_stage: float = 0.0) -> None:
     _setup_logging(verbose)
     from .study.pipeline import run_study
 
@@ -200,7 +220,7 @@ def _run_study(study_file, out, store, executor, address, no_report, verbose, cp
         study = _load_study(study_file, out)
         result = run_study(study, executor=executor, address=address, store=store, report=not no_report,
                            command=_command_line(), cpus_per_stage=cpus_per_stage,
-                           execute=not gather_only)
+                           execute=not gather_only, gpus_per_stage=gpus_per_stage)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -252,13 +272,15 @@ def grid(
     store: Optional[Path] = typer.Option(None, help="artifact store (must be shared by all Ray nodes)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list configurations and stages, run nothing"),
     cpus_per_stage: float = typer.Option(1.0, help="Ray: CPUs reserved by (and threads of) each stage"),
+    gpus_per_stage: float = typer.Option(0.0, help=GPUS_PER_STAGE_HELP),
     no_report: bool = typer.Option(False, "--no-report"),
     gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Expand a study's grid, run every distinct stage once (locally or on Ray) and gather one table."""
     if not dry_run:
-        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage, gather_only)
+        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage, gather_only,
+                   gpus_per_stage)
         return
     _setup_logging(verbose)
     from .study.pipeline import make_plan
@@ -354,6 +376,7 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and its estimated time, run nothing"),
     executor: str = typer.Option("local", help="local (this process) or ray"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    gpus_per_stage: float = typer.Option(0.0, help=GPUS_PER_STAGE_HELP),
     gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
@@ -373,7 +396,7 @@ def reproduce(
         from .study.pipeline import run_study
 
         result = run_study(study, executor=executor, address=address, store=store,
-                           command=_command_line(), execute=not gather_only)
+                           command=_command_line(), execute=not gather_only, gpus_per_stage=gpus_per_stage)
         rep = write_reproduction(result.run_dir)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")

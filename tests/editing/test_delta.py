@@ -32,11 +32,15 @@ def delta(tiny_lm):
 
 
 def _snapshot(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _cpu_state(model):
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _assert_state(model, expected):
-    state = model.state_dict()
+    state = _cpu_state(model)
     assert state.keys() == expected.keys()
     for k, v in state.items():
         assert torch.equal(v, expected[k]), k
@@ -51,7 +55,7 @@ def test_apply_adds_exactly_and_revert_restores_bit_for_bit(tiny_lm, delta):
     model = tiny_lm.model
     before = _snapshot(model)
     handle = delta.apply(model)
-    state = model.state_dict()
+    state = _cpu_state(model)
     for k in before:
         if k in delta.weights:
             assert torch.equal(state[k], before[k] + delta.weights[k]), k
@@ -70,7 +74,7 @@ def test_apply_with_alpha_scales_the_update(tiny_lm, delta):
     model = tiny_lm.model
     before = _snapshot(model)
     with delta.apply(model, alpha=0.5):
-        state = model.state_dict()
+        state = _cpu_state(model)
         for k, dw in delta.weights.items():
             assert torch.equal(state[k], torch.add(before[k], dw, alpha=0.5)), k
     _assert_state(model, before)
@@ -81,7 +85,7 @@ def test_context_manager_reverts_on_exit_and_on_error(tiny_lm, delta):
     before = _snapshot(model)
     name = next(iter(delta.weights))
     with delta.apply(model) as applied:
-        assert torch.equal(model.state_dict()[name], before[name] + delta.weights[name])
+        assert torch.equal(_cpu_state(model)[name], before[name] + delta.weights[name])
     _assert_state(model, before)
     with pytest.raises(RuntimeError, match="already reverted"):
         applied.revert()
@@ -176,7 +180,7 @@ def test_fingerprint_mismatch_raises_and_force_applies(other_model, delta):
         delta.apply(other_model)
     _assert_state(other_model, before)
     with delta.apply(other_model, force=True):
-        state = other_model.state_dict()
+        state = _cpu_state(other_model)
         for k, dw in delta.weights.items():
             assert torch.equal(state[k], before[k] + dw)
     _assert_state(other_model, before)

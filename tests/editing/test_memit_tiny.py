@@ -93,8 +93,8 @@ def test_each_layer_update_is_the_memit_solve(tiny_lm, cf_requests, tiny_stats, 
     try:
         for i, layer in enumerate(LAYERS):
             K = compute_keys(tiny_lm, cf_requests, templates, layer).T
-            R = (z - current_residual(tiny_lm, cf_requests, max(LAYERS))).T / (len(LAYERS) - i)
-            expected = solve_memit(K, R, tiny_stats[layer].matrix, LAM).float()
+            R = (z - current_residual(tiny_lm, cf_requests, max(LAYERS)).cpu()).T / (len(LAYERS) - i)
+            expected = solve_memit(K.cpu(), R, tiny_stats[layer].matrix, LAM).float()
             name = f"model.layers.{layer}.mlp.down_proj.weight"
             got = delta.weights[name]
             assert float((got - expected).norm() / expected.norm()) < 1e-6, layer
@@ -126,6 +126,27 @@ def test_all_nan_statistics_raise_editing_error(tiny_lm, cf_requests):
                       templates=TemplateConfig(seed_words=("The",), length=2))
     with pytest.raises(EditingError, match="non-finite"):
         memit_edit(tiny_lm, cf_requests[:1], cfg, stats=stats)
+
+
+def test_solver_failure_raises_editing_error_and_restores(tiny_lm, cf_requests, tiny_stats, monkeypatch):
+    """CUDA's solver raises on a NaN or singular system where the CPU's returns NaN: the same EditingError,
+    and the layers already written are restored."""
+    import editdecay.editing.memit as memit_module
+
+    real = memit_module.solve_memit
+
+    def fails_at_layer_2(K, R, C, lam):
+        if C is tiny_stats[2].matrix:
+            raise torch.linalg.LinAlgError("torch.linalg.solve: The solver failed because the input matrix is singular.")
+        return real(K, R, C, lam)
+
+    monkeypatch.setattr(memit_module, "solve_memit", fails_at_layer_2)
+    cfg = MemitConfig(layers=LAYERS, targets=TargetConfig(steps=1),
+                      templates=TemplateConfig(seed_words=("The",), length=2))
+    before = _snapshot(tiny_lm.model)
+    with pytest.raises(EditingError, match="layer 2: the solve failed"):
+        memit_edit(tiny_lm, cf_requests[:2], cfg, stats=tiny_stats)
+    _assert_state(tiny_lm.model, before)
 
 
 def test_no_requests_raises(tiny_lm, tiny_stats, cfg):

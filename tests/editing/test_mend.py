@@ -48,7 +48,7 @@ def _edit_batch(lm, requests, split=True):
 
 def _fresh(lm, edit_lr=1e-2):
     return MendHypernet(build_targets(lm, LAYERS, ("mlp.down_proj", "mlp.up_proj")), rank=8, n_hidden=1,
-                        edit_lr=edit_lr)
+                        edit_lr=edit_lr).to(lm.model.device)
 
 
 # ---------------------------------------------------------------------------- the pseudo-gradient
@@ -148,7 +148,7 @@ def test_save_load_round_trip_gives_identical_delta(tiny_lm, cf_requests, traine
         assert torch.equal(a[name], b[name])
     delta = mend_edit(tiny_lm, cf_requests, _quick(artifact=str(saved)))
     for name in a:
-        torch.testing.assert_close(delta.weights[name], a[name], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(delta.weights[name], a[name].cpu(), rtol=1e-5, atol=1e-7)
 
 
 def test_fingerprint_mismatch_raises(tiny_lm, trained, tmp_path):
@@ -184,7 +184,7 @@ def test_edit_returns_a_delta_that_applies_and_reverts_exactly(tiny_lm, cf_reque
     handle = delta.apply(tiny_lm.model)
     try:
         for n, w in delta.weights.items():
-            assert torch.equal(params[n].detach(), originals[n] + w)
+            assert torch.equal(params[n].detach(), originals[n] + w.to(originals[n].device))
         after = sum(s.nll for s in scorer.score(pairs))
     finally:
         handle.revert()

@@ -33,11 +33,11 @@ def _manual_second_moments(lm, layers, spec):
     count = 0
     try:
         for w in windows:
-            lm.model(input_ids=torch.tensor([w]))
+            lm.model(input_ids=torch.tensor([w], device=lm.model.device))
             for layer in layers:
                 x = seen[layer][0].double()  # (len(w), 128)
                 assert x.shape == (len(w), 128)
-                sums[layer] += x.T @ x
+                sums[layer] += (x.T @ x).cpu()
             count += len(w)
     finally:
         for h in handles:

@@ -63,7 +63,7 @@ def test_one_step_makes_no_update(initial):
 
 def test_h_init_is_the_block_output_at_the_subjects_last_token(tiny_lm, requests3, joint, initial):
     h = current_residual(tiny_lm, requests3, Z_LAYER)
-    torch.testing.assert_close(joint.h_init, h, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(joint.h_init, h.cpu(), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(initial.h_init, joint.h_init, rtol=0, atol=0)
 
 

@@ -92,13 +92,13 @@ def test_generate_answers_match_unpadded_greedy(tiny_lm, examples):
     exs = [examples[0], examples[2]]  # different prompt lengths, so one is left-padded in the batch
     got = generate_answers(tiny_lm, exs, max_new_tokens=3, batch_size=2)
     for ex, answer in zip(exs, got):
-        ids = torch.tensor([encode(tiny_lm.tokenizer, alpaca_prompt(ex))])
+        ids = torch.tensor([encode(tiny_lm.tokenizer, alpaca_prompt(ex))], device=tiny_lm.model.device)
         new = []
         for _ in range(3):
             logits = tiny_lm.model(input_ids=ids).logits[0, -1]
             nxt = int(logits.argmax())
             new.append(nxt)
-            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+            ids = torch.cat([ids, torch.tensor([[nxt]], device=ids.device)], dim=1)
         assert answer == tiny_lm.tokenizer.decode(new, skip_special_tokens=True)
 
 

@@ -54,7 +54,7 @@ def _manual(lm, prompt, target):
     c = encode_continuation(lm.tokenizer, prompt, target)
     ids = list(c.prompt_ids) + list(c.target_ids)
     with torch.no_grad():
-        logits = lm.model(input_ids=torch.tensor([ids])).logits[0].double()
+        logits = lm.model(input_ids=torch.tensor([ids], device=lm.model.device)).logits[0].double()
     logp = torch.log_softmax(logits, -1)
     start = len(c.prompt_ids) - 1
     nll = -sum(float(logp[start + j, t]) for j, t in enumerate(c.target_ids)) / len(c.target_ids)

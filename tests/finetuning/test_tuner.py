@@ -129,7 +129,7 @@ def test_saved_trainable_state_rebuilds_the_tuned_model(method, tiny_lm, example
 
     cfg = _cfg(method, layers=(1, 3))
     res = finetune(fresh(), examples, cfg)
-    ids = torch.tensor([[5, 17, 230, 9, 41, 7]])
+    ids = torch.tensor([[5, 17, 230, 9, 41, 7]], device=tiny_lm.model.device)
     with torch.no_grad():
         expected = res.model(input_ids=ids).logits
     rebuilt = load_finetuned(fresh(), cfg, res.layers, trainable_state(res.model))

@@ -291,7 +291,8 @@ def fake_pipeline(monkeypatch) -> dict:
 
     seen: dict = {}
 
-    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None, execute=True):
+    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None, execute=True,
+                       gpus_per_stage=0.0):
         seen.update(study=study, executor=executor, address=address, execute=execute, command=command)
         _results_dir(Path(study.out), study.configs)
         return SimpleNamespace(run_dir=Path(study.out))

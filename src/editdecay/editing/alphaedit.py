@@ -83,8 +83,10 @@ class AlphaEditState:
 def solve_alphaedit(K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, kk_prev: torch.Tensor, l2: float) -> torch.Tensor:
     """ΔW (d_v × d_k) = R Kᵀ P [(KKᵀ + K_pK_pᵀ) P + αI]⁻¹, computed as the transpose of
     [P (KKᵀ + K_pK_pᵀ) + αI]⁻¹ P K Rᵀ (P and the Gram matrices are symmetric)."""
-    K64, R64, P64 = K.double(), R.double(), P.double()
-    A = P64 @ (K64 @ K64.T + kk_prev.double()) + l2 * torch.eye(P.shape[0], dtype=torch.float64)
+    dev = K.device
+    K64, R64, P64 = K.double(), R.to(dev, torch.float64), P.to(dev, torch.float64)
+    A = P64 @ (K64 @ K64.T + kk_prev.to(dev, torch.float64)) + l2 * torch.eye(P.shape[0], dtype=torch.float64,
+                                                                               device=dev)
     return torch.linalg.solve(A, P64 @ K64 @ R64.T).T
 
 

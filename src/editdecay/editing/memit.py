@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 def solve_memit(K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
     """ΔW (d_v × d_k) minimising ‖ΔW K − R‖² + λ·tr(ΔW C ΔWᵀ), with K: (d_k, n), R: (d_v, n) (MEMIT eq. 14)."""
     K64, R64 = K.double(), R.double()
-    A = torch.linalg.solve(lam * C.double() + K64 @ K64.T, K64)  # (d_k, n) = (λC + KKᵀ)⁻¹ K
+    A = torch.linalg.solve(lam * C.to(K.device, torch.float64) + K64 @ K64.T, K64)  # (d_k, n) = (λC + KKᵀ)⁻¹ K
     return R64 @ A.T
 
 
@@ -102,7 +102,7 @@ def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> 
     """
     dtype = next(norm.parameters()).dtype
     d = v.shape[-1]
-    s = norm(torch.ones(1, d, dtype=dtype)).double()[0]  # the scale, since rms(1) = 1
+    s = norm(torch.ones(1, d, dtype=dtype, device=v.device)).double()[0]  # the scale, since rms(1) = 1
     v64 = v.double()
     rms_v = v64.pow(2).mean(-1, keepdim=True).sqrt()
     y = norm(v.to(dtype)).double() + r.double()
@@ -158,11 +158,15 @@ def layer_updates(lm: LoadedModel, requests: Sequence[EditRequest], templates: S
             K = compute_keys(lm, requests, templates, layer).T  # (d_k, n)
             h_cur = current_residual(lm, requests, z_layer)  # (n, d)
             timings["keys_s"] += time.perf_counter() - t0
-            R = (z - h_cur).T / (len(layers) - i)
+            R = (z.to(h_cur.device) - h_cur).T / (len(layers) - i)
             if adapter.mlp_post_norm:
                 R = through_post_norm(lm, requests, layer, R)
             t0 = time.perf_counter()
-            dw = solve(K, R, layer) if solve else solve_memit(K, R, stats[layer].matrix, lam)
+            try:
+                dw = solve(K, R, layer) if solve else solve_memit(K, R, stats[layer].matrix, lam)
+            except torch.linalg.LinAlgError as err:  # CUDA's solver refuses a NaN/singular system outright
+                raise EditingError(f"non-finite update at layer {layer}: the solve failed ({err}); "
+                                   "check the statistic and λ") from None
             dw = dw.float()
             timings["solve_s"] += time.perf_counter() - t0
             if not torch.isfinite(dw).all():

@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 def rank_one_update(k_star: torch.Tensor, k_cur: torch.Tensor, v_star: torch.Tensor, w_k_cur: torch.Tensor,
                     C: torch.Tensor | None) -> torch.Tensor:
     """ΔW (d_v × d_k) of rank one with (W + ΔW) k_cur = v*, along u ∝ C⁻¹k* (or k*)."""
-    u = torch.linalg.solve(C.double(), k_star.double()) if C is not None else k_star.double()
+    dev = k_star.device
+    u = torch.linalg.solve(C.to(dev, torch.float64), k_star.double()) if C is not None else k_star.double()
     u = u / u.norm()
-    right = (v_star.double() - w_k_cur.double()) / (u @ k_cur.double())
+    right = (v_star.to(dev, torch.float64) - w_k_cur.double()) / (u @ k_cur.double())
     return torch.outer(right, u)
 
 

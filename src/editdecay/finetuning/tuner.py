@@ -218,8 +218,8 @@ def _save_snapshot(path: Path, model, opt, sched, gen, cfg: FinetuneConfig, n_ex
                    step, epoch_order, elapsed) -> None:
     state = {"config": cfg.to_dict(), "n_examples": n_examples, "weights": trainable_state(model),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
-             "torch_rng": torch.get_rng_state(), "losses": list(losses), "tokens": tokens, "step": step,
-             "epoch_order": list(epoch_order), "elapsed": elapsed}
+             "torch_rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(model), "losses": list(losses),
+             "tokens": tokens, "step": step, "epoch_order": list(epoch_order), "elapsed": elapsed}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -232,6 +232,14 @@ def _restore(model, opt, sched, gen, state: dict) -> None:
     sched.load_state_dict(state["scheduler"])
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
+    device = model_device(model)
+    if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout draws from the GPU's generator
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
+def _cuda_rng(model) -> torch.Tensor | None:
+    device = model_device(model)
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
 def _prepare(lm: LoadedModel, cfg: FinetuneConfig, layers: list[int]) -> nn.Module:

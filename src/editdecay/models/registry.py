@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -122,8 +123,35 @@ def list_models() -> list[tuple[str, str, bool]]:
     return rows
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a registered model, the tiny test model, or a local HF model directory / cached HF id."""
+DEVICE_ENV = "EDITDECAY_DEVICE"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run models on: `device`, else `EDITDECAY_DEVICE`, else "auto" (the first CUDA GPU
+    when there is one, else the CPU)."""
+    choice = str(device if device is not None else os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(choice)
+    except RuntimeError:
+        raise ValueError(f"unknown device {choice!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} asked for, but this torch build sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {choice!r} out of range: {torch.cuda.device_count()} CUDA GPU(s) visible")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {choice!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32,
+               device: str | torch.device | None = None) -> LoadedModel:
+    """Load a registered model, the tiny test model, or a local HF model directory / cached HF id,
+    onto `device` (see `resolve_device`)."""
+    device = resolve_device(device)
     _quiet_transformers()
     if name in REGISTRY:
         model, tok, source = _load_bundled(REGISTRY[name], dtype)
@@ -169,10 +197,21 @@ def _load_bundled(spec: ModelSpec, dtype: torch.dtype):
         _save_plain(model, tmp)
         tok.save_pretrained(tmp)
         (tmp / "editdecay-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}))
-        tmp.rename(cached)
+        _publish_dir(tmp, cached)
     model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
     return model, tok, f"gguf:{gguf.name}:sha256:{digest}"
+
+
+def _publish_dir(tmp: Path, final: Path) -> None:
+    """Move a finished cache directory into place; when another process (a parallel worker) got there
+    first, keep its copy, which holds the same files."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _save_plain(model: nn.Module, directory: Path) -> None:
@@ -254,7 +293,7 @@ def _bundled_tokenizer():
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tmp = tok_dir.with_name(tok_dir.name + f".tmp{os.getpid()}")
         tok.save_pretrained(tmp)
-        tmp.rename(tok_dir)
+        _publish_dir(tmp, tok_dir)
     return AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
 
 

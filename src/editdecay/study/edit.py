@@ -33,6 +33,7 @@ from ..evaluation.edit_metrics import evaluate_requests, summarise
 from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
 from ..io import atomic_write
+from ..models.adapter import model_device
 from ..models.registry import load_model
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
     timings["eval_unedited_s"] = time.perf_counter() - t0
     summary = {
         "editdecay_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "model": job.model, "model_source": lm.source, "model_fingerprint": lm.fingerprint,
+        "device": str(model_device(lm.model)), "model": job.model, "model_source": lm.source, "model_fingerprint": lm.fingerprint,
         "method": job.method, "data": job.data, "n_requested": job.n, "offset": job.offset,
         "n_edits": len(requests), "n_skipped": len(loaded.skipped),
         "skipped": [{"index": s.index, "case_id": s.case_id, "reason": s.reason} for s in loaded.skipped[:50]],

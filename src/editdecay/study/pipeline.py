@@ -26,6 +26,7 @@ import torch
 from .. import __version__
 from ..analysis.decay import decay_summary, flip_table
 from ..io import atomic_write
+from ..models.registry import resolve_device
 from .config import RunConfig, Study
 from .stages import FINAL, ModelPool, plan, run_stage
 from .store import ArtifactStore, Stage, walk
@@ -104,8 +105,12 @@ def _ray_stage(stage_dict: dict, store_root: str, snapshot_every: int, threads: 
     return str(run_stage(stage, ArtifactStore(store_root), snapshot_every=snapshot_every))
 
 
-def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1.0) -> None:
-    """One Ray task per pending stage, chained by their inputs; the store must be on a shared file system."""
+def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1.0,
+                gpus_per_stage: float = 0.0) -> None:
+    """One Ray task per pending stage, chained by their inputs; the store must be on a shared file system.
+
+    Ray hides the GPUs from a task that reserves none, so stages run on the CPU unless `gpus_per_stage`
+    is above 0 (a fraction packs several stages onto one GPU)."""
     try:
         import ray
     except ImportError:
@@ -114,7 +119,7 @@ def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1
     ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=True,
              ignore_reinit_error=True)
     try:
-        remote = ray.remote(num_cpus=cpus_per_stage, max_retries=1)(_ray_stage)
+        remote = ray.remote(num_cpus=cpus_per_stage, num_gpus=gpus_per_stage, max_retries=1)(_ray_stage)
         refs: dict[str, object] = {}
         root = str(plan_.store.root.resolve())
         pending = {s.key for s in plan_.pending()}
@@ -218,7 +223,7 @@ class StudyRun:
 
 def run_study(study: Study, executor: str = "local", address: str | None = None, store: str | Path | None = None,
               report: bool = True, command: str | None = None, cpus_per_stage: float = 1.0,
-              execute: bool = True) -> StudyRun:
+              execute: bool = True, gpus_per_stage: float = 0.0) -> StudyRun:
     """Plan, run every pending stage, gather the tables and write the report.
 
     With `execute=False` nothing is run: the tables and report hold the stages finished so far (a long
@@ -244,7 +249,7 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
         elif executor == "local":
             execute_local(plan_, pool)
         else:
-            execute_ray(plan_, address, cpus_per_stage)
+            execute_ray(plan_, address, cpus_per_stage, gpus_per_stage)
         tables = gather(plan_, run_dir / "results")
         _write_study_json(run_dir / "results" / "study.json", study, command,
                           finished=len(plan_.stages) - len(plan_.pending()), total=len(plan_.stages))
@@ -267,6 +272,7 @@ def _write_study_json(path: Path, study: Study, command: str | None, finished: i
     info = {"name": study.name, "command": command or " ".join(["editdecay", *sys.argv[1:]]),
             "versions": {"editdecay": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                          "peft": peft.__version__, "python": platform.python_version()},
+            "device": str(resolve_device()),  # of this process; each stage's record names its own
             "seeds": {"fine-tuning": seeds, "edit": sorted({c.edit_seed for c in study.configs})},
             "study_file": study.source, "n_configs": len(study.configs),
             "stages": {"finished": finished, "total": total}}

@@ -41,7 +41,7 @@ from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
 from ..finetuning.tuner import FinetuneConfig, finetune, load_finetuned, select_layers, trainable_state
 from ..io import atomic_write
-from ..models.registry import LoadedModel, fingerprint, load_model
+from ..models.registry import LoadedModel, fingerprint, load_model, resolve_device
 from .config import RunConfig
 from .store import ArtifactStore, Stage
 
@@ -220,7 +220,8 @@ def run_stage(stage: Stage, store: ArtifactStore, pool: ModelPool | None = None,
             logging.getLogger("editdecay").removeHandler(handler)
             handler.close()
         record.update({"seconds": time.perf_counter() - t0, "editdecay_version": __version__,
-                       "torch": torch.__version__, "python": platform.python_version()})
+                       "torch": torch.__version__, "python": platform.python_version(),
+                       "device": str(resolve_device())})
         path = store.publish(stage, work, record)
         log.info("stage %s: done in %.1f s", stage.name, record["seconds"])
         return path
