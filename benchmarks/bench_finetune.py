@@ -6,7 +6,7 @@ pair on the same batches. Model FLOPs per trained token are estimated as 6·N fo
 (forward 2N, backward 4N) and 4·N for adapters (no weight gradients of the frozen matrices), with N
 the model's parameters outside the embedding lookup; the fraction of peak compares the achieved
 FLOP rate with the matmul peak of the same precision. Usage:
-    python benchmarks/bench_finetune.py [--model smollm2-135m] [--steps 6] [--batch 8] [--micro 4]
+    python benchmarks/bench_finetune.py [--model smollm2-135m] [--steps 6] [--batch 8] [--micro 4] [--device auto]
 """
 
 from __future__ import annotations
@@ -14,20 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 
 import torch
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 1536, seconds: float = 3.0) -> float:
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1536, seconds: float = 3.0) -> float:
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
+    sync()
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
+        for _ in range(10):
+            a @ b
+        reps += 10
+        sync()
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
@@ -58,14 +63,20 @@ def main() -> None:
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from editdecay.data.instructions import load_finetune_data
+    from editdecay.models.registry import DEVICE_ENV, resolve_device
+
+    device = resolve_device(args.device)
+    os.environ[DEVICE_ENV] = str(device)
 
     examples = load_finetune_data("commonsense", n=args.steps * args.batch, seed=0)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(json.dumps({"matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
-                      "threads": torch.get_num_threads()}))
+    n = 8192 if device.type == "cuda" else 1536  # a GPU needs large products to reach its peak
+    peaks = {"fp32": matmul_peak(torch.float32, device, n), "bf16": matmul_peak(torch.bfloat16, device, n)}
+    print(json.dumps({"device": str(device), "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
+                      "matmul_size": n, "threads": torch.get_num_threads()}))
     rows = []
     precisions = args.precisions.split(",")
     for method in args.methods.split(","):

@@ -71,6 +71,28 @@ def test_same_seed_same_result_and_checkpoints(tiny_lm, examples):
     assert seen == [2, 4, 2, 4]
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_bf16_autocast_tracks_fp32(method, tiny_lm, examples):
+    """bf16 autocast (the paper scale's setting) trains the same fp32 weights; its losses follow the fp32
+    run's to bf16 precision, and the weights stay fp32."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        lm = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
+                         tiny_lm.fingerprint)
+        runs[precision] = finetune(lm, examples, _cfg(method, precision=precision))
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert bf16.steps == fp32.steps == 6
+    assert bf16.losses != fp32.losses  # autocast really ran the matmuls in bf16
+    torch.testing.assert_close(torch.tensor(bf16.losses), torch.tensor(fp32.losses), rtol=0.02, atol=0.02)
+    assert sum(bf16.losses[-2:]) < sum(bf16.losses[:2])
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+
+
+def test_unknown_precision(fresh_lm, examples):
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        finetune(fresh_lm, examples, _cfg("lora", precision="fp16"))
+
+
 def test_unknown_method(fresh_lm, examples):
     with pytest.raises(ValueError, match="unknown fine-tuning method"):
         finetune(fresh_lm, examples, _cfg("prefix"))
