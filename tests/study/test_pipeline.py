@@ -226,6 +226,38 @@ def test_ray_executor_on_a_local_cluster_matches_local_run(finished, tmp_path):
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def test_ray_stages_reserve_gpus_and_receive_the_device(tmp_path, monkeypatch):
+    """Ray hides GPUs from tasks that reserve none: `gpus_per_stage` must reach `ray.remote`, and the
+    device choice must reach the workers' environment."""
+    import types
+
+    from editdecay.study.pipeline import execute_ray
+
+    seen: dict = {}
+
+    class _Remote:
+        def __init__(self, fn):
+            self.calls = seen.setdefault("calls", [])
+
+        def remote(self, *args):
+            self.calls.append(args)
+            return f"ref{len(self.calls)}"
+
+    def remote(**options):
+        seen["options"] = options
+        return _Remote
+
+    fake = types.SimpleNamespace(init=lambda **kw: seen.setdefault("init", kw), remote=remote,
+                                 get=lambda refs: seen.setdefault("got", refs), shutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    plan = make_plan(_study(tmp_path))
+    monkeypatch.setenv("EDITDECAY_DEVICE", "cuda")  # the workers' choice; this machine need not have one
+    execute_ray(plan, "127.0.0.1:1", cpus_per_stage=2, gpus_per_stage=0.25)
+    assert seen["options"] == {"num_cpus": 2, "num_gpus": 0.25, "max_retries": 1}
+    assert seen["init"]["runtime_env"]["env_vars"]["EDITDECAY_DEVICE"] == "cuda"
+    assert len(seen["calls"]) == len(plan.pending()) == len(seen["got"])
+
+
 def test_study_file_rules(tmp_path):
     base = {"config": {"model": "tiny-llama", "n_edits": 3, "finetune": {"max_steps": 4, "r": 4}}}
     # [[extra]] adds to the base configuration and merges nested tables key by key
