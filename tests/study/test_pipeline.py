@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from editdecay.study.config import RunConfig, Study
 from editdecay.study.pipeline import make_plan, run_study
@@ -125,6 +126,8 @@ def test_gather_only_reads_finished_stages_and_runs_nothing(finished, tmp_path):
                                   run.tables["decay"].query("ft_method == 'lora'").reset_index(drop=True))
     info = json.loads((tmp_path / "wider" / "results" / "study.json").read_text())
     assert info["stages"]["finished"] == len(stage_dirs) < info["stages"]["total"] == len(partial.plan.stages)
+    assert sum(info["stage_environments"].values()) == len(stage_dirs)
+    assert all(k.startswith(f"cpu, torch {torch.__version__}, ") for k in info["stage_environments"])
     assert "Partial results:" in partial.report.markdown_path.read_text()
     with pytest.raises(RuntimeError, match="no evaluated model states"):
         run_study(_study(tmp_path / "fresh"), execute=False, report=False)

@@ -133,7 +133,9 @@ def _write_run(run_dir: Path, selective: bool = True) -> pd.DataFrame:
     training.to_csv(results / "training.csv", index=False)
     (results / "study.json").write_text(json.dumps({
         "name": "synthetic-study", "command": ["editdecay", "study", "run", "--seeds", "0,1"],
-        "versions": {"editdecay": "0.1.0", "torch": "2.13.0"}, "seeds": [0, 1]}))
+        "versions": {"editdecay": "0.1.0", "torch": "2.13.0"}, "seeds": [0, 1],
+        "stage_environments": {"cuda, torch 2.11.0+cu130, editdecay 0.1.0": 30,
+                               "device not recorded, torch 2.13.0+cpu, editdecay 0.1.0": 7}}))
     return decay
 
 
@@ -204,6 +206,7 @@ def test_writes_markdown_html_and_self_contained_plots(report):
         assert f"[results/{name}](results/{name})" in markdown
     assert "synthetic-study" in markdown and "editdecay study run --seeds 0,1" in markdown
     assert "torch" in markdown and "2.13.0" in markdown
+    assert "| cuda, torch 2.11.0+cu130, editdecay 0.1.0" in markdown and "| device not recorded" in markdown
     assert "could not be built" not in markdown
 
 

@@ -252,7 +252,8 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
             execute_ray(plan_, address, cpus_per_stage, gpus_per_stage)
         tables = gather(plan_, run_dir / "results")
         _write_study_json(run_dir / "results" / "study.json", study, command,
-                          finished=len(plan_.stages) - len(plan_.pending()), total=len(plan_.stages))
+                          finished=len(plan_.stages) - len(plan_.pending()), total=len(plan_.stages),
+                          environments=stage_environments(plan_))
         rep = None
         if report:
             from .report import write_report
@@ -264,7 +265,21 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
         handler.close()
 
 
-def _write_study_json(path: Path, study: Study, command: str | None, finished: int, total: int) -> None:
+def stage_environments(plan_: StudyPlan) -> dict[str, int]:
+    """How many finished stages ran where: "device, torch version, editdecay version" → count, from each
+    stage's record (a store can be filled by several machines; records older than the device field say so)."""
+    counts: dict[str, int] = {}
+    for stage in plan_.stages:
+        if plan_.store.done(stage):
+            r = plan_.store.record(stage)
+            key = (f"{r.get('device', 'device not recorded')}, torch {r.get('torch', '?')}, "
+                   f"editdecay {r.get('editdecay_version', '?')}")
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _write_study_json(path: Path, study: Study, command: str | None, finished: int, total: int,
+                      environments: dict[str, int] | None = None) -> None:
     import peft
     import transformers
 
@@ -275,5 +290,5 @@ def _write_study_json(path: Path, study: Study, command: str | None, finished: i
             "device": str(resolve_device()),  # of this process; each stage's record names its own
             "seeds": {"fine-tuning": seeds, "edit": sorted({c.edit_seed for c in study.configs})},
             "study_file": study.source, "n_configs": len(study.configs),
-            "stages": {"finished": finished, "total": total}}
+            "stages": {"finished": finished, "total": total}, "stage_environments": environments or {}}
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(info, indent=1, default=str)))

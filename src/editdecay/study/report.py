@@ -846,6 +846,11 @@ def header_section(ctx: ReportContext) -> Section:
             blocks.append(Table(frame, source="Versions from `results/study.json`."))
         elif versions:
             blocks.append(Paragraph(f"Versions: {_text(versions)}"))
+        environments = study.get("stage_environments")
+        if isinstance(environments, Mapping) and environments:
+            frame = pd.DataFrame({"device, versions": [str(k) for k in environments],
+                                  "stages": [_text(v) for v in environments.values()]})
+            blocks.append(Table(frame, source="Where the finished stages ran, from each stage's record in the store."))
     n_ft = len(_fine_tuned(final))
 
     def listing(column: str) -> str:
