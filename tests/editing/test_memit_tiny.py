@@ -104,6 +104,12 @@ def test_each_layer_update_is_the_memit_solve(tiny_lm, cf_requests, tiny_stats, 
             handle.revert()
 
 
+def _few_steps(steps: int) -> MemitConfig:
+    """A MEMIT config that reaches the solve quickly (the tests below fail there on purpose)."""
+    return MemitConfig(layers=LAYERS, targets=TargetConfig(steps=steps),
+                       templates=TemplateConfig(seed_words=("The",), length=2))
+
+
 def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
     """Layer 1's statistic is fine, layer 2's is NaN: layer 1 is already written when layer 2 fails,
     and must be restored."""
@@ -111,8 +117,7 @@ def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
         1: tiny_stats[1],
         2: SecondMoment(2, "model.layers.2.mlp.down_proj", torch.full((128, 128), float("nan")), 2000, "nan"),
     }
-    cfg = MemitConfig(layers=LAYERS, targets=TargetConfig(steps=2),
-                      templates=TemplateConfig(seed_words=("The",), length=2))
+    cfg = _few_steps(2)
     before = _snapshot(tiny_lm.model)
     with pytest.raises(EditingError, match="non-finite update at layer 2"):
         memit_edit(tiny_lm, cf_requests[:2], cfg, stats=stats)
@@ -122,8 +127,7 @@ def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
 def test_all_nan_statistics_raise_editing_error(tiny_lm, cf_requests):
     nan = torch.full((128, 128), float("nan"))
     stats = {layer: SecondMoment(layer, f"model.layers.{layer}.mlp.down_proj", nan, 1, "x") for layer in LAYERS}
-    cfg = MemitConfig(layers=LAYERS, targets=TargetConfig(steps=1),
-                      templates=TemplateConfig(seed_words=("The",), length=2))
+    cfg = _few_steps(1)
     with pytest.raises(EditingError, match="non-finite"):
         memit_edit(tiny_lm, cf_requests[:1], cfg, stats=stats)
 
@@ -141,8 +145,7 @@ def test_solver_failure_raises_editing_error_and_restores(tiny_lm, cf_requests, 
         return real(K, R, C, lam)
 
     monkeypatch.setattr(memit_module, "solve_memit", fails_at_layer_2)
-    cfg = MemitConfig(layers=LAYERS, targets=TargetConfig(steps=1),
-                      templates=TemplateConfig(seed_words=("The",), length=2))
+    cfg = _few_steps(1)
     before = _snapshot(tiny_lm.model)
     with pytest.raises(EditingError, match="layer 2: the solve failed"):
         memit_edit(tiny_lm, cf_requests[:2], cfg, stats=tiny_stats)
