@@ -20,7 +20,9 @@ import time
 import torch
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1536, seconds: float = 3.0) -> float:
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, n: int = 1536, seconds: float = 3.0
+) -> float:
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -33,10 +35,12 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1536, seconds
             a @ b
         reps += 10
         sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def finetune_rate(model_name: str, method: str, precision: str, examples, steps: int, batch: int, micro: int) -> dict:
+def finetune_rate(
+    model_name: str, method: str, precision: str, examples, steps: int, batch: int, micro: int
+) -> dict:
     from editdecay.finetuning.tuner import FinetuneConfig, finetune
     from editdecay.models.registry import load_model
 
@@ -44,15 +48,31 @@ def finetune_rate(model_name: str, method: str, precision: str, examples, steps:
     n_params = sum(p.numel() for n, p in lm.model.named_parameters() if "embed_tokens" not in n)
     if getattr(lm.model.config, "tie_word_embeddings", False):
         n_params += lm.model.get_input_embeddings().weight.numel()  # the tied LM head is a matmul
-    cfg = FinetuneConfig(method=method, precision=precision, max_steps=steps, batch_size=batch,
-                         micro_batch_size=micro, warmup_steps=1, epochs=100)
+    cfg = FinetuneConfig(
+        method=method,
+        precision=precision,
+        max_steps=steps,
+        batch_size=batch,
+        micro_batch_size=micro,
+        warmup_steps=1,
+        epochs=100,
+    )
     res = finetune(lm, examples, cfg)
-    rate = res.tokens / res.seconds  # tokens trained on (padding excluded), including the first step
+    rate = (
+        res.tokens / res.seconds
+    )  # tokens trained on (padding excluded), including the first step
     flops_per_token = (6 if method == "full" else 4) * n_params
-    return {"method": method, "precision": precision, "steps": res.steps, "tokens": res.tokens,
-            "seconds": round(res.seconds, 2), "tokens_per_second": round(rate, 1),
-            "model_gflop_per_second": round(rate * flops_per_token / 1e9, 1),
-            "first_loss": round(res.losses[0], 4), "last_loss": round(res.losses[-1], 4)}
+    return {
+        "method": method,
+        "precision": precision,
+        "steps": res.steps,
+        "tokens": res.tokens,
+        "seconds": round(res.seconds, 2),
+        "tokens_per_second": round(rate, 1),
+        "model_gflop_per_second": round(rate * flops_per_token / 1e9, 1),
+        "first_loss": round(res.losses[0], 4),
+        "last_loss": round(res.losses[-1], 4),
+    }
 
 
 def main() -> None:
@@ -74,23 +94,47 @@ def main() -> None:
 
     examples = load_finetune_data("commonsense", n=args.steps * args.batch, seed=0)
     n = 8192 if device.type == "cuda" else 1536  # a GPU needs large products to reach its peak
-    peaks = {"fp32": matmul_peak(torch.float32, device, n), "bf16": matmul_peak(torch.bfloat16, device, n)}
-    print(json.dumps({"device": str(device), "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
-                      "matmul_size": n, "threads": torch.get_num_threads()}))
+    peaks = {
+        "fp32": matmul_peak(torch.float32, device, n),
+        "bf16": matmul_peak(torch.bfloat16, device, n),
+    }
+    print(
+        json.dumps(
+            {
+                "device": str(device),
+                "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
+                "matmul_size": n,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
     rows = []
     precisions = args.precisions.split(",")
     for method in args.methods.split(","):
         for precision in precisions:
-            r = finetune_rate(args.model, method, precision, examples, args.steps, args.batch, args.micro)
+            r = finetune_rate(
+                args.model, method, precision, examples, args.steps, args.batch, args.micro
+            )
             r["fraction_of_matmul_peak"] = round(r["model_gflop_per_second"] / peaks[precision], 3)
             rows.append(r)
             print(json.dumps(r))
     for method in args.methods.split(","):
         if not {"fp32", "bf16"} <= set(precisions):
             break
-        fp32, bf16 = (next(r for r in rows if r["method"] == method and r["precision"] == p) for p in ("fp32", "bf16"))
-        print(json.dumps({"method": method, "bf16_over_fp32_tokens_per_second":
-                          round(bf16["tokens_per_second"] / fp32["tokens_per_second"], 3)}))
+        fp32, bf16 = (
+            next(r for r in rows if r["method"] == method and r["precision"] == p)
+            for p in ("fp32", "bf16")
+        )
+        print(
+            json.dumps(
+                {
+                    "method": method,
+                    "bf16_over_fp32_tokens_per_second": round(
+                        bf16["tokens_per_second"] / fp32["tokens_per_second"], 3
+                    ),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

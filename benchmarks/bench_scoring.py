@@ -39,11 +39,17 @@ def main() -> None:
     rank = {}
     for share in (False, True):
         t0 = time.perf_counter()
-        _, per_item = downstream_accuracy(lm, n_per_task=args.ds_per_task, modes=("rank",), details=True,
-                                          scorer=scorer(share))
+        _, per_item = downstream_accuracy(
+            lm, n_per_task=args.ds_per_task, modes=("rank",), details=True, scorer=scorer(share)
+        )
         rank[share] = (time.perf_counter() - t0) / len(per_item), per_item["prediction"].tolist()
-    log.info("DS rank classification: %.3f s/item one row per pair, %.3f shared (%.2fx); same predictions: %s",
-             rank[False][0], rank[True][0], rank[False][0] / rank[True][0], rank[False][1] == rank[True][1])
+    log.info(
+        "DS rank classification: %.3f s/item one row per pair, %.3f shared (%.2fx); same predictions: %s",
+        rank[False][0],
+        rank[True][0],
+        rank[False][0] / rank[True][0],
+        rank[False][1] == rank[True][1],
+    )
 
     for data in ("counterfact", "zsre"):
         requests = load_requests(data, n=args.edits).requests
@@ -54,8 +60,14 @@ def main() -> None:
             out[share] = (time.perf_counter() - t0) / len(requests), table
         numbers = out[False][1].select_dtypes("number").columns
         diff = float((out[False][1][numbers] - out[True][1][numbers]).abs().max().max())
-        log.info("%s edit metrics: %.3f s/edit one row per pair, %.3f shared (%.2fx); max |difference| %.2g",
-                 data, out[False][0], out[True][0], out[False][0] / out[True][0], diff)
+        log.info(
+            "%s edit metrics: %.3f s/edit one row per pair, %.3f shared (%.2fx); max |difference| %.2g",
+            data,
+            out[False][0],
+            out[True][0],
+            out[False][0] / out[True][0],
+            diff,
+        )
 
 
 if __name__ == "__main__":

@@ -27,14 +27,23 @@ def run_mode(model: str, n: int, batch: int, reuse_prefix: bool) -> dict:
     requests = load_requests("counterfact", n=n).requests
     cfg = MemitConfig()
     templates = context_templates(lm, cfg.templates)
-    tcfg = TargetConfig(**{**cfg.targets.__dict__, "batch_requests": batch, "reuse_prefix": reuse_prefix})
+    tcfg = TargetConfig(
+        **{**cfg.targets.__dict__, "batch_requests": batch, "reuse_prefix": reuse_prefix}
+    )
     t0 = time.perf_counter()
     res = optimise_targets(lm, requests, templates, cfg.z_layer, tcfg)
     dt = time.perf_counter() - t0
-    return {"model": model, "n": n, "batch_requests": batch, "reuse_prefix": reuse_prefix,
-            "seconds": round(dt, 2), "seconds_per_edit": round(dt / n, 3),
-            "mean_steps": sum(res.steps) / n, "mean_final_nll": round(sum(res.final_nll) / n, 4),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "model": model,
+        "n": n,
+        "batch_requests": batch,
+        "reuse_prefix": reuse_prefix,
+        "seconds": round(dt, 2),
+        "seconds_per_edit": round(dt / n, 3),
+        "mean_steps": sum(res.steps) / n,
+        "mean_final_nll": round(sum(res.final_nll) / n, 4),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -42,7 +51,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--compare-prefix", action="store_true", help="also time batched without prefix reuse")
+    ap.add_argument(
+        "--compare-prefix", action="store_true", help="also time batched without prefix reuse"
+    )
     ap.add_argument("--skip-single", action="store_true", help="leave out the one-at-a-time mode")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -51,21 +62,29 @@ def main() -> None:
         print(json.dumps(run_mode(args.model, args.n, int(batch), reuse == "1")))
         return
     logging.basicConfig(level=logging.WARNING)
-    modes = [("batched", f"{args.batch}:1")] + ([] if args.skip_single else [("one-at-a-time", "1:1")])
+    modes = [("batched", f"{args.batch}:1")] + (
+        [] if args.skip_single else [("one-at-a-time", "1:1")]
+    )
     if args.compare_prefix:
         modes.append(("batched, no prefix reuse", f"{args.batch}:0"))
     results = {}
     for label, mode in modes:
-        out = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--model", args.model, "--mode", mode],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--n", str(args.n), "--model", args.model, "--mode", mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[label] = json.loads(out.stdout.strip().splitlines()[-1])
         print(label, json.dumps(results[label]), flush=True)
     if "one-at-a-time" in results:
         one = results["one-at-a-time"]["seconds"]
         print(f"speed-up of batched over one-at-a-time: {one / results['batched']['seconds']:.2f}x")
     if args.compare_prefix:
-        print(f"speed-up of prefix reuse (batched): "
-              f"{results['batched, no prefix reuse']['seconds'] / results['batched']['seconds']:.2f}x")
+        print(
+            f"speed-up of prefix reuse (batched): "
+            f"{results['batched, no prefix reuse']['seconds'] / results['batched']['seconds']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def main() -> None:
     ap.add_argument("--thresholds", default="1e-2")
     ap.add_argument("--l2s", default="10")
     ap.add_argument("--layers", default=None, help="e.g. 3,4,5,6,7")
-    ap.add_argument("--z-cache", default=None, help="save/load the optimised targets here (a .pt file)")
+    ap.add_argument(
+        "--z-cache", default=None, help="save/load the optimised targets here (a .pt file)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -53,7 +55,10 @@ def main() -> None:
     stats = second_moments(lm, list(cfg.layers), cfg.statistic)
     scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
     before = evaluate_requests(scorer, requests)
-    print(json.dumps({"state": "unedited", **{k: round(v, 1) for k, v in summarise(before).items()}}), flush=True)
+    print(
+        json.dumps({"state": "unedited", **{k: round(v, 1) for k, v in summarise(before).items()}}),
+        flush=True,
+    )
     templates = context_templates(lm, cfg.templates)
     if args.z_cache and Path(args.z_cache).exists():
         z = torch.load(args.z_cache)
@@ -63,31 +68,55 @@ def main() -> None:
         print(json.dumps({"targets_s": round(time.perf_counter() - t0, 1)}), flush=True)
         if args.z_cache:
             torch.save(z, args.z_cache)
-    print(json.dumps({"state": "unedited", "heldout_ppl": round(heldout_perplexity(lm), 3)}), flush=True)
+    print(
+        json.dumps({"state": "unedited", "heldout_ppl": round(heldout_perplexity(lm), 3)}),
+        flush=True,
+    )
     if args.method == "memit":
         settings = [{"lambda": float(x)} for x in args.lams.split(",")]
     else:
-        settings = [{"rule": args.rule, "threshold": float(t), "l2": float(a)}
-                    for t in args.thresholds.split(",") for a in args.l2s.split(",")]
+        settings = [
+            {"rule": args.rule, "threshold": float(t), "l2": float(a)}
+            for t in args.thresholds.split(",")
+            for a in args.l2s.split(",")
+        ]
     for setting in settings:
         if args.method == "memit":
             solve = None
         else:
-            spaces = {l: nullspace(stats[l], setting["rule"], setting["threshold"]) for l in cfg.layers}
+            spaces = {
+                l: nullspace(stats[l], setting["rule"], setting["threshold"]) for l in cfg.layers
+            }
             setting["nullspace_dims"] = {str(l): s.dim for l, s in spaces.items()}
-            solve = lambda K, R, layer: solve_alphaedit(  # noqa: E731
-                K, R, spaces[layer].projector, torch.zeros(K.shape[0], K.shape[0]), setting["l2"])
-        weights = layer_updates(lm, requests, templates, z, cfg.layers, stats, setting.get("lambda", 0.0),
-                                solve=solve)
-        delta = EditDelta(weights, args.method, cfg.to_dict(), [r.case_id for r in requests], lm.fingerprint)
+            solve = lambda K, R, layer, spaces=spaces, l2=setting["l2"]: solve_alphaedit(  # noqa: E731
+                K, R, spaces[layer].projector, torch.zeros(K.shape[0], K.shape[0]), l2
+            )
+        weights = layer_updates(
+            lm, requests, templates, z, cfg.layers, stats, setting.get("lambda", 0.0), solve=solve
+        )
+        delta = EditDelta(
+            weights, args.method, cfg.to_dict(), [r.case_id for r in requests], lm.fingerprint
+        )
         with delta.apply(lm.model):
             after = evaluate_requests(scorer, requests, reference=before)
             ppl = heldout_perplexity(lm)
         s = summarise(after)
-        print(json.dumps({**setting, "layers": list(cfg.layers), "n": len(requests), "offset": args.offset,
-                          **{k: round(v, 1) for k, v in s.items()}, "heldout_ppl": round(ppl, 3),
-                          "rel_norm_dW": {k.split(".")[2]: round(v, 4) for k, v in delta.norms(lm.model).items()}}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    **setting,
+                    "layers": list(cfg.layers),
+                    "n": len(requests),
+                    "offset": args.offset,
+                    **{k: round(v, 1) for k, v in s.items()},
+                    "heldout_ppl": round(ppl, 3),
+                    "rel_norm_dW": {
+                        k.split(".")[2]: round(v, 4) for k, v in delta.norms(lm.model).items()
+                    },
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def _tiny_lm_left_unchanged(request):
     yield
     if "tiny_lm" in request.fixturenames:
         lm = request.getfixturevalue("tiny_lm")
-        assert fingerprint(lm.model) == lm.fingerprint, "the test left the shared tiny model modified"
+        assert fingerprint(lm.model) == lm.fingerprint, (
+            "the test left the shared tiny model modified"
+        )
 
 
 @pytest.fixture(scope="session")

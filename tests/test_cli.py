@@ -13,7 +13,17 @@ from editdecay.cli import app
 from editdecay.data.loaders import load_requests
 from editdecay.editing.delta import EditDelta
 
-EDIT = ["edit", "--model", "tiny-llama", "--n", "3", "--stat-tokens", "2000", "--set", "targets.steps=3"]
+EDIT = [
+    "edit",
+    "--model",
+    "tiny-llama",
+    "--n",
+    "3",
+    "--stat-tokens",
+    "2000",
+    "--set",
+    "targets.steps=3",
+]
 FAST = ["--set", "targets.steps=1", "--set", "templates.length=2", "--stat-tokens", "2000"]
 
 
@@ -44,8 +54,15 @@ def two_runs(runner, tmp_path_factory):
 
 def test_edit_writes_delta_tables_and_summary(two_runs, tiny_lm):
     out = two_runs[0]
-    for path in ("delta/delta.safetensors", "delta/delta.json", "edits.csv", "edits.parquet", "summary.json",
-                 "requests.jsonl", "edit.log"):
+    for path in (
+        "delta/delta.safetensors",
+        "delta/delta.json",
+        "edits.csv",
+        "edits.parquet",
+        "summary.json",
+        "requests.jsonl",
+        "edit.log",
+    ):
         assert (out / path).is_file(), path
 
     expected_ids = [r.case_id for r in load_requests("counterfact", n=3).requests]
@@ -58,8 +75,9 @@ def test_edit_writes_delta_tables_and_summary(two_runs, tiny_lm):
     edited = table[table["state"] == "edited"]
     assert edited["locality"].between(0, 1).all()
     assert table[table["state"] == "unedited"]["locality"].isna().all()
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "edits.parquet").reset_index(drop=True),
-                                  table, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "edits.parquet").reset_index(drop=True), table, check_dtype=False
+    )
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 0
@@ -91,17 +109,30 @@ def test_edit_is_deterministic(two_runs):
 
 
 def _plain(case_id, subject, prompt, new, true):
-    return json.dumps({"case_id": case_id, "subject": subject, "prompt": prompt, "target_new": new,
-                       "target_true": true})
+    return json.dumps(
+        {
+            "case_id": case_id,
+            "subject": subject,
+            "prompt": prompt,
+            "target_new": new,
+            "target_true": true,
+        }
+    )
 
 
 @pytest.fixture
 def messy_file(tmp_path):
     lines = [
         _plain("u0", "Danielle Darrieux", "The mother tongue of {} is", "English", "French"),
-        json.dumps({"case_id": "u1", "subject": "Lyon", "prompt": "The twin city of {} is"}),  # no target_new
-        _plain("u2", "Edwin of Northumbria", "The official religion of {} is", "Islam", "Christianity"),
-        _plain("u3", "Paris", "Berlin is the capital of", "Italy", "Germany"),  # subject not in prompt
+        json.dumps(
+            {"case_id": "u1", "subject": "Lyon", "prompt": "The twin city of {} is"}
+        ),  # no target_new
+        _plain(
+            "u2", "Edwin of Northumbria", "The official religion of {} is", "Islam", "Christianity"
+        ),
+        _plain(
+            "u3", "Paris", "Berlin is the capital of", "Italy", "Germany"
+        ),  # subject not in prompt
         "[1, 2]",  # not an object
         _plain("u5", "Toyota", "{} was founded in the country of", "France", "Japan"),
         _plain("u6", "", "{} is", "x", "y"),  # after the third valid record: never read
@@ -113,8 +144,21 @@ def messy_file(tmp_path):
 
 def test_data_file_skips_malformed_records(runner, messy_file, tmp_path):
     out = tmp_path / "out"
-    result, text = _invoke(runner, ["edit", "--model", "tiny-llama", "--n", "3", "--data-file", messy_file,
-                                    "--out", out, *FAST])
+    result, text = _invoke(
+        runner,
+        [
+            "edit",
+            "--model",
+            "tiny-llama",
+            "--n",
+            "3",
+            "--data-file",
+            messy_file,
+            "--out",
+            out,
+            *FAST,
+        ],
+    )
     _ok(result)
     assert "3 malformed record(s) skipped" in text
     summary = json.loads((out / "summary.json").read_text())
@@ -129,29 +173,59 @@ def test_data_file_skips_malformed_records(runner, messy_file, tmp_path):
 
 def test_data_file_strict_fails_naming_the_record(runner, messy_file, tmp_path):
     out = tmp_path / "out"
-    result, text = _invoke(runner, ["edit", "--model", "tiny-llama", "--n", "3", "--data-file", messy_file,
-                                    "--strict", "--out", out, *FAST])
+    result, text = _invoke(
+        runner,
+        [
+            "edit",
+            "--model",
+            "tiny-llama",
+            "--n",
+            "3",
+            "--data-file",
+            messy_file,
+            "--strict",
+            "--out",
+            out,
+            *FAST,
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "record 1" in text and "u1" in text and "target_new" in text
     assert not (out / "summary.json").exists()
 
 
 def test_unknown_model_exits_2(runner, tmp_path):
-    result, text = _invoke(runner, ["edit", "--model", "no-such-model", "--n", "1", "--out", tmp_path / "o"])
+    result, text = _invoke(
+        runner, ["edit", "--model", "no-such-model", "--n", "1", "--out", tmp_path / "o"]
+    )
     assert result.exit_code == 2, result.output
     assert "unknown model" in text and "no-such-model" in text
 
 
 def test_edit_layer_out_of_range_exits_2(runner, tmp_path):
-    result, text = _invoke(runner, ["edit", "--model", "tiny-llama", "--n", "1", "--layers", "7",
-                                    "--out", tmp_path / "o"])
+    result, text = _invoke(
+        runner,
+        ["edit", "--model", "tiny-llama", "--n", "1", "--layers", "7", "--out", tmp_path / "o"],
+    )
     assert result.exit_code == 2, result.output
     assert "out of range" in text and "layer 7" in text
 
 
 def test_unknown_config_field_exits_2(runner, tmp_path):
-    result, text = _invoke(runner, ["edit", "--model", "tiny-llama", "--n", "1", "--set", "targets.nope=1",
-                                    "--out", tmp_path / "o"])
+    result, text = _invoke(
+        runner,
+        [
+            "edit",
+            "--model",
+            "tiny-llama",
+            "--n",
+            "1",
+            "--set",
+            "targets.nope=1",
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "unknown config field" in text and "targets.nope" in text
 
@@ -168,12 +242,17 @@ def test_data_lists_the_bundled_datasets(runner):
     assert "counterfact" in text and "zsre" in text
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "targets.steps"], "KEY=VALUE"),
-    (["--layers", "a-b"], "--layers expects"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "targets.steps"], "KEY=VALUE"),
+        (["--layers", "a-b"], "--layers expects"),
+    ],
+)
 def test_malformed_options_exit_2(runner, tmp_path, args, message):
-    result, text = _invoke(runner, ["edit", "--model", "tiny-llama", "--n", "1", "--out", tmp_path / "o", *args])
+    result, text = _invoke(
+        runner, ["edit", "--model", "tiny-llama", "--n", "1", "--out", tmp_path / "o", *args]
+    )
     assert result.exit_code == 2, result.output
     assert message in text
 
@@ -182,12 +261,23 @@ def test_overrides_merge_config_file_sets_and_shortcuts(tmp_path):
     from editdecay.cli import _overrides, _parse_layers
 
     cfg = tmp_path / "c.toml"
-    cfg.write_text('mom2_update_weight = 500.0\n[targets]\nsteps = 4\nlr = 0.1\n')
-    out = _overrides(cfg, ["targets.lr=0.2", "templates.seed_words=[\"A\", \"B\"]", "method_note=plain text"],
-                     "2-4", None, 1000)
-    assert out == {"mom2_update_weight": 500.0, "targets.steps": 4, "targets.lr": 0.2,
-                   "templates.seed_words": ["A", "B"], "method_note": "plain text", "layers": [2, 3, 4],
-                   "statistic.max_tokens": 1000}
+    cfg.write_text("mom2_update_weight = 500.0\n[targets]\nsteps = 4\nlr = 0.1\n")
+    out = _overrides(
+        cfg,
+        ["targets.lr=0.2", 'templates.seed_words=["A", "B"]', "method_note=plain text"],
+        "2-4",
+        None,
+        1000,
+    )
+    assert out == {
+        "mom2_update_weight": 500.0,
+        "targets.steps": 4,
+        "targets.lr": 0.2,
+        "templates.seed_words": ["A", "B"],
+        "method_note": "plain text",
+        "layers": [2, 3, 4],
+        "statistic.max_tokens": 1000,
+    }
     assert _overrides(None, [], "1,3", 7.5, None) == {"layers": [1, 3], "mom2_update_weight": 7.5}
     assert _parse_layers("4-8") == [4, 5, 6, 7, 8]
     assert _parse_layers("5") == [5]

@@ -9,23 +9,30 @@ import sys
 import tomllib
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Edit facts into causal LMs, fine-tune them, and measure which edits survive.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Edit facts into causal LMs, fine-tune them, and measure which edits survive.",
+)
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _setup_logging(verbose: bool) -> None:
     # PEFT still calls a transformers method deprecated for v6; the warning says nothing to our users
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
     logging.getLogger("editdecay").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -36,8 +43,13 @@ def _parse_value(text: str):
         return text
 
 
-def _overrides(config_file: Optional[Path], sets: list[str], layers: Optional[str], lam: Optional[float],
-               stat_tokens: Optional[int]) -> dict:
+def _overrides(
+    config_file: Path | None,
+    sets: list[str],
+    layers: str | None,
+    lam: float | None,
+    stat_tokens: int | None,
+) -> dict:
     out: dict = {}
     if config_file is not None:
         text = config_file.read_text()
@@ -80,9 +92,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 @app.callback()
 def _global_options(
-    device: str = typer.Option("auto", "--device", envvar="EDITDECAY_DEVICE",
-                               help="where models run: auto (a CUDA GPU if there is one, else the CPU), "
-                                    "cpu, cuda or cuda:N"),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        envvar="EDITDECAY_DEVICE",
+        help="where models run: auto (a CUDA GPU if there is one, else the CPU), "
+        "cpu, cuda or cuda:N",
+    ),
 ):
     """Edit facts into causal LMs, fine-tune them, and measure which edits survive."""
     import os
@@ -93,27 +109,45 @@ def _global_options(
         resolve_device(device)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--device") from None
-    os.environ[DEVICE_ENV] = device  # every model load in this process (and in local workers) reads it
+    os.environ[DEVICE_ENV] = (
+        device  # every model load in this process (and in local workers) reads it
+    )
 
 
 @app.command()
 def edit(
-    model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
-    method: str = typer.Option("memit", help="edit method: memit, alphaedit, rome, mend (after `mend-train`)"),
+    model: str = typer.Option(
+        "smollm2-135m", help="registered model name, HF model directory or cached HF id"
+    ),
+    method: str = typer.Option(
+        "memit", help="edit method: memit, alphaedit, rome, mend (after `mend-train`)"
+    ),
     data: str = typer.Option("counterfact", help="bundled dataset name (see `editdecay data`)"),
-    data_file: Optional[Path] = typer.Option(None, "--data-file", help="your own JSON/JSONL edit requests"),
-    n: int = typer.Option(100, "--n", help="number of edits (the first N valid records after --offset)"),
+    data_file: Path | None = typer.Option(
+        None, "--data-file", help="your own JSON/JSONL edit requests"
+    ),
+    n: int = typer.Option(
+        100, "--n", help="number of edits (the first N valid records after --offset)"
+    ),
     offset: int = typer.Option(0, help="skip this many valid records first"),
-    batch_size: Optional[int] = typer.Option(None, help="edit sequentially in batches of this size"),
-    ppl_tokens: int = typer.Option(8192, help="held-out WikiText tokens for perplexity before/after (0: skip)"),
+    batch_size: int | None = typer.Option(None, help="edit sequentially in batches of this size"),
+    ppl_tokens: int = typer.Option(
+        8192, help="held-out WikiText tokens for perplexity before/after (0: skip)"
+    ),
     out: Path = typer.Option(Path("runs/edit"), help="output directory"),
-    strict: bool = typer.Option(False, help="fail on the first malformed record instead of skipping it"),
+    strict: bool = typer.Option(
+        False, help="fail on the first malformed record instead of skipping it"
+    ),
     seed: int = typer.Option(0, help="seed for context templates and everything random"),
-    layers: Optional[str] = typer.Option(None, help="edit layers, '4,5,6,7,8' or '4-8'"),
-    lam: Optional[float] = typer.Option(None, help="MEMIT λ (mom2_update_weight)"),
-    stat_tokens: Optional[int] = typer.Option(None, help="tokens for the statistic C (default: whole corpus)"),
-    config: Optional[Path] = typer.Option(None, help="JSON/TOML file of config overrides"),
-    set_: list[str] = typer.Option([], "--set", help="override any config field: --set targets.lr=0.1"),
+    layers: str | None = typer.Option(None, help="edit layers, '4,5,6,7,8' or '4-8'"),
+    lam: float | None = typer.Option(None, help="MEMIT λ (mom2_update_weight)"),
+    stat_tokens: int | None = typer.Option(
+        None, help="tokens for the statistic C (default: whole corpus)"
+    ),
+    config: Path | None = typer.Option(None, help="JSON/TOML file of config overrides"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override any config field: --set targets.lr=0.1"
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Edit facts into a model, evaluate before and after, and save the delta and per-edit metrics."""
@@ -122,9 +156,19 @@ def edit(
 
     try:
         overrides = _overrides(config, set_, layers, lam, stat_tokens)
-        job = EditJob(model=model, method=method, data=str(data_file) if data_file else data, n=n, offset=offset,
-                      strict=strict, seed=seed, batch_size=batch_size, ppl_tokens=ppl_tokens,
-                      overrides=overrides, out=out)
+        job = EditJob(
+            model=model,
+            method=method,
+            data=str(data_file) if data_file else data,
+            n=n,
+            offset=offset,
+            strict=strict,
+            seed=seed,
+            batch_size=batch_size,
+            ppl_tokens=ppl_tokens,
+            overrides=overrides,
+            out=out,
+        )
         result = run_edit(job)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
@@ -137,23 +181,40 @@ def _print_edit_summary(s: dict, out: Path) -> None:
     t.add_column("metric")
     t.add_column("unedited", justify="right")
     t.add_column("edited", justify="right")
-    for key, label in [("es", "ES"), ("ps", "PS"), ("ns", "NS"), ("rewrite_acc", "rewrite acc"),
-                       ("paraphrase_acc", "paraphrase acc"), ("neighbour_acc", "neighbour acc"),
-                       ("locality", "locality (vs unedited)"), ("heldout_ppl", "held-out perplexity")]:
+    for key, label in [
+        ("es", "ES"),
+        ("ps", "PS"),
+        ("ns", "NS"),
+        ("rewrite_acc", "rewrite acc"),
+        ("paraphrase_acc", "paraphrase acc"),
+        ("neighbour_acc", "neighbour acc"),
+        ("locality", "locality (vs unedited)"),
+        ("heldout_ppl", "held-out perplexity"),
+    ]:
         a, b = s["unedited"].get(key), s["edited"].get(key)
         if a is None and b is None:
             continue
         t.add_row(label, "" if a is None else f"{a:.1f}", "" if b is None else f"{b:.1f}")
     console.print(t)
     tm = s["timings"]
-    phases = [("load", "load_s"), ("evaluate (unedited)", "eval_unedited_s"), ("perplexity", "ppl_s"),
-              ("statistic", "edit.statistic_s"),
-              ("targets z", "edit.targets_s"), ("keys", "edit.keys_s"), ("solve", "edit.solve_s"),
-              ("evaluate (edited)", "eval_edited_s")]
+    phases = [
+        ("load", "load_s"),
+        ("evaluate (unedited)", "eval_unedited_s"),
+        ("perplexity", "ppl_s"),
+        ("statistic", "edit.statistic_s"),
+        ("targets z", "edit.targets_s"),
+        ("keys", "edit.keys_s"),
+        ("solve", "edit.solve_s"),
+        ("evaluate (edited)", "eval_edited_s"),
+    ]
     console.print("time: " + ", ".join(f"{name} {tm[k]:.1f}s" for name, k in phases if k in tm))
     if s.get("n_skipped"):
-        console.print(f"[yellow]{s['n_skipped']} malformed record(s) skipped[/yellow] (see summary.json)")
-    console.print(f"wrote {out}/ (delta/, edits.csv, edits.parquet, summary.json, requests.jsonl, edit.log)")
+        console.print(
+            f"[yellow]{s['n_skipped']} malformed record(s) skipped[/yellow] (see summary.json)"
+        )
+    console.print(
+        f"wrote {out}/ (delta/, edits.csv, edits.parquet, summary.json, requests.jsonl, edit.log)"
+    )
 
 
 @app.command()
@@ -168,7 +229,9 @@ def models():
     for name, desc, ok in list_models():
         t.add_row(name, "yes" if ok else "no", desc)
     console.print(t)
-    console.print("Any local Hugging Face model directory (or an id in the local HF cache) works as --model too.")
+    console.print(
+        "Any local Hugging Face model directory (or an id in the local HF cache) works as --model too."
+    )
 
 
 @app.command()
@@ -182,18 +245,22 @@ def data():
     for info in list_datasets():
         t.add_row(info.name, info.description)
     console.print(t)
-    console.print("Your own file: --data-file PATH (JSON/JSONL; CounterFact, zsRE, MEMIT or plain format).")
+    console.print(
+        "Your own file: --data-file PATH (JSON/JSONL; CounterFact, zsRE, MEMIT or plain format)."
+    )
 
 
 DEFAULT_STUDY = Path(__file__).resolve().parent / "study" / "studies" / "default.toml"
 
 
-def _load_study(study_file: Optional[Path], out: Optional[Path]):
+def _load_study(study_file: Path | None, out: Path | None):
     from .study.config import Study
 
     path = study_file or DEFAULT_STUDY
     bundled = DEFAULT_STUDY.parent / f"{path}.toml"
-    if not path.exists() and bundled.exists():  # a bundled study by name: `editdecay run ft-methods`
+    if (
+        not path.exists() and bundled.exists()
+    ):  # a bundled study by name: `editdecay run ft-methods`
         path = bundled
     if not path.exists():
         names = ", ".join(sorted(p.stem for p in DEFAULT_STUDY.parent.glob("*.toml")))
@@ -202,8 +269,10 @@ def _load_study(study_file: Optional[Path], out: Optional[Path]):
 
 
 GATHER_ONLY_HELP = "run nothing: gather the stages finished so far into tables and a report"
-GPUS_PER_STAGE_HELP = ("Ray: GPUs reserved by each stage (0.25 packs four stages onto a GPU); Ray hides the GPUs "
-                       "from stages that reserve none, so they then run on the CPU")
+GPUS_PER_STAGE_HELP = (
+    "Ray: GPUs reserved by each stage (0.25 packs four stages onto a GPU); Ray hides the GPUs "
+    "from stages that reserve none, so they then run on the CPU"
+)
 
 
 def _command_line() -> str:
@@ -211,50 +280,93 @@ def _command_line() -> str:
     return shlex.join(["editdecay", *(a for a in sys.argv[1:] if a != "--gather-only")])
 
 
-def _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage: float = 1.0,
-               gather_only: bool = False, gpus_per_stage: float = 0.0) -> None:
+def _run_study(
+    study_file,
+    out,
+    store,
+    executor,
+    address,
+    no_report,
+    verbose,
+    cpus_per_stage: float = 1.0,
+    gather_only: bool = False,
+    gpus_per_stage: float = 0.0,
+) -> None:
     _setup_logging(verbose)
     from .study.pipeline import run_study
 
     try:
         study = _load_study(study_file, out)
-        result = run_study(study, executor=executor, address=address, store=store, report=not no_report,
-                           command=_command_line(), cpus_per_stage=cpus_per_stage,
-                           execute=not gather_only, gpus_per_stage=gpus_per_stage)
+        result = run_study(
+            study,
+            executor=executor,
+            address=address,
+            store=store,
+            report=not no_report,
+            command=_command_line(),
+            cpus_per_stage=cpus_per_stage,
+            execute=not gather_only,
+            gpus_per_stage=gpus_per_stage,
+        )
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    console.print(f"study {study.name}: {len(result.plan.configs)} configurations, "
-                  f"{len(result.plan.stages)} stages, {result.seconds / 60:.1f} min")
+    console.print(
+        f"study {study.name}: {len(result.plan.configs)} configurations, "
+        f"{len(result.plan.stages)} stages, {result.seconds / 60:.1f} min"
+    )
     if result.report is not None:
         _print_frame(result.report.key_table, "key results (final fine-tuning step)")
         console.print(f"report: {result.report.markdown_path} and {result.report.html_path}")
-    console.print(f"tables: {result.run_dir / 'results'}/ (decay.csv, edits.csv/.parquet, flips.csv, downstream.csv)")
+    console.print(
+        f"tables: {result.run_dir / 'results'}/ (decay.csv, edits.csv/.parquet, flips.csv, downstream.csv)"
+    )
 
 
 def _print_frame(df, title: str) -> None:
     """A rich table of `df`; columns with one value throughout go into the title (config_id is dropped)."""
     df = df.drop(columns=[c for c in ("config_id",) if c in df.columns])
-    constant = [c for c in df.columns if len(df) > 1 and df[c].astype(str).nunique() == 1
-                and c in ("model", "edit_data", "n_edits", "ft_data", "ft_layers", "seed")]
+    constant = [
+        c
+        for c in df.columns
+        if len(df) > 1
+        and df[c].astype(str).nunique() == 1
+        and c in ("model", "edit_data", "n_edits", "ft_data", "ft_layers", "seed")
+    ]
     if constant:
         title += " · " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant)
         df = df.drop(columns=constant)
-    short = {"edit_method": "edit", "n_edits": "n", "ft_method": "FT", "ft_data": "FT data", "ft_layers": "layers",
-             "ES before": "ES M_ed", "ES after": "ES M_ed_ft", "rel. decay %": "rel.decay%"}
+    short = {
+        "edit_method": "edit",
+        "n_edits": "n",
+        "ft_method": "FT",
+        "ft_data": "FT data",
+        "ft_layers": "layers",
+        "ES before": "ES M_ed",
+        "ES after": "ES M_ed_ft",
+        "rel. decay %": "rel.decay%",
+    }
     t = Table(title=title)
     for col in df.columns:
-        t.add_column(short.get(str(col), str(col)), justify="left" if df[col].dtype == object else "right")
+        t.add_column(
+            short.get(str(col), str(col)), justify="left" if df[col].dtype == object else "right"
+        )
     for _, row in df.iterrows():
-        t.add_row(*[("—" if v != v else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row])
+        t.add_row(
+            *[("—" if v != v else f"{v:.1f}") if isinstance(v, float) else str(v) for v in row]
+        )
     console.print(t)
 
 
 @app.command()
 def run(
-    study_file: Optional[Path] = typer.Argument(None, help="study TOML, or a bundled study's name (default: default)"),
-    out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
-    store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
+    study_file: Path | None = typer.Argument(
+        None, help="study TOML, or a bundled study's name (default: default)"
+    ),
+    out: Path | None = typer.Option(None, help="run directory (default: the study's `out`)"),
+    store: Path | None = typer.Option(
+        None, help="artifact store to share between runs (default: OUT/store)"
+    ),
     no_report: bool = typer.Option(False, "--no-report", help="only compute and gather the tables"),
     gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
@@ -267,11 +379,17 @@ def run(
 def grid(
     study_file: Path = typer.Argument(..., help="study TOML with a [grid] of axes"),
     executor: str = typer.Option("local", help="local (this process) or ray"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
-    out: Optional[Path] = typer.Option(None, help="run directory (default: the study's `out`)"),
-    store: Optional[Path] = typer.Option(None, help="artifact store (must be shared by all Ray nodes)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="list configurations and stages, run nothing"),
-    cpus_per_stage: float = typer.Option(1.0, help="Ray: CPUs reserved by (and threads of) each stage"),
+    address: str | None = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    out: Path | None = typer.Option(None, help="run directory (default: the study's `out`)"),
+    store: Path | None = typer.Option(
+        None, help="artifact store (must be shared by all Ray nodes)"
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="list configurations and stages, run nothing"
+    ),
+    cpus_per_stage: float = typer.Option(
+        1.0, help="Ray: CPUs reserved by (and threads of) each stage"
+    ),
     gpus_per_stage: float = typer.Option(0.0, help=GPUS_PER_STAGE_HELP),
     no_report: bool = typer.Option(False, "--no-report"),
     gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
@@ -279,8 +397,18 @@ def grid(
 ):
     """Expand a study's grid, run every distinct stage once (locally or on Ray) and gather one table."""
     if not dry_run:
-        _run_study(study_file, out, store, executor, address, no_report, verbose, cpus_per_stage, gather_only,
-                   gpus_per_stage)
+        _run_study(
+            study_file,
+            out,
+            store,
+            executor,
+            address,
+            no_report,
+            verbose,
+            cpus_per_stage,
+            gather_only,
+            gpus_per_stage,
+        )
         return
     _setup_logging(verbose)
     from .study.pipeline import make_plan
@@ -307,7 +435,7 @@ def grid(
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a study run directory (with results/decay.csv)"),
-    title: Optional[str] = typer.Option(None),
+    title: str | None = typer.Option(None),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Write report.md and a self-contained report.html with tables and plots for a finished run."""
@@ -325,15 +453,25 @@ def report(
 
 @app.command("mend-train")
 def mend_train(
-    model: str = typer.Option("smollm2-135m", help="registered model name, HF model directory or cached HF id"),
-    data: str = typer.Option("counterfact-train", help="bundled training sets, comma-separated (counterfact-train,zsre)"),
-    steps: Optional[int] = typer.Option(None, help="training steps (default: MendConfig.steps, 30 with --quick)"),
-    batch_size: Optional[int] = typer.Option(None, help="edits per step, summed into one ΔW"),
-    out: Optional[Path] = typer.Option(None, help="editor directory (default: <cache>/mend/<model>, where "
-                                                  "`edit --method mend` looks)"),
+    model: str = typer.Option(
+        "smollm2-135m", help="registered model name, HF model directory or cached HF id"
+    ),
+    data: str = typer.Option(
+        "counterfact-train", help="bundled training sets, comma-separated (counterfact-train,zsre)"
+    ),
+    steps: int | None = typer.Option(
+        None, help="training steps (default: MendConfig.steps, 30 with --quick)"
+    ),
+    batch_size: int | None = typer.Option(None, help="edits per step, summed into one ΔW"),
+    out: Path | None = typer.Option(
+        None,
+        help="editor directory (default: <cache>/mend/<model>, where `edit --method mend` looks)",
+    ),
     quick: bool = typer.Option(False, help="a few dozen steps at rank 8 (tests, smoke runs)"),
-    max_minutes: Optional[float] = typer.Option(None, help="stop training after this many minutes"),
-    set_: list[str] = typer.Option([], "--set", help="override any MendConfig field: --set rank=64"),
+    max_minutes: float | None = typer.Option(None, help="stop training after this many minutes"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override any MendConfig field: --set rank=64"
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ):
     """Train a MEND hypernetwork for a model and save it where `editdecay edit --method mend` finds it."""
@@ -361,21 +499,29 @@ def mend_train(
         raise typer.Exit(2) from None
     tr = editor.training
     final = tr["heldout_final"]
-    console.print(f"MEND for {model}: {tr['steps']} steps in {tr['train_loop_s']:.0f} s "
-                  f"({tr['seconds_per_step']:.2f} s/step); held-out ES {tr['heldout_unedited_es']:.2f} unedited → "
-                  f"{final.get('es', float('nan')):.2f}, PS {final.get('ps', float('nan')):.2f}")
+    console.print(
+        f"MEND for {model}: {tr['steps']} steps in {tr['train_loop_s']:.0f} s "
+        f"({tr['seconds_per_step']:.2f} s/step); held-out ES {tr['heldout_unedited_es']:.2f} unedited → "
+        f"{final.get('es', float('nan')):.2f}, PS {final.get('ps', float('nan')):.2f}"
+    )
     console.print(f"wrote {where}/ (mend.safetensors, mend.json, curve.csv)")
 
 
 @app.command()
 def reproduce(
-    scale: str = typer.Option("small", help="small (2-core CPU, a few hours per model), medium, or paper (GPUs)"),
+    scale: str = typer.Option(
+        "small", help="small (2-core CPU, a few hours per model), medium, or paper (GPUs)"
+    ),
     models: str = typer.Option("smollm2-135m,gemma3-270m", help="comma-separated model names"),
     out: Path = typer.Option(Path("results/reproduction"), help="run directory"),
-    store: Optional[Path] = typer.Option(None, help="artifact store to share between runs (default: OUT/store)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and its estimated time, run nothing"),
+    store: Path | None = typer.Option(
+        None, help="artifact store to share between runs (default: OUT/store)"
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the grid and its estimated time, run nothing"
+    ),
     executor: str = typer.Option("local", help="local (this process) or ray"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
+    address: str | None = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
     gpus_per_stage: float = typer.Option(0.0, help=GPUS_PER_STAGE_HELP),
     gather_only: bool = typer.Option(False, "--gather-only", help=GATHER_ONLY_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
@@ -387,26 +533,51 @@ def reproduce(
     try:
         study = reproduction_study(scale, [m for m in models.split(",") if m.strip()], out)
         if dry_run:
-            _print_frame(describe(study), f"reproduction grid, scale {scale}: {len(study.configs)} configurations")
+            _print_frame(
+                describe(study),
+                f"reproduction grid, scale {scale}: {len(study.configs)} configurations",
+            )
             estimate = estimate_table(study)
-            _print_frame(estimate, "distinct stages and estimated hours per model (2-core CPU cost model)")
-            console.print(f"estimated total: {estimate['hours'].sum():.1f} h on the 2-core CPU the cost model was "
-                          "measured on (SmolLM2-135M timings; model loading not counted)")
+            _print_frame(
+                estimate, "distinct stages and estimated hours per model (2-core CPU cost model)"
+            )
+            console.print(
+                f"estimated total: {estimate['hours'].sum():.1f} h on the 2-core CPU the cost model was "
+                "measured on (SmolLM2-135M timings; model loading not counted)"
+            )
             return
         from .study.pipeline import run_study
 
-        result = run_study(study, executor=executor, address=address, store=store,
-                           command=_command_line(), execute=not gather_only, gpus_per_stage=gpus_per_stage)
+        result = run_study(
+            study,
+            executor=executor,
+            address=address,
+            store=store,
+            command=_command_line(),
+            execute=not gather_only,
+            gpus_per_stage=gpus_per_stage,
+        )
         rep = write_reproduction(result.run_dir)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    colours = {"holds": "green", "does not hold": "red", "inconclusive": "yellow", "not tested": "dim"}
+    colours = {
+        "holds": "green",
+        "does not hold": "red",
+        "inconclusive": "yellow",
+        "not tested": "dim",
+    }
     t = Table(title=f"paper claims, scale {scale} ({len(study.configs)} configurations)")
     for column in ("id", "claim", "paper", "this run", "verdict"):
         t.add_column(column, justify="right" if column == "id" else "left")
     for c in rep.claims:
-        t.add_row(str(c.id), c.claim, c.paper, c.ours, f"[{colours[c.verdict]}]{c.verdict}[/{colours[c.verdict]}]")
+        t.add_row(
+            str(c.id),
+            c.claim,
+            c.paper,
+            c.ours,
+            f"[{colours[c.verdict]}]{c.verdict}[/{colours[c.verdict]}]",
+        )
     console.print(t)
     if len(rep.claims_per_model) > 1:
         t = Table(title="verdict per model")

@@ -38,32 +38,76 @@ from editdecay.analysis.claims import (
 N = 1000  # edits per configuration: a small binomial SE, so seed noise decides where there are seeds
 
 
-def row(edit_method="memit", edit_data="counterfact", n_edits=N, ft_method="lora", ft_data="commonsense",
-        ft_layers="all", seed=0, delta=None, es_ed=100.0, step=40, final=True, efr=None, n_emergent=0,
-        ds_ft=60.0, ds_ed_ft=57.0, model="m"):
+def row(
+    edit_method="memit",
+    edit_data="counterfact",
+    n_edits=N,
+    ft_method="lora",
+    ft_data="commonsense",
+    ft_layers="all",
+    seed=0,
+    delta=None,
+    es_ed=100.0,
+    step=40,
+    final=True,
+    efr=None,
+    n_emergent=0,
+    ds_ft=60.0,
+    ds_ed_ft=57.0,
+    model="m",
+):
     """One decay.csv row; `delta` is ΔES in points (es_ed_ft = es_ed − delta)."""
     kind = "zsre" if edit_data == "zsre" else "counterfact"
     none = ft_method == "none"
-    r = {"config_id": f"{model}.{edit_method}-{edit_data}{n_edits}.{ft_method}-{ft_data}-{ft_layers}.s{seed}",
-         "model": model, "edit_method": edit_method, "edit_data": edit_data, "n_edits": n_edits,
-         "ft_method": ft_method, "ft_data": "" if none else ft_data, "ft_layers": ft_layers, "seed": seed,
-         "step": 0 if none else step, "final": final, "efficacy_kind": kind, "indicator": "exact",
-         "es_M": 20.0, "es_ed": es_ed, "n_success_ed": int(round(es_ed / 100 * n_edits)),
-         "ds_M": 40.0, "ds_M_ed": 39.0}
+    r = {
+        "config_id": f"{model}.{edit_method}-{edit_data}{n_edits}.{ft_method}-{ft_data}-{ft_layers}.s{seed}",
+        "model": model,
+        "edit_method": edit_method,
+        "edit_data": edit_data,
+        "n_edits": n_edits,
+        "ft_method": ft_method,
+        "ft_data": "" if none else ft_data,
+        "ft_layers": ft_layers,
+        "seed": seed,
+        "step": 0 if none else step,
+        "final": final,
+        "efficacy_kind": kind,
+        "indicator": "exact",
+        "es_M": 20.0,
+        "es_ed": es_ed,
+        "n_success_ed": int(round(es_ed / 100 * n_edits)),
+        "ds_M": 40.0,
+        "ds_M_ed": 39.0,
+    }
     if none:
         return r
     es_after = es_ed - delta
     erased = int(round(delta / 100 * n_edits)) + n_emergent
-    r.update({"es_ed_ft": es_after, "delta_es": delta, "relative_decay": 100 * delta / es_ed,
-              "efr": efr if efr is not None else 100 * erased / r["n_success_ed"], "n_erased": erased,
-              "n_emergent": n_emergent, "n_stable": r["n_success_ed"] - erased, "n_impossible": 0,
-              "ds_M_ft": ds_ft, "ds_M_ed_ft": ds_ed_ft, "ds_degradation_ft": 100 * (ds_ft - ds_ed_ft) / ds_ft})
+    r.update(
+        {
+            "es_ed_ft": es_after,
+            "delta_es": delta,
+            "relative_decay": 100 * delta / es_ed,
+            "efr": efr if efr is not None else 100 * erased / r["n_success_ed"],
+            "n_erased": erased,
+            "n_emergent": n_emergent,
+            "n_stable": r["n_success_ed"] - erased,
+            "n_impossible": 0,
+            "ds_M_ft": ds_ft,
+            "ds_M_ed_ft": ds_ed_ft,
+            "ds_degradation_ft": 100 * (ds_ft - ds_ed_ft) / ds_ft,
+        }
+    )
     return r
 
 
 def paper_like(edit_method, edit_data, n_edits, ft_method, seed, jitter=0.2, alphaedit=10.0):
     """ΔES in the paper's directions: AlphaEdit, zsRE, more edits and full FT all decay more."""
-    delta = 20.0 + (alphaedit if edit_method == "alphaedit" else 0.0) + (10.0 if edit_data == "zsre" else 0.0)
+    delta = (
+        20.0
+        + (alphaedit if edit_method == "alphaedit" else 0.0)
+        + (10.0 if edit_data == "zsre" else 0.0)
+    )
     delta += 5.0 if n_edits == N else 0.0
     delta += {"lora": 0.0, "dora": 1.0, "full": 15.0}[ft_method]
     return delta + (jitter if seed == 0 else -jitter)
@@ -77,7 +121,17 @@ def grid(decay=paper_like, seeds=(0, 1), fts=("lora", "dora", "full"), counts=(1
                 rows.append(row(method, data, n, "none", model=kw.get("model", "m")))
                 for ft in fts:
                     for seed in seeds:
-                        rows.append(row(method, data, n, ft, seed=seed, delta=decay(method, data, n, ft, seed), **kw))
+                        rows.append(
+                            row(
+                                method,
+                                data,
+                                n,
+                                ft,
+                                seed=seed,
+                                delta=decay(method, data, n, ft, seed),
+                                **kw,
+                            )
+                        )
     return rows
 
 
@@ -97,8 +151,12 @@ def test_t_two_sided_p_matches_closed_forms():
         assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(a), abs=1e-10)
         assert t_two_sided_p(t, 2) == pytest.approx(1 - a / math.sqrt(a * a + 2), abs=1e-10)
         u = a / math.sqrt(3)
-        assert t_two_sided_p(t, 3) == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)), abs=1e-10)
-    assert t_two_sided_p(1.0, 1) == pytest.approx(0.5)  # a Cauchy variable exceeds 1 in size half the time
+        assert t_two_sided_p(t, 3) == pytest.approx(
+            1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)), abs=1e-10
+        )
+    assert t_two_sided_p(1.0, 1) == pytest.approx(
+        0.5
+    )  # a Cauchy variable exceeds 1 in size half the time
 
 
 def test_paired_t_test_hand_computed():
@@ -148,7 +206,9 @@ def test_paper_like_run_holds():
     for cid in (1, 2, 3, 4, 5, 6):
         assert verdicts[cid] == HOLDS, results[cid - 1]
     assert verdicts[12] == verdicts[13] == verdicts[8] == NOT_TESTED
-    assert verdicts[9] == verdicts[10] == NOT_TESTED  # no HotpotQA, no selective layers in this grid
+    assert (
+        verdicts[9] == verdicts[10] == NOT_TESTED
+    )  # no HotpotQA, no selective layers in this grid
     assert "seed-to-seed" in results[3].detail
 
 
@@ -273,12 +333,27 @@ def test_claim_7_emergent_flips():
 
 def test_claim_9_hotpotqa():
     base = grid(seeds=(0,), fts=("lora",))
-    hotpot = [row(m, d, n, "lora", ft_data="hotpotqa", delta=paper_like(m, d, n, "lora", 0) + 8.0)
-              for m in ("memit", "alphaedit") for d in ("counterfact", "zsre") for n in (100, N)]
+    hotpot = [
+        row(m, d, n, "lora", ft_data="hotpotqa", delta=paper_like(m, d, n, "lora", 0) + 8.0)
+        for m in ("memit", "alphaedit")
+        for d in ("counterfact", "zsre")
+        for n in (100, N)
+    ]
     assert claim_9(tables(base + hotpot)).verdict == HOLDS
-    gentle = [{**r, **row(r["edit_method"], r["edit_data"], r["n_edits"], "lora", ft_data="hotpotqa",
-                          delta=paper_like(r["edit_method"], r["edit_data"], r["n_edits"], "lora", 0) - 8.0)}
-              for r in hotpot]
+    gentle = [
+        {
+            **r,
+            **row(
+                r["edit_method"],
+                r["edit_data"],
+                r["n_edits"],
+                "lora",
+                ft_data="hotpotqa",
+                delta=paper_like(r["edit_method"], r["edit_data"], r["n_edits"], "lora", 0) - 8.0,
+            ),
+        }
+        for r in hotpot
+    ]
     assert claim_9(tables(base + gentle)).verdict == DOES_NOT_HOLD
 
 
@@ -286,11 +361,25 @@ def _selective(es_all, es_non_edited, es_edited, seeds=(0, 1), jitter=0.2):
     rows = []
     for n in (100, N):
         rows.append(row("alphaedit", "counterfact", n, "none"))
-        for layers, after in (("all", es_all), ("non-edited", es_non_edited), ("edited", es_edited)):
+        for layers, after in (
+            ("all", es_all),
+            ("non-edited", es_non_edited),
+            ("edited", es_edited),
+        ):
             for seed in seeds:
                 delta = 100.0 - after + (jitter if seed == 0 else -jitter)
-                rows.append(row("alphaedit", "counterfact", n, "lora", ft_layers=layers, seed=seed, delta=delta,
-                                ds_ed_ft={"all": 80.0, "non-edited": 75.0, "edited": 65.0}[layers]))
+                rows.append(
+                    row(
+                        "alphaedit",
+                        "counterfact",
+                        n,
+                        "lora",
+                        ft_layers=layers,
+                        seed=seed,
+                        delta=delta,
+                        ds_ed_ft={"all": 80.0, "non-edited": 75.0, "edited": 65.0}[layers],
+                    )
+                )
     return rows
 
 
@@ -304,9 +393,22 @@ def test_claim_10_selective_layers():
 
 def test_claim_11_ds_degradation_with_downstream_items():
     rows = grid(seeds=(0,))
-    downstream = pd.DataFrame([{"config_id": r["config_id"], "state": "M_ed_ft", "step": 40, "task": t,
-                                "mode": "generate", "n": 100, "accuracy": 0.57}
-                               for r in rows if r["ft_method"] != "none" for t in "abcdefg"])
+    downstream = pd.DataFrame(
+        [
+            {
+                "config_id": r["config_id"],
+                "state": "M_ed_ft",
+                "step": 40,
+                "task": t,
+                "mode": "generate",
+                "n": 100,
+                "accuracy": 0.57,
+            }
+            for r in rows
+            if r["ft_method"] != "none"
+            for t in "abcdefg"
+        ]
+    )
     result = claim_11(tables(rows, downstream))
     assert result.verdict == HOLDS and "binomial" in result.detail
     # without the item counts the DS noise is unknown
@@ -343,8 +445,18 @@ def test_seed_spreads_table():
 
 def test_only_final_steps_count():
     rows = grid(seeds=(0,))
-    early = [{**r, "step": 10, "final": False, "delta_es": -50.0, "relative_decay": -50.0, "es_ed_ft": 150.0}
-             for r in rows if r["ft_method"] != "none"]
+    early = [
+        {
+            **r,
+            "step": 10,
+            "final": False,
+            "delta_es": -50.0,
+            "relative_decay": -50.0,
+            "es_ed_ft": 150.0,
+        }
+        for r in rows
+        if r["ft_method"] != "none"
+    ]
     final = final_decay(pd.DataFrame(early + rows))
     assert (final["step"] != 10).all()
     assert claim_1(tables(early + rows)).verdict == HOLDS
@@ -386,5 +498,7 @@ def test_seed_replicates_count_once():
     one = main_rows(final_decay(pd.DataFrame(grid(seeds=(0,)))))
     assert len(two) == len(one) and set(two["n_seeds"]) == {2} and set(one["n_seeds"]) == {1}
     # paper_like's ±0.2 jitter averages out over the two seeds
-    merged = two.merge(one, on=["edit_method", "edit_data", "n_edits", "ft_method"], suffixes=("_2", "_1"))
+    merged = two.merge(
+        one, on=["edit_method", "edit_data", "n_edits", "ft_method"], suffixes=("_2", "_1")
+    )
     assert np.allclose(merged["delta_es_2"], merged["delta_es_1"] - 0.2)

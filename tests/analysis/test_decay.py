@@ -20,21 +20,25 @@ from editdecay.analysis.decay import (
 )
 
 
-def cf_table(es: list[float], case_ids: list | None = None, answers: list[str] | None = None) -> pd.DataFrame:
+def cf_table(
+    es: list[float], case_ids: list | None = None, answers: list[str] | None = None
+) -> pd.DataFrame:
     """A CounterFact per-edit table: binary es, ps equal to es, ns fixed at 0.5."""
     ids = case_ids if case_ids is not None else list(range(len(es)))
-    table = pd.DataFrame({
-        "case_id": ids,
-        "subject": [f"subject {i}" for i in ids],
-        "target_new": [f"new {i}" for i in ids],
-        "target_true": [f"true {i}" for i in ids],
-        "es": es,
-        "ps": es,
-        "ns": [0.5] * len(es),
-        "rewrite_acc": es,
-        "paraphrase_acc": es,
-        "neighbour_acc": [0.8] * len(es),
-    })
+    table = pd.DataFrame(
+        {
+            "case_id": ids,
+            "subject": [f"subject {i}" for i in ids],
+            "target_new": [f"new {i}" for i in ids],
+            "target_true": [f"true {i}" for i in ids],
+            "es": es,
+            "ps": es,
+            "ns": [0.5] * len(es),
+            "rewrite_acc": es,
+            "paraphrase_acc": es,
+            "neighbour_acc": [0.8] * len(es),
+        }
+    )
     if answers is not None:
         table["answer"] = answers
     return table
@@ -44,23 +48,26 @@ def zsre_table(rewrite_acc: list[float], case_ids: list | None = None) -> pd.Dat
     """A zsRE per-edit table: no true object, so es/ps/ns are NaN."""
     ids = case_ids if case_ids is not None else list(range(len(rewrite_acc)))
     n = len(rewrite_acc)
-    return pd.DataFrame({
-        "case_id": ids,
-        "subject": [f"subject {i}" for i in ids],
-        "target_new": [f"new {i}" for i in ids],
-        "target_true": [np.nan] * n,
-        "es": [np.nan] * n,
-        "ps": [np.nan] * n,
-        "ns": [np.nan] * n,
-        "rewrite_acc": rewrite_acc,
-        "paraphrase_acc": [0.5] * n,
-        "neighbour_acc": [0.25] * n,
-    })
+    return pd.DataFrame(
+        {
+            "case_id": ids,
+            "subject": [f"subject {i}" for i in ids],
+            "target_new": [f"new {i}" for i in ids],
+            "target_true": [np.nan] * n,
+            "es": [np.nan] * n,
+            "ps": [np.nan] * n,
+            "ns": [np.nan] * n,
+            "rewrite_acc": rewrite_acc,
+            "paraphrase_acc": [0.5] * n,
+            "neighbour_acc": [0.25] * n,
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # efficacy kind and the success indicator
 # --------------------------------------------------------------------------------------------------
+
 
 def test_efficacy_kind_from_es_values():
     assert efficacy_kind(cf_table([1, 0])) == "counterfact"
@@ -121,7 +128,9 @@ def test_zsre_indicator_changes_the_flip_metrics():
     assert majority["n_erased"] == 0 and majority["efr"] == pytest.approx(0.0)
     assert majority["n_stable"] == 2
     # the mean efficacy does not depend on the indicator
-    assert exact["es_ed_ft"] == pytest.approx(majority["es_ed_ft"]) == pytest.approx(100 * (5 / 3) / 2)
+    assert (
+        exact["es_ed_ft"] == pytest.approx(majority["es_ed_ft"]) == pytest.approx(100 * (5 / 3) / 2)
+    )
     assert exact["indicator"] == "exact" and majority["indicator"] == "majority"
 
 
@@ -136,21 +145,43 @@ def test_unknown_indicator_is_rejected_by_name():
 # flip table (PAPER Table 6)
 # --------------------------------------------------------------------------------------------------
 
+
 def test_flip_categories_follow_table_6():
-    before = cf_table([1, 1, 0, 0], case_ids=["a", "b", "c", "d"],
-                      answers=["English", "Lecanorales", "United States", "Qaleh Zari"])
-    after = cf_table([1, 0, 1, 0], case_ids=["a", "b", "c", "d"],
-                     answers=["English", "Ramalinaceae", "English", "Qaleh Zari"])
+    before = cf_table(
+        [1, 1, 0, 0],
+        case_ids=["a", "b", "c", "d"],
+        answers=["English", "Lecanorales", "United States", "Qaleh Zari"],
+    )
+    after = cf_table(
+        [1, 0, 1, 0],
+        case_ids=["a", "b", "c", "d"],
+        answers=["English", "Ramalinaceae", "English", "Qaleh Zari"],
+    )
     flips = flip_table(before, after)
     assert flips["category"].tolist() == ["stable", "erased", "emergent", "impossible"]
     assert flips["success_before"].tolist() == [True, True, False, False]
     assert flips["success_after"].tolist() == [True, False, True, False]
-    assert flips["answer_before"].tolist() == ["English", "Lecanorales", "United States", "Qaleh Zari"]
+    assert flips["answer_before"].tolist() == [
+        "English",
+        "Lecanorales",
+        "United States",
+        "Qaleh Zari",
+    ]
     assert flips["answer_after"].tolist() == ["English", "Ramalinaceae", "English", "Qaleh Zari"]
     assert flips["efficacy_after"].tolist() == [1.0, 0.0, 1.0, 0.0]
-    assert list(flips.columns) == ["case_id", "subject", "target_new", "target_true", "success_before",
-                                   "success_after", "category", "efficacy_before", "efficacy_after",
-                                   "answer_before", "answer_after"]
+    assert list(flips.columns) == [
+        "case_id",
+        "subject",
+        "target_new",
+        "target_true",
+        "success_before",
+        "success_after",
+        "category",
+        "efficacy_before",
+        "efficacy_after",
+        "answer_before",
+        "answer_after",
+    ]
 
 
 def test_flip_table_pairs_by_case_id_not_by_row_order():
@@ -173,7 +204,9 @@ def test_flip_table_without_answers_has_no_answer_columns():
 def test_mismatched_case_ids_raise_and_name_them():
     before = cf_table([1, 1, 1], case_ids=["a", "b", "c"])
     after = cf_table([1, 1, 1], case_ids=["a", "b", "z"])
-    with pytest.raises(ValueError, match=r"missing after fine-tuning \(e\.g\. 'c'\).*missing before \(e\.g\. 'z'\)"):
+    with pytest.raises(
+        ValueError, match=r"missing after fine-tuning \(e\.g\. 'c'\).*missing before \(e\.g\. 'z'\)"
+    ):
         flip_table(before, after)
     with pytest.raises(ValueError, match="'c'"):
         decay_metrics(before, after)
@@ -188,6 +221,7 @@ def test_repeated_case_id_raises():
 # --------------------------------------------------------------------------------------------------
 # decay metrics
 # --------------------------------------------------------------------------------------------------
+
 
 def test_reverse_flips_hide_decay_from_delta_es_but_not_from_efr():
     # 4 successes before; 2 of them erased, 2 failures turn into successes, 1 never succeeds
@@ -242,12 +276,39 @@ def test_downstream_degradation():
 # decay summary over configurations and checkpoints
 # --------------------------------------------------------------------------------------------------
 
-CONFIG_A = {"config_id": "a-cf-lora", "model": "tiny", "edit_method": "memit", "edit_data": "counterfact",
-            "n_edits": 4, "ft_method": "lora", "ft_data": "commonsense", "ft_layers": "all", "seed": 0}
-CONFIG_B = {"config_id": "b-zsre-full", "model": "tiny", "edit_method": "alphaedit", "edit_data": "zsre",
-            "n_edits": 2, "ft_method": "full", "ft_data": "commonsense", "ft_layers": "all", "seed": 1}
-CONFIG_C = {"config_id": "c-cf-none", "model": "tiny", "edit_method": "memit", "edit_data": "counterfact",
-            "n_edits": 2, "ft_method": "none", "ft_data": "none", "ft_layers": "none", "seed": 0}
+CONFIG_A = {
+    "config_id": "a-cf-lora",
+    "model": "tiny",
+    "edit_method": "memit",
+    "edit_data": "counterfact",
+    "n_edits": 4,
+    "ft_method": "lora",
+    "ft_data": "commonsense",
+    "ft_layers": "all",
+    "seed": 0,
+}
+CONFIG_B = {
+    "config_id": "b-zsre-full",
+    "model": "tiny",
+    "edit_method": "alphaedit",
+    "edit_data": "zsre",
+    "n_edits": 2,
+    "ft_method": "full",
+    "ft_data": "commonsense",
+    "ft_layers": "all",
+    "seed": 1,
+}
+CONFIG_C = {
+    "config_id": "c-cf-none",
+    "model": "tiny",
+    "edit_method": "memit",
+    "edit_data": "counterfact",
+    "n_edits": 2,
+    "ft_method": "none",
+    "ft_data": "none",
+    "ft_layers": "none",
+    "seed": 0,
+}
 
 
 def rows(config: dict, state: str, step: int, table: pd.DataFrame) -> pd.DataFrame:
@@ -275,12 +336,33 @@ def study_edits() -> pd.DataFrame:
     return pd.concat(parts[::-1], ignore_index=True)
 
 
-def ds_rows(config_id: str, state: str, step: int, mode: str, accuracies: dict[str, float]) -> list[dict]:
-    out = [{"config_id": config_id, "state": state, "step": step, "task": task, "mode": mode,
-            "accuracy": acc, "n": 50} for task, acc in accuracies.items()]
+def ds_rows(
+    config_id: str, state: str, step: int, mode: str, accuracies: dict[str, float]
+) -> list[dict]:
+    out = [
+        {
+            "config_id": config_id,
+            "state": state,
+            "step": step,
+            "task": task,
+            "mode": mode,
+            "accuracy": acc,
+            "n": 50,
+        }
+        for task, acc in accuracies.items()
+    ]
     # an "average" row that disagrees with the tasks: it must not be used when task rows exist
-    out.append({"config_id": config_id, "state": state, "step": step, "task": "average", "mode": mode,
-                "accuracy": 0.99, "n": 100})
+    out.append(
+        {
+            "config_id": config_id,
+            "state": state,
+            "step": step,
+            "task": "average",
+            "mode": mode,
+            "accuracy": 0.99,
+            "n": 100,
+        }
+    )
     return out
 
 
@@ -288,17 +370,17 @@ def study_downstream() -> pd.DataFrame:
     a = CONFIG_A["config_id"]
     c = CONFIG_C["config_id"]
     records = [
-        *ds_rows(a, "M", 0, "generate", {"boolq": 0.5, "piqa": 0.3}),          # 40
-        *ds_rows(a, "M_ed", 0, "generate", {"boolq": 0.3, "piqa": 0.3}),       # 30
-        *ds_rows(a, "M_ft", 5, "generate", {"boolq": 0.6, "piqa": 0.6}),       # 60, no M_ed_ft at step 5
-        *ds_rows(a, "M_ft", 10, "generate", {"boolq": 0.8, "piqa": 0.6}),      # 70
+        *ds_rows(a, "M", 0, "generate", {"boolq": 0.5, "piqa": 0.3}),  # 40
+        *ds_rows(a, "M_ed", 0, "generate", {"boolq": 0.3, "piqa": 0.3}),  # 30
+        *ds_rows(a, "M_ft", 5, "generate", {"boolq": 0.6, "piqa": 0.6}),  # 60, no M_ed_ft at step 5
+        *ds_rows(a, "M_ft", 10, "generate", {"boolq": 0.8, "piqa": 0.6}),  # 70
         *ds_rows(a, "M_ed_ft", 10, "generate", {"boolq": 0.7, "piqa": 0.56}),  # 63
-        *ds_rows(a, "M", 0, "rank", {"boolq": 0.5, "piqa": 0.5}),              # 50
-        *ds_rows(a, "M_ed", 0, "rank", {"boolq": 0.55, "piqa": 0.55}),         # 55
-        *ds_rows(a, "M_ft", 10, "rank", {"boolq": 0.8, "piqa": 0.8}),          # 80
-        *ds_rows(a, "M_ed_ft", 10, "rank", {"boolq": 0.6, "piqa": 0.6}),       # 60
-        *ds_rows(c, "M", 0, "generate", {"boolq": 0.4}),                       # 40
-        *ds_rows(c, "M_ed", 0, "generate", {"boolq": 0.2}),                    # 20
+        *ds_rows(a, "M", 0, "rank", {"boolq": 0.5, "piqa": 0.5}),  # 50
+        *ds_rows(a, "M_ed", 0, "rank", {"boolq": 0.55, "piqa": 0.55}),  # 55
+        *ds_rows(a, "M_ft", 10, "rank", {"boolq": 0.8, "piqa": 0.8}),  # 80
+        *ds_rows(a, "M_ed_ft", 10, "rank", {"boolq": 0.6, "piqa": 0.6}),  # 60
+        *ds_rows(c, "M", 0, "generate", {"boolq": 0.4}),  # 40
+        *ds_rows(c, "M_ed", 0, "generate", {"boolq": 0.2}),  # 20
     ]
     return pd.DataFrame(records)
 
@@ -308,8 +390,12 @@ def test_decay_summary_rows_steps_and_final_flag():
     assert list(summary.columns) == summary_columns(with_downstream=False)
     assert not any(c.startswith("ds_") for c in summary.columns)
     keys = list(zip(summary["config_id"], summary["step"], summary["final"]))
-    assert keys == [("a-cf-lora", 5, False), ("a-cf-lora", 10, True), ("b-zsre-full", 10, True),
-                    ("c-cf-none", 0, True)]
+    assert keys == [
+        ("a-cf-lora", 5, False),
+        ("a-cf-lora", 10, True),
+        ("b-zsre-full", 10, True),
+        ("c-cf-none", 0, True),
+    ]
     a5, a10, b10, c0 = (summary.iloc[i] for i in range(4))
     assert (a5["model"], a5["ft_method"], a5["seed"], a5["n_edits"]) == ("tiny", "lora", 0, 4)
 
@@ -324,7 +410,12 @@ def test_decay_summary_rows_steps_and_final_flag():
     assert a10["relative_decay"] == pytest.approx(100 / 3)
     assert a10["efr"] == pytest.approx(200 / 3)
     assert a10["emergent_ratio"] == pytest.approx(100.0)
-    assert (a10["n_stable"], a10["n_erased"], a10["n_emergent"], a10["n_impossible"]) == (1, 2, 1, 0)
+    assert (a10["n_stable"], a10["n_erased"], a10["n_emergent"], a10["n_impossible"]) == (
+        1,
+        2,
+        1,
+        0,
+    )
 
     assert b10["efficacy_kind"] == "zsre"
     assert b10["es_M"] == pytest.approx(100 / 6) and math.isnan(b10["es_M_ft"])
@@ -335,8 +426,16 @@ def test_decay_summary_rows_steps_and_final_flag():
     assert c0["ft_method"] == "none"
     assert c0["es_ed"] == pytest.approx(100.0) and c0["es_M"] == pytest.approx(50.0)
     assert c0["n_edits"] == 2 and c0["n_success_ed"] == 2
-    for column in ("es_ed_ft", "ps_ed_ft", "ns_ed_ft", "delta_es", "relative_decay", "efr", "emergent_ratio",
-                   "es_M_ft"):
+    for column in (
+        "es_ed_ft",
+        "ps_ed_ft",
+        "ns_ed_ft",
+        "delta_es",
+        "relative_decay",
+        "efr",
+        "emergent_ratio",
+        "es_M_ft",
+    ):
         assert math.isnan(c0[column]), column
     for column in ("n_stable", "n_erased", "n_emergent", "n_impossible"):
         assert pd.isna(c0[column]), column
@@ -360,12 +459,16 @@ def test_decay_summary_downstream_columns_and_degradation():
     for row in (a5, a10):
         assert row["ds_M"] == pytest.approx(40.0) and row["ds_M_ed"] == pytest.approx(30.0)
         assert row["ds_degradation_noft"] == pytest.approx(25.0)
-        assert row["ds_rank_M"] == pytest.approx(50.0) and row["ds_rank_M_ed"] == pytest.approx(55.0)
+        assert row["ds_rank_M"] == pytest.approx(50.0) and row["ds_rank_M_ed"] == pytest.approx(
+            55.0
+        )
         assert row["ds_rank_degradation_noft"] == pytest.approx(-10.0)
 
     assert a10["ds_M_ft"] == pytest.approx(70.0) and a10["ds_M_ed_ft"] == pytest.approx(63.0)
     assert a10["ds_degradation_ft"] == pytest.approx(10.0)
-    assert a10["ds_rank_M_ft"] == pytest.approx(80.0) and a10["ds_rank_M_ed_ft"] == pytest.approx(60.0)
+    assert a10["ds_rank_M_ft"] == pytest.approx(80.0) and a10["ds_rank_M_ed_ft"] == pytest.approx(
+        60.0
+    )
     assert a10["ds_rank_degradation_ft"] == pytest.approx(25.0)
 
     assert a5["ds_M_ft"] == pytest.approx(60.0)
@@ -378,7 +481,11 @@ def test_decay_summary_downstream_columns_and_degradation():
     c0 = by_key.loc[("c-cf-none", 0)]
     assert c0["ds_M"] == pytest.approx(40.0) and c0["ds_M_ed"] == pytest.approx(20.0)
     assert c0["ds_degradation_noft"] == pytest.approx(50.0)
-    assert math.isnan(c0["ds_M_ft"]) and math.isnan(c0["ds_M_ed_ft"]) and math.isnan(c0["ds_degradation_ft"])
+    assert (
+        math.isnan(c0["ds_M_ft"])
+        and math.isnan(c0["ds_M_ed_ft"])
+        and math.isnan(c0["ds_degradation_ft"])
+    )
 
 
 def test_decay_summary_uses_the_average_row_when_it_is_the_only_one():
@@ -390,8 +497,12 @@ def test_decay_summary_uses_the_average_row_when_it_is_the_only_one():
 
 def test_decay_summary_names_the_config_when_edits_do_not_pair():
     edits = study_edits()
-    drop = (edits["config_id"] == "a-cf-lora") & (edits["state"] == "M_ed_ft") & (edits["step"] == 10) \
+    drop = (
+        (edits["config_id"] == "a-cf-lora")
+        & (edits["state"] == "M_ed_ft")
+        & (edits["step"] == 10)
         & (edits["case_id"] == 3)
+    )
     with pytest.raises(ValueError, match=r"config a-cf-lora, step 10: .*\(e\.g\. 3\)"):
         decay_summary(edits[~drop])
 
@@ -400,19 +511,32 @@ def test_decay_summary_names_the_config_when_edits_do_not_pair():
 # flip examples
 # --------------------------------------------------------------------------------------------------
 
+
 def test_flip_examples_are_capped_and_sorted_by_case_id():
     ids = [7, 3, 9, 1, 5, 2, 8]
     config = {**CONFIG_A, "n_edits": len(ids)}
     before = cf_table([1, 1, 1, 1, 0, 0, 1], case_ids=ids)
     step5 = cf_table([1, 1, 1, 1, 0, 0, 1], case_ids=ids)
     step10 = cf_table([1, 1, 1, 0, 1, 0, 0], case_ids=ids)
-    edits = pd.concat([rows(config, "M_ed", 0, before), rows(config, "M_ed_ft", 5, step5),
-                       rows(config, "M_ed_ft", 10, step10)], ignore_index=True)
+    edits = pd.concat(
+        [
+            rows(config, "M_ed", 0, before),
+            rows(config, "M_ed_ft", 5, step5),
+            rows(config, "M_ed_ft", 10, step10),
+        ],
+        ignore_index=True,
+    )
 
     final = flip_examples(edits, "a-cf-lora", per_category=2)
     # step 10: stable 7, 3, 9 → first two by id: 3, 7; erased 1, 8; emergent 5; impossible 2
     assert list(zip(final["category"], final["case_id"])) == [
-        ("stable", 3), ("stable", 7), ("erased", 1), ("erased", 8), ("emergent", 5), ("impossible", 2)]
+        ("stable", 3),
+        ("stable", 7),
+        ("erased", 1),
+        ("erased", 8),
+        ("emergent", 5),
+        ("impossible", 2),
+    ]
 
     early = flip_examples(edits, "a-cf-lora", step=5, per_category=1)
     assert list(zip(early["category"], early["case_id"])) == [("stable", 1), ("impossible", 2)]

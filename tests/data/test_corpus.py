@@ -44,7 +44,9 @@ def test_bundled_wikitext_articles():
     assert articles[-1].title == "The Hustler ( film )"
     assert all(isinstance(a, Article) and a.title and a.text for a in articles)
     assert not any(a.title.startswith("=") or a.title.endswith("=") for a in articles)
-    assert articles[0].text.startswith("Robert Boulter is an English film , television and theatre actor .")
+    assert articles[0].text.startswith(
+        "Robert Boulter is an English film , television and theatre actor ."
+    )
     assert "\nCareer\n" in articles[0].text  # " = = Career = = " kept as a plain line
     body = "\n".join(a.text for a in articles)
     assert "= Qualified for the next round" in body and "= National record" in body
@@ -111,7 +113,11 @@ def test_windows_cut_per_text_and_drop_short_tails():
     tok = WhitespaceTokenizer()
     texts = [_text(70, "a"), _text(10, "b"), _text(40, "c")]
     windows = token_windows(tok, texts, window=32)
-    assert [len(w) for w in windows] == [32, 32, 32]  # a: 32+32 (+6 dropped), b: 10 dropped, c: 32 (+8 dropped)
+    assert [len(w) for w in windows] == [
+        32,
+        32,
+        32,
+    ]  # a: 32+32 (+6 dropped), b: 10 dropped, c: 32 (+8 dropped)
     assert all(c["add_special_tokens"] is False for c in tok.calls)
     a_ids = [tok.vocab[f"a{i}"] for i in range(70)]
     c_ids = [tok.vocab[f"c{i}"] for i in range(40)]
@@ -138,7 +144,10 @@ def test_windows_on_bundled_corpus():
     windows = token_windows(tok, [a.text for a in stat], window=512, max_tokens=50_000)
     assert all(16 <= len(w) <= 512 for w in windows)
     assert sum(len(w) for w in windows) == 50_000
-    assert token_windows(WhitespaceTokenizer(), [a.text for a in stat], window=512, max_tokens=50_000) == windows
+    assert (
+        token_windows(WhitespaceTokenizer(), [a.text for a in stat], window=512, max_tokens=50_000)
+        == windows
+    )
     everything = token_windows(tok, [a.text for a in held], window=512)
     expected = sum(
         sum(min(512, n - s) for s in range(0, n, 512) if min(512, n - s) >= 16)

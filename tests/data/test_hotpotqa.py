@@ -62,8 +62,13 @@ def test_bundled_file_is_reproducible_gzip_of_the_upstream_file():
 
 @pytest.mark.skipif(not SHARED_HQA.exists(), reason="shared data not available")
 def test_bundled_matches_shared_copy():
-    assert gzip.decompress(HOTPOTQA_PATH.read_bytes()) == (SHARED_HQA / "hotpot_dev_v1_simplified.json").read_bytes()
-    assert (BUNDLED / "LICENSE.hotpotqa-ReAct").read_bytes() == (SHARED_HQA / "LICENSE.ReAct").read_bytes()
+    assert (
+        gzip.decompress(HOTPOTQA_PATH.read_bytes())
+        == (SHARED_HQA / "hotpot_dev_v1_simplified.json").read_bytes()
+    )
+    assert (BUNDLED / "LICENSE.hotpotqa-ReAct").read_bytes() == (
+        SHARED_HQA / "LICENSE.ReAct"
+    ).read_bytes()
 
 
 def test_package_data_globs_cover_the_new_files():
@@ -73,7 +78,9 @@ def test_package_data_globs_cover_the_new_files():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["editdecay.data"]
     for name in ("hotpotqa_dev.json.gz", "LICENSE.hotpotqa-ReAct"):
-        assert any(fnmatch(f"bundled/{name}", g) and "/" not in g.removeprefix("bundled/") for g in globs), name
+        assert any(
+            fnmatch(f"bundled/{name}", g) and "/" not in g.removeprefix("bundled/") for g in globs
+        ), name
 
 
 def test_counts_and_types(hqa):
@@ -92,11 +99,18 @@ def test_format_matches_commonsense_shape(hqa):
     first = hqa[0]
     assert first == InstructionExample(
         instruction=PREFIX + "Were Scott Derrickson and Ed Wood of the same nationality?",
-        input="", output="the correct answer is yes", answer="yes", task="hotpotqa")
+        input="",
+        output="the correct answer is yes",
+        answer="yes",
+        task="hotpotqa",
+    )
     assert training_text(hqa[1]) == (
         "Below is an instruction that describes a task. Write a response that appropriately completes the "
-        "request.\n\n### Instruction:\n" + PREFIX + "What government position was held by the woman who "
-        "portrayed Corliss Archer in the film Kiss and Tell?\n\n### Response:\nthe correct answer is Chief of Protocol")
+        "request.\n\n### Instruction:\n"
+        + PREFIX
+        + "What government position was held by the woman who "
+        "portrayed Corliss Archer in the film Kiss and Tell?\n\n### Response:\nthe correct answer is Chief of Protocol"
+    )
     for ex, rec in zip(hqa, raw, strict=True):
         assert ex.task == "hotpotqa" and ex.input == ""
         assert ex.instruction == PREFIX + rec["question"].strip()
@@ -125,7 +139,9 @@ def test_seeded_subsample_is_deterministic(hqa):
     assert load_hotpotqa(n=10_000) == hqa
     comp = load_hotpotqa(n=20, seed=1, types=("comparison",))
     assert len(comp) == 20 and all(ex.answer for ex in comp)
-    assert {ex.instruction for ex in comp} <= {ex.instruction for ex in load_hotpotqa(types="comparison")}
+    assert {ex.instruction for ex in comp} <= {
+        ex.instruction for ex in load_hotpotqa(types="comparison")
+    }
 
 
 def test_bad_arguments():
@@ -140,13 +156,13 @@ def test_bad_arguments():
 def test_invalid_records_are_skipped_counted_and_logged(monkeypatch, tmp_path, caplog):
     recs = [
         {"question": "Who wrote Hamlet?", "answer": "William Shakespeare", "type": "bridge"},
-        {"question": "   ", "answer": "x", "type": "bridge"},                     # 1 empty question
-        {"question": "Q2?", "answer": "", "type": "bridge"},                       # 2 empty answer
-        {"question": "Q3?", "type": "comparison"},                                 # 3 no answer
-        ["not", "a", "record"],                                                    # 4 not an object
-        {"question": "Q5?", "answer": 5, "type": "bridge"},                        # 5 answer not a string
+        {"question": "   ", "answer": "x", "type": "bridge"},  # 1 empty question
+        {"question": "Q2?", "answer": "", "type": "bridge"},  # 2 empty answer
+        {"question": "Q3?", "type": "comparison"},  # 3 no answer
+        ["not", "a", "record"],  # 4 not an object
+        {"question": "Q5?", "answer": 5, "type": "bridge"},  # 5 answer not a string
         {"question": "Are A and B both cities?", "answer": " yes ", "type": "comparison"},
-        {"question": "Q7?", "answer": "y"},                                        # 7 no type
+        {"question": "Q7?", "answer": "y"},  # 7 no type
     ]
     p = tmp_path / "h.json.gz"
     p.write_bytes(gzip.compress(json.dumps(recs).encode()))
@@ -154,12 +170,18 @@ def test_invalid_records_are_skipped_counted_and_logged(monkeypatch, tmp_path, c
     with caplog.at_level(logging.WARNING, logger="editdecay.data.instructions"):
         got = load_hotpotqa()
     assert [(ex.instruction.removeprefix(PREFIX), ex.answer) for ex in got] == [
-        ("Who wrote Hamlet?", "William Shakespeare"), ("Are A and B both cities?", "yes")]
+        ("Who wrote Hamlet?", "William Shakespeare"),
+        ("Are A and B both cities?", "yes"),
+    ]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     msg = warnings[0].getMessage()
     assert "skipped 6 invalid HotpotQA record(s)" in msg
-    assert "1: 'question' is empty" in msg and "2: 'answer' is empty" in msg and "4: not an object" in msg
+    assert (
+        "1: 'question' is empty" in msg
+        and "2: 'answer' is empty" in msg
+        and "4: not an object" in msg
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="editdecay.data.instructions"):
         assert len(load_hotpotqa(types="bridge")) == 1
@@ -208,8 +230,11 @@ def test_dispatch_user_file(tmp_path, suffix):
 
 
 def test_dispatch_unknown_source(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown fine-tuning source 'alpaca'; expected one of 'commonsense', "
-                                         r"'hotpotqa', or a path"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown fine-tuning source 'alpaca'; expected one of 'commonsense', "
+        r"'hotpotqa', or a path",
+    ):
         load_finetune_data("alpaca")
     with pytest.raises(ValueError, match=r"no such file.*'commonsense', 'hotpotqa'"):
         load_finetune_data(str(tmp_path / "missing.jsonl"))

@@ -29,13 +29,20 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHARED_CS = SHARED_DATA / "commonsense"
 
 COUNTS = {
-    ("ARC-Challenge", "train"): 1119, ("ARC-Challenge", "test"): 1172,
-    ("ARC-Easy", "train"): 2251, ("ARC-Easy", "test"): 2376,
-    ("boolq", "train"): 9427, ("boolq", "test"): 3270,
-    ("openbookqa", "train"): 4957, ("openbookqa", "test"): 500,
-    ("piqa", "train"): 16113, ("piqa", "test"): 1838,
-    ("social_i_qa", "train"): 33410, ("social_i_qa", "test"): 1954,
-    ("winogrande", "train"): 40398, ("winogrande", "test"): 1267,
+    ("ARC-Challenge", "train"): 1119,
+    ("ARC-Challenge", "test"): 1172,
+    ("ARC-Easy", "train"): 2251,
+    ("ARC-Easy", "test"): 2376,
+    ("boolq", "train"): 9427,
+    ("boolq", "test"): 3270,
+    ("openbookqa", "train"): 4957,
+    ("openbookqa", "test"): 500,
+    ("piqa", "train"): 16113,
+    ("piqa", "test"): 1838,
+    ("social_i_qa", "train"): 33410,
+    ("social_i_qa", "test"): 1954,
+    ("winogrande", "train"): 40398,
+    ("winogrande", "test"): 1267,
 }
 
 
@@ -73,11 +80,16 @@ def test_counts_per_split(split, all_train, all_test):
 @pytest.mark.skipif(not SHARED_CS.exists(), reason="shared data not available")
 def test_bundled_content_matches_shared(all_train, all_test):
     for task in COMMONSENSE_TASKS:
-        for split, name, loaded in (("test", "test.json", all_test),
-                                    ("train", "train_xl.json" if task == "winogrande" else "train.json", all_train)):
+        for split, name in (
+            ("test", "test.json"),
+            ("train", "train_xl.json" if task == "winogrande" else "train.json"),
+        ):
             src = (SHARED_CS / task / name).read_bytes()
             with gzip.open(COMMONSENSE_DIR / f"{task}-{split}.json.gz", "rb") as fh:
-                assert hashlib.sha256(fh.read()).digest() == hashlib.sha256(src).digest(), (task, split)
+                assert hashlib.sha256(fh.read()).digest() == hashlib.sha256(src).digest(), (
+                    task,
+                    split,
+                )
             assert len(json.loads(src)) == COUNTS[(task, split)]
     # test split keeps file order
     first = json.loads((SHARED_CS / "boolq" / "test.json").read_bytes())[0]
@@ -86,8 +98,15 @@ def test_bundled_content_matches_shared(all_train, all_test):
 
 
 def test_label_sets_cover_the_data(all_train, all_test):
-    assert COMMONSENSE_TASKS == ("ARC-Challenge", "ARC-Easy", "boolq", "openbookqa", "piqa", "social_i_qa",
-                                 "winogrande")
+    assert COMMONSENSE_TASKS == (
+        "ARC-Challenge",
+        "ARC-Easy",
+        "boolq",
+        "openbookqa",
+        "piqa",
+        "social_i_qa",
+        "winogrande",
+    )
     assert LABELS["boolq"] == ("true", "false")
     assert LABELS["piqa"] == ("solution1", "solution2")
     assert LABELS["winogrande"] == ("option1", "option2")
@@ -106,7 +125,9 @@ def test_label_sets_cover_the_data(all_train, all_test):
 
 def test_example_labels_reads_answer_format():
     base = "Please choose the correct answer to the question: Q?\n\nAnswer1: a Answer2: b Answer3: c\n\n"
-    ex3 = InstructionExample(base + "Answer format: answer1/answer2/answer3", "", "x", "answer1", "ARC-Easy")
+    ex3 = InstructionExample(
+        base + "Answer format: answer1/answer2/answer3", "", "x", "answer1", "ARC-Easy"
+    )
     assert example_labels(ex3) == ("answer1", "answer2", "answer3")
     ex_none = InstructionExample("no format line", "", "x", "answer1", "ARC-Easy")
     assert example_labels(ex_none) == LABELS["ARC-Easy"]
@@ -171,31 +192,43 @@ def test_alpaca_template_exact():
 
 
 def test_user_file_json_and_jsonl(tmp_path):
-    recs = [{"instruction": "A?", "output": "a"}, {"instruction": "B?", "input": "ctx", "output": "b", "answer": "b"},
-            {"instruction": "C?", "input": None, "output": "c"}]
+    recs = [
+        {"instruction": "A?", "output": "a"},
+        {"instruction": "B?", "input": "ctx", "output": "b", "answer": "b"},
+        {"instruction": "C?", "input": None, "output": "c"},
+    ]
     pj = tmp_path / "u.json"
     pj.write_text(json.dumps(recs))
     pl = tmp_path / "u.jsonl"
     pl.write_text("\n".join(json.dumps(r) for r in recs) + "\n\n")
     for p in (pj, pl):
         got = load_instruction_file(p)
-        assert got == [InstructionExample("A?", "", "a", None, "user"),
-                       InstructionExample("B?", "ctx", "b", "b", "user"),
-                       InstructionExample("C?", "", "c", None, "user")]
+        assert got == [
+            InstructionExample("A?", "", "a", None, "user"),
+            InstructionExample("B?", "ctx", "b", "b", "user"),
+            InstructionExample("C?", "", "c", None, "user"),
+        ]
 
 
-@pytest.mark.parametrize("bad, problem", [
-    ({"input": "x", "output": "a"}, "missing required field 'instruction'"),
-    ({"instruction": "A?"}, "missing required field 'output'"),
-    ({"instruction": "A?", "output": 3}, "'output' must be a string"),
-    ({"instruction": " ", "output": "a"}, "'instruction' is empty"),
-    ({"instruction": "A?", "output": "a", "input": ["x"]}, "'input' must be a string"),
-    ({"instruction": "A?", "output": "a", "answer": 1}, "'answer' must be a string"),
-    (["not", "an", "object"], "expected an object"),
-])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ({"input": "x", "output": "a"}, "missing required field 'instruction'"),
+        ({"instruction": "A?"}, "missing required field 'output'"),
+        ({"instruction": "A?", "output": 3}, "'output' must be a string"),
+        ({"instruction": " ", "output": "a"}, "'instruction' is empty"),
+        ({"instruction": "A?", "output": "a", "input": ["x"]}, "'input' must be a string"),
+        ({"instruction": "A?", "output": "a", "answer": 1}, "'answer' must be a string"),
+        (["not", "an", "object"], "expected an object"),
+    ],
+)
 def test_user_file_malformed_names_index(tmp_path, bad, problem):
     p = tmp_path / "bad.json"
-    p.write_text(json.dumps([{"instruction": "ok", "output": "ok"}, {"instruction": "ok2", "output": "ok"}, bad]))
+    p.write_text(
+        json.dumps(
+            [{"instruction": "ok", "output": "ok"}, {"instruction": "ok2", "output": "ok"}, bad]
+        )
+    )
     with pytest.raises(ValueError, match=r"record 2: .*" + problem.replace("(", r"\(")):
         load_instruction_file(p)
 
@@ -218,13 +251,13 @@ def test_remove_edited_subjects_whole_word_case_insensitive():
         EditRequest("r3", "{} plays", "Al", "tennis"),  # too short: ignored
     ]
     examples = [
-        _ex("Where was danielle darrieux born?"),            # 0 removed (case-insensitive)
-        _ex("A Parisian cafe serves coffee."),               # 1 kept: not a whole word
+        _ex("Where was danielle darrieux born?"),  # 0 removed (case-insensitive)
+        _ex("A Parisian cafe serves coffee."),  # 1 kept: not a whole word
         _ex("Describe the weather.", output="It rains in PARIS."),  # 2 removed (output)
-        _ex("Al went home."),                                # 3 kept: short subject ignored
+        _ex("Al went home."),  # 3 kept: short subject ignored
         InstructionExample("Q", "Paris, France", "ok", None, "user"),  # 4 removed (input)
-        _ex("Danielle Darrieux and Paris."),                 # 5 removed, counts for both
-        _ex("Darrieux alone; Parisienne; parisparis"),       # 6 kept
+        _ex("Danielle Darrieux and Paris."),  # 5 removed, counts for both
+        _ex("Darrieux alone; Parisienne; parisparis"),  # 6 kept
     ]
     kept, rep = remove_edited_subjects(examples, reqs)
     assert isinstance(rep, OverlapReport)

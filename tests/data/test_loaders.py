@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from editdecay.data.loaders import (
+    BUNDLED_DIR,
     DATASETS,
     DEFAULT_DATASET,
-    BUNDLED_DIR,
     DatasetInfo,
     LoadResult,
     SkippedRecord,
@@ -28,10 +28,22 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 # sha256 of the uncompressed upstream files (also in bundled/README.md and shared/data/SOURCES.md)
 UPSTREAM_SHA256 = {
-    "counterfact-edit.json.gz": ("counterfact_mend/counterfact-edit.json", "bfe31a7081932739406e282bb625d74222549c3386c15b1df3dfbc3978c69eec"),
-    "counterfact-train.json.gz": ("counterfact_mend/counterfact-train.json", "f7d443ffb0c5da6cbe816cdac45281ccb3f204b8a840f00d07a4aafa949bcd76"),
-    "zsre_mend_train-1k.json.gz": ("zsre/zsre_mend_train-1k.json", "e62596101d8ed551889c26c0d2a5277f92eaef3b14416d8eaee39b04a244ab60"),
-    "wiki.test.raw.gz": ("wikitext-2-raw/wiki.test.raw", "4f3e427e4aff23acff917a8a51aeae21bf12832256e26914c8fc250dcef4103c"),
+    "counterfact-edit.json.gz": (
+        "counterfact_mend/counterfact-edit.json",
+        "bfe31a7081932739406e282bb625d74222549c3386c15b1df3dfbc3978c69eec",
+    ),
+    "counterfact-train.json.gz": (
+        "counterfact_mend/counterfact-train.json",
+        "f7d443ffb0c5da6cbe816cdac45281ccb3f204b8a840f00d07a4aafa949bcd76",
+    ),
+    "zsre_mend_train-1k.json.gz": (
+        "zsre/zsre_mend_train-1k.json",
+        "e62596101d8ed551889c26c0d2a5277f92eaef3b14416d8eaee39b04a244ab60",
+    ),
+    "wiki.test.raw.gz": (
+        "wikitext-2-raw/wiki.test.raw",
+        "4f3e427e4aff23acff917a8a51aeae21bf12832256e26914c8fc250dcef4103c",
+    ),
 }
 
 
@@ -89,7 +101,9 @@ def test_registry_lists_three_datasets_default_first():
     infos = list_datasets()
     assert [i.name for i in infos] == ["counterfact", "counterfact-train", "zsre"]
     assert DEFAULT_DATASET == "counterfact"
-    assert all(isinstance(i, DatasetInfo) and i.path.is_file() and callable(i.loader) for i in infos)
+    assert all(
+        isinstance(i, DatasetInfo) and i.path.is_file() and callable(i.loader) for i in infos
+    )
     assert DATASETS["counterfact"].default_file == "counterfact-edit.json.gz"
     assert DATASETS["zsre"].default_file == "zsre_mend_train-1k.json.gz"
 
@@ -178,7 +192,9 @@ def test_zsre_alt_convention_counts_and_skips(caplog):
         target_new="unmanned aircraft",
         target_true="uniform",
         paraphrases=("What will be the product of UniFirst?",),
-        neighbours=(Probe("nq question: john goodman's character in the big lebowski?", "Walter Sobchak"),),
+        neighbours=(
+            Probe("nq question: john goodman's character in the big lebowski?", "Walter Sobchak"),
+        ),
         source="zsre",
     )
     # case ids keep the file index, so they jump over the skipped records
@@ -198,7 +214,10 @@ def test_zsre_answer_convention_keeps_all_records():
 
 
 def test_zsre_strict_raises_at_first_empty_alt():
-    with pytest.raises(InvalidRecordError, match=r"record 534 in .*zsre_mend_train-1k\.json\.gz: field 'alt' is empty"):
+    with pytest.raises(
+        InvalidRecordError,
+        match=r"record 534 in .*zsre_mend_train-1k\.json\.gz: field 'alt' is empty",
+    ):
         load_requests("zsre", strict=True)
 
 
@@ -233,7 +252,11 @@ def test_user_json_mixed_records_skipped_with_reasons(tmp_path, caplog):
     assert [r.case_id for r in res.requests] == ["counterfact:100", "counterfact:108"]
     assert res.requests[1].target_new == "Dutch"
     assert res.skipped == [
-        SkippedRecord(1, "101", "subject 'Marie Curie' not found in prompt 'The mother tongue of Danielle Darrieux is'"),
+        SkippedRecord(
+            1,
+            "101",
+            "subject 'Marie Curie' not found in prompt 'The mother tongue of Danielle Darrieux is'",
+        ),
         SkippedRecord(2, "102", "field 'target_new' is empty"),
         SkippedRecord(3, "103", "missing field 'ground_truth'"),
         SkippedRecord(4, "104", "field 'target_new' must be a string, got int"),
@@ -259,15 +282,43 @@ def test_user_json_strict_names_record_and_case_id(tmp_path):
 
 def test_user_jsonl_plain_mixed(tmp_path):
     lines = [
-        json.dumps({"subject": "Paris", "prompt": "{} is the capital of", "target_new": " Italy", "target_true": "France"}),
+        json.dumps(
+            {
+                "subject": "Paris",
+                "prompt": "{} is the capital of",
+                "target_new": " Italy",
+                "target_true": "France",
+            }
+        ),
         "",  # blank lines are not records
         json.dumps({"subject": "Rome", "prompt": "Rome is the capital of", "target_new": ""}),
         json.dumps({"subject": "", "prompt": "The capital of Spain is", "target_new": "Lisbon"}),
         json.dumps({"prompt": "Berlin is in", "target_new": "Asia"}),
-        json.dumps({"subject": "Oslo", "prompt": "Oslo lies in", "target_new": "Chile", "paraphrases": ["ok", 3]}),
-        json.dumps({"subject": "Oslo", "prompt": "Oslo lies in", "target_new": "Chile", "neighbours": ["Bergen lies in"]}),
-        json.dumps({"subject": "Kyiv", "prompt": "Kyiv is a city in", "target_new": "Peru", "case_id": "k1",
-                    "neighbours": [{"prompt": "Lviv is a city in", "target": " Ukraine "}]}),
+        json.dumps(
+            {
+                "subject": "Oslo",
+                "prompt": "Oslo lies in",
+                "target_new": "Chile",
+                "paraphrases": ["ok", 3],
+            }
+        ),
+        json.dumps(
+            {
+                "subject": "Oslo",
+                "prompt": "Oslo lies in",
+                "target_new": "Chile",
+                "neighbours": ["Bergen lies in"],
+            }
+        ),
+        json.dumps(
+            {
+                "subject": "Kyiv",
+                "prompt": "Kyiv is a city in",
+                "target_new": "Peru",
+                "case_id": "k1",
+                "neighbours": [{"prompt": "Lviv is a city in", "target": " Ukraine "}],
+            }
+        ),
     ]
     path = _write_jsonl(tmp_path / "mine.jsonl", lines)
     res = load_requests(path)
@@ -284,13 +335,17 @@ def test_user_jsonl_plain_mixed(tmp_path):
         (4, "field 'paraphrases' entry 1 must be a string, got int"),
         (5, "field 'neighbours[0]' must be an object with 'prompt' and 'target', got str"),
     ]
-    with pytest.raises(InvalidRecordError, match=r"^record 1 in .*mine\.jsonl: field 'target_new' is empty$"):
+    with pytest.raises(
+        InvalidRecordError, match=r"^record 1 in .*mine\.jsonl: field 'target_new' is empty$"
+    ):
         load_requests(path, strict=True)
 
 
 def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     good = json.dumps({"subject": "Paris", "prompt": "{} is in", "target_new": "Peru"})
-    path = _write_jsonl(tmp_path / "broken.jsonl", [good, "", '{"subject": "Rome", "prompt": ', good])
+    path = _write_jsonl(
+        tmp_path / "broken.jsonl", [good, "", '{"subject": "Rome", "prompt": ', good]
+    )
     with pytest.raises(InvalidRecordError, match=r"broken\.jsonl, line 3: malformed JSON"):
         load_requests(path)
 
@@ -318,22 +373,38 @@ def test_format_detection_and_forcing(tmp_path):
     assert detect_format({"subject": "s", "prompt": "p", "target_new": "t"}) == "plain"
     # A plain record that happens to carry a CounterFact-looking key is detected as counterfact
     # (and fails for lack of case_id); forcing fmt="plain" reads it as intended.
-    rec = {"subject": "Danielle Darrieux", "prompt": "Danielle Darrieux speaks", "target_new": "Latin",
-           "ground_truth": "French"}
+    rec = {
+        "subject": "Danielle Darrieux",
+        "prompt": "Danielle Darrieux speaks",
+        "target_new": "Latin",
+        "ground_truth": "French",
+    }
     path = _write_json(tmp_path / "x.json", [rec])
     assert [s.reason for s in load_requests(path).skipped] == ["missing field 'case_id'"]
     forced = load_requests(path, fmt="plain")
-    assert [(r.prompt, r.target_new, r.target_true) for r in forced.requests] == [("{} speaks", "Latin", None)]
+    assert [(r.prompt, r.target_new, r.target_true) for r in forced.requests] == [
+        ("{} speaks", "Latin", None)
+    ]
     # forcing the wrong format turns every record into a reasoned skip
-    assert [s.reason for s in load_requests(path, fmt="memit").skipped] == ["missing field 'requested_rewrite'"]
+    assert [s.reason for s in load_requests(path, fmt="memit").skipped] == [
+        "missing field 'requested_rewrite'"
+    ]
     with pytest.raises(ValueError, match="unknown format"):
         load_requests(path, fmt="csv")
 
 
 def test_plain_placeholder_and_verbatim_subject(tmp_path):
     recs = [
-        {"subject": "Danielle Darrieux", "prompt": "The mother tongue of {} is", "target_new": "English"},
-        {"subject": "Danielle Darrieux", "prompt": "The mother tongue of Danielle Darrieux is", "target_new": "English"},
+        {
+            "subject": "Danielle Darrieux",
+            "prompt": "The mother tongue of {} is",
+            "target_new": "English",
+        },
+        {
+            "subject": "Danielle Darrieux",
+            "prompt": "The mother tongue of Danielle Darrieux is",
+            "target_new": "English",
+        },
         # only the first occurrence becomes the placeholder
         {"subject": "Ali", "prompt": "Ali said that Ali lives in", "target_new": "Oslo"},
         # with a placeholder the subject need not appear
@@ -347,7 +418,9 @@ def test_plain_placeholder_and_verbatim_subject(tmp_path):
         "{} said that Ali lives in",
         "{} said that he lives in",
     ]
-    assert res.requests[0] == EditRequest("p:0", "The mother tongue of {} is", "Danielle Darrieux", "English")
+    assert res.requests[0] == EditRequest(
+        "p:0", "The mother tongue of {} is", "Danielle Darrieux", "English"
+    )
     assert res.requests[0].prompt == res.requests[1].prompt
     assert res.requests[2].text == "Ali said that Ali lives in"
     assert [s.index for s in res.skipped] == [4] and "brace" in res.skipped[0].reason
@@ -355,29 +428,74 @@ def test_plain_placeholder_and_verbatim_subject(tmp_path):
 
 def test_memit_format(tmp_path):
     recs = [
-        {"case_id": 7, "requested_rewrite": {"prompt": "{} plays the sport of", "subject": "LeBron James",
-                                             "target_new": {"str": "football"}, "target_true": {"str": "basketball"}},
-         "paraphrase_prompts": ["LeBron James is good at"], "neighborhood_prompts": ["Michael Jordan plays"]},
+        {
+            "case_id": 7,
+            "requested_rewrite": {
+                "prompt": "{} plays the sport of",
+                "subject": "LeBron James",
+                "target_new": {"str": "football"},
+                "target_true": {"str": "basketball"},
+            },
+            "paraphrase_prompts": ["LeBron James is good at"],
+            "neighborhood_prompts": ["Michael Jordan plays"],
+        },
         # MEMIT's zsRE file: dummy true target, neighbour objects with their own answer
-        {"case_id": 8, "requested_rewrite": {"prompt": "Who founded {}?", "subject": "Acme",
-                                             "target_new": {"str": "Bob"}, "target_true": {"str": "<|endoftext|>"}},
-         "paraphrase_prompts": [], "neighborhood_prompts": [{"prompt": "nq question: who?", "target": "Ann"}]},
-        {"case_id": 9, "requested_rewrite": {"prompt": "{} is in", "subject": "X", "target_new": "Y"}},
+        {
+            "case_id": 8,
+            "requested_rewrite": {
+                "prompt": "Who founded {}?",
+                "subject": "Acme",
+                "target_new": {"str": "Bob"},
+                "target_true": {"str": "<|endoftext|>"},
+            },
+            "paraphrase_prompts": [],
+            "neighborhood_prompts": [{"prompt": "nq question: who?", "target": "Ann"}],
+        },
+        {
+            "case_id": 9,
+            "requested_rewrite": {"prompt": "{} is in", "subject": "X", "target_new": "Y"},
+        },
     ]
     res = load_requests(_write_json(tmp_path / "m.json", recs))
     assert res.requests == [
-        EditRequest("7", "{} plays the sport of", "LeBron James", "football", "basketball",
-                    ("LeBron James is good at",), (Probe("Michael Jordan plays", "basketball"),), "memit"),
-        EditRequest("8", "Who founded {}?", "Acme", "Bob", None, (), (Probe("nq question: who?", "Ann"),), "memit"),
+        EditRequest(
+            "7",
+            "{} plays the sport of",
+            "LeBron James",
+            "football",
+            "basketball",
+            ("LeBron James is good at",),
+            (Probe("Michael Jordan plays", "basketball"),),
+            "memit",
+        ),
+        EditRequest(
+            "8",
+            "Who founded {}?",
+            "Acme",
+            "Bob",
+            None,
+            (),
+            (Probe("nq question: who?", "Ann"),),
+            "memit",
+        ),
     ]
     assert res.skipped == [
-        SkippedRecord(2, "9", "field 'requested_rewrite.target_new' must be an object with 'str', got str")
+        SkippedRecord(
+            2, "9", "field 'requested_rewrite.target_new' must be an object with 'str', got str"
+        )
     ]
 
 
 def test_user_zsre_file_detected(tmp_path):
-    rec = {"subject": "UniFirst", "src": "What is made by UniFirst?", "rephrase": "UniFirst makes what?",
-           "alt": "drones", "answers": ["uniforms"], "loc": "nq question: who is it", "loc_ans": "me"}
+    rec = {
+        "subject": "UniFirst",
+        "src": "What is made by UniFirst?",
+        "rephrase": "UniFirst makes what?",
+        "alt": "drones",
+        "answers": ["uniforms"],
+        "loc": "nq question: who is it",
+        "loc_ans": "me",
+    }
     res = load_requests(_write_json(tmp_path / "z.json", [rec, dict(rec, answers=[])]))
     assert [(r.case_id, r.prompt, r.target_new, r.target_true) for r in res.requests] == [
         ("zsre:0", "What is made by {}?", "drones", "uniforms")
@@ -395,13 +513,28 @@ def test_round_trip_save_then_load(tmp_path):
     originals = (
         load_requests("counterfact", n=20).requests
         + load_requests("zsre", n=5).requests
-        + [EditRequest("u1", "{} works for", "Ada", "IBM", None, ("Ada is employed by",), (), "user", {"note": 1})]
+        + [
+            EditRequest(
+                "u1",
+                "{} works for",
+                "Ada",
+                "IBM",
+                None,
+                ("Ada is employed by",),
+                (),
+                "user",
+                {"note": 1},
+            )
+        ]
     )
     path = save_requests_jsonl(originals, tmp_path / "out" / "reqs.jsonl")
     assert len(path.read_text(encoding="utf-8").splitlines()) == len(originals)
     back = load_requests(path)
     assert back.skipped == [] and back.requests == originals
     assert [r.extra for r in back.requests] == [r.extra for r in originals]
-    assert [r.source for r in back.requests][:1] + [back.requests[-1].source] == ["counterfact", "user"]
+    assert [r.source for r in back.requests][:1] + [back.requests[-1].source] == [
+        "counterfact",
+        "user",
+    ]
     # saved files are plain-format, so forcing the format gives the same result
     assert load_requests(path, fmt="plain").requests == originals

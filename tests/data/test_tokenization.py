@@ -33,20 +33,20 @@ def tok(tiny_lm):
 def test_fill_without_context():
     f = fill("The mother tongue of {} is", "Danielle Darrieux")
     assert f == FilledPrompt("The mother tongue of Danielle Darrieux is", 21, 38)
-    assert f.text[f.subject_start:f.subject_end] == "Danielle Darrieux"
+    assert f.text[f.subject_start : f.subject_end] == "Danielle Darrieux"
 
 
 def test_fill_with_context_puts_the_prompt_at_the_placeholder():
     f = fill("{} is a native speaker of", "Danielle Darrieux", "Because of that. {}")
     assert f.text == "Because of that. Danielle Darrieux is a native speaker of"
-    assert f.text[f.subject_start:f.subject_end] == "Danielle Darrieux"
+    assert f.text[f.subject_start : f.subject_end] == "Danielle Darrieux"
     assert f.subject_start == len("Because of that. ")
 
 
 def test_fill_context_with_text_after_the_placeholder():
     f = fill("the capital of {}", "France", "Q: {}? A:")
     assert f.text == "Q: the capital of France? A:"
-    assert f.text[f.subject_start:f.subject_end] == "France"
+    assert f.text[f.subject_start : f.subject_end] == "France"
 
 
 # --------------------------------------------------------------------------- subject_last_index
@@ -99,12 +99,15 @@ def test_subject_last_index_rejects_an_empty_subject(tok):
 # --------------------------------------------------------------------------- encode_continuation
 
 
-@pytest.mark.parametrize("prompt,target", [
-    ("The mother tongue of Danielle Darrieux is", "English"),
-    ("What is the twin city of Lyon? It is", "Manila"),
-    ("The official religion of Edwin of Northumbria is", "Christianity"),
-    ("Thomas Joannes Stieltjes was born in", "Den Haag"),
-])
+@pytest.mark.parametrize(
+    "prompt,target",
+    [
+        ("The mother tongue of Danielle Darrieux is", "English"),
+        ("What is the twin city of Lyon? It is", "Manila"),
+        ("The official religion of Edwin of Northumbria is", "Christianity"),
+        ("Thomas Joannes Stieltjes was born in", "Den Haag"),
+    ],
+)
 def test_encode_continuation_splits_at_the_prompt_boundary(tok, prompt, target):
     c = encode_continuation(tok, prompt, target)
     assert isinstance(c, Continuation)
@@ -116,7 +119,9 @@ def test_encode_continuation_splits_at_the_prompt_boundary(tok, prompt, target):
 
 def test_encode_continuation_strips_the_target(tok):
     prompt = "The mother tongue of Danielle Darrieux is"
-    assert encode_continuation(tok, prompt, "  English \n") == encode_continuation(tok, prompt, "English")
+    assert encode_continuation(tok, prompt, "  English \n") == encode_continuation(
+        tok, prompt, "English"
+    )
 
 
 @pytest.mark.parametrize("target", ["", "   ", "\n"])

@@ -23,7 +23,9 @@ def synthetic_stat(evals: torch.Tensor, seed: int = 0) -> SecondMoment:
 def test_threshold_rules_keep_the_documented_number_of_directions():
     evals = torch.tensor([10.0, 5.0, 1.0, 0.5, 0.09, 0.05, 0.02, 0.001], dtype=torch.float64)
     stat = synthetic_stat(evals)
-    assert nullspace(stat, "relative", 1e-2).dim == 4  # below 0.1 (= 1e-2 · max 10): 0.09, 0.05, 0.02, 0.001
+    assert (
+        nullspace(stat, "relative", 1e-2).dim == 4
+    )  # below 0.1 (= 1e-2 · max 10): 0.09, 0.05, 0.02, 0.001
     assert nullspace(stat, "relative", 0.2).dim == 6  # below 2.0: also 1.0 and 0.5
 
     assert nullspace(stat, "absolute", 0.06).dim == 3  # 0.05, 0.02, 0.001
@@ -42,7 +44,9 @@ def test_projector_is_the_orthogonal_projection_on_the_small_eigen_directions():
     assert float(torch.trace(P)) == pytest.approx(2.0, abs=1e-5)
     w, v = torch.linalg.eigh(stat.matrix.double())
     assert torch.allclose(P @ v[:, :2], v[:, :2], atol=1e-5)  # null-space directions kept
-    assert torch.allclose(P @ v[:, 2:], torch.zeros_like(v[:, 2:]), atol=1e-5)  # preserved ones removed
+    assert torch.allclose(
+        P @ v[:, 2:], torch.zeros_like(v[:, 2:]), atol=1e-5
+    )  # preserved ones removed
 
 
 def test_update_annihilates_the_preserved_subspace():
@@ -56,7 +60,7 @@ def test_update_annihilates_the_preserved_subspace():
     dW = solve_alphaedit(K, R, ns.projector, kk_prev @ kk_prev.T, l2=1.0)
     assert dW.shape == (d_v, d_k)
     _, v = torch.linalg.eigh(stat.matrix.double())
-    preserved = v[:, ns.dim:]  # the top eigen-directions, which P removes
+    preserved = v[:, ns.dim :]  # the top eigen-directions, which P removes
     assert float((dW @ preserved).abs().max()) < 1e-6 * float(dW.abs().max())
     assert float(dW.abs().max()) > 1e-3  # and the update is not trivially zero
 
@@ -66,21 +70,37 @@ def test_projected_solve_matches_the_papers_form():
     stat = synthetic_stat(torch.logspace(1, -3, d_k, dtype=torch.float64), seed=4)
     P = nullspace(stat, "relative", 1e-2).projector.double()
     g = torch.Generator().manual_seed(5)
-    K, R = torch.randn(d_k, n, generator=g, dtype=torch.float64), torch.randn(d_v, n, generator=g, dtype=torch.float64)
+    K, R = (
+        torch.randn(d_k, n, generator=g, dtype=torch.float64),
+        torch.randn(d_v, n, generator=g, dtype=torch.float64),
+    )
     kp = torch.randn(d_k, 2, generator=g, dtype=torch.float64)
     l2 = 10.0
-    expected = R @ K.T @ P @ torch.linalg.inv((kp @ kp.T + K @ K.T) @ P + l2 * torch.eye(d_k, dtype=torch.float64))
+    expected = (
+        R
+        @ K.T
+        @ P
+        @ torch.linalg.inv((kp @ kp.T + K @ K.T) @ P + l2 * torch.eye(d_k, dtype=torch.float64))
+    )
     got = solve_alphaedit(K, R, P, kp @ kp.T, l2)
     assert torch.allclose(got, expected, rtol=1e-8, atol=1e-10)
 
 
 @pytest.fixture(scope="module")
 def alpha_cfg(tiny_stat_spec):
-    return AlphaEditConfig(layers=(1, 2), targets=TargetConfig(steps=8), statistic=tiny_stat_spec,
-                           nullspace_rule="relative", nullspace_threshold=0.05, l2=1.0)
+    return AlphaEditConfig(
+        layers=(1, 2),
+        targets=TargetConfig(steps=8),
+        statistic=tiny_stat_spec,
+        nullspace_rule="relative",
+        nullspace_threshold=0.05,
+        l2=1.0,
+    )
 
 
-def test_alphaedit_edit_on_tiny_model_rows_lie_in_the_null_space(tiny_lm, cf_requests, alpha_cfg, tiny_stats_dir):
+def test_alphaedit_edit_on_tiny_model_rows_lie_in_the_null_space(
+    tiny_lm, cf_requests, alpha_cfg, tiny_stats_dir
+):
     from editdecay.editing.statistics import second_moments
 
     stats = second_moments(tiny_lm, [1, 2], alpha_cfg.statistic, cache_dir=tiny_stats_dir)
@@ -98,7 +118,9 @@ def test_alphaedit_edit_on_tiny_model_rows_lie_in_the_null_space(tiny_lm, cf_req
     assert delta.info["nullspace_dims"]["1"] > 0
 
 
-def test_saved_state_gives_the_same_next_update(tiny_lm, cf_requests, alpha_cfg, tiny_stats_dir, tmp_path):
+def test_saved_state_gives_the_same_next_update(
+    tiny_lm, cf_requests, alpha_cfg, tiny_stats_dir, tmp_path
+):
     from editdecay.editing.statistics import second_moments
 
     stats = second_moments(tiny_lm, [1, 2], alpha_cfg.statistic, cache_dir=tiny_stats_dir)
@@ -109,8 +131,13 @@ def test_saved_state_gives_the_same_next_update(tiny_lm, cf_requests, alpha_cfg,
 
     def next_update(state_tensors):
         with first.apply(tiny_lm.model, force=True):
-            return alphaedit_edit(tiny_lm, cf_requests[2:], alpha_cfg, stats=stats,
-                                  state=AlphaEditState.from_tensors(state_tensors))
+            return alphaedit_edit(
+                tiny_lm,
+                cf_requests[2:],
+                alpha_cfg,
+                stats=stats,
+                state=AlphaEditState.from_tensors(state_tensors),
+            )
 
     a, b = next_update(first.state), next_update(reloaded.state)
     for name in a.weights:
@@ -119,8 +146,9 @@ def test_saved_state_gives_the_same_next_update(tiny_lm, cf_requests, alpha_cfg,
     assert not torch.allclose(fresh.weights[name], a.weights[name])
 
 
-def test_sequential_driver_leaves_model_unchanged_and_accumulates(tiny_lm, cf_requests, alpha_cfg, monkeypatch,
-                                                                 tiny_stats_dir):
+def test_sequential_driver_leaves_model_unchanged_and_accumulates(
+    tiny_lm, cf_requests, alpha_cfg, monkeypatch, tiny_stats_dir
+):
     monkeypatch.setenv("EDITDECAY_CACHE", str(tiny_stats_dir.parent))
     before = {n: p.detach().clone() for n, p in tiny_lm.model.named_parameters()}
     delta = edit_sequentially(tiny_lm, cf_requests, EDITORS["alphaedit"], alpha_cfg, batch_size=2)
@@ -135,11 +163,16 @@ def test_sequential_driver_leaves_model_unchanged_and_accumulates(tiny_lm, cf_re
 
 def test_default_config_for_alphaedit_uses_model_layers(tiny_lm):
     cfg = default_config("alphaedit", tiny_lm, {"l2": 3.0})
-    assert isinstance(cfg, AlphaEditConfig) and cfg.l2 == 3.0 and max(cfg.layers) < tiny_lm.n_layers - 1
+    assert (
+        isinstance(cfg, AlphaEditConfig)
+        and cfg.l2 == 3.0
+        and max(cfg.layers) < tiny_lm.n_layers - 1
+    )
 
 
-def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests, alpha_cfg, monkeypatch,
-                                                           tiny_stats_dir, tmp_path):
+def test_interrupted_sequential_edit_resumes_bit_identical(
+    tiny_lm, cf_requests, alpha_cfg, monkeypatch, tiny_stats_dir, tmp_path
+):
     import dataclasses
 
     monkeypatch.setenv("EDITDECAY_CACHE", str(tiny_stats_dir.parent))
@@ -155,8 +188,14 @@ def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests,
 
     progress_file = tmp_path / "sequential.pt"
     with pytest.raises(KeyboardInterrupt):
-        edit_sequentially(tiny_lm, cf_requests, dataclasses.replace(spec, edit=dies_on_third_batch), alpha_cfg,
-                          batch_size=1, progress_file=progress_file)
+        edit_sequentially(
+            tiny_lm,
+            cf_requests,
+            dataclasses.replace(spec, edit=dies_on_third_batch),
+            alpha_cfg,
+            batch_size=1,
+            progress_file=progress_file,
+        )
     assert progress_file.exists()
     counted = []
 
@@ -164,8 +203,14 @@ def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests,
         counted.append(1)
         return spec.edit(*args, **kwargs)
 
-    resumed = edit_sequentially(tiny_lm, cf_requests, dataclasses.replace(spec, edit=counting), alpha_cfg,
-                                batch_size=1, progress_file=progress_file)
+    resumed = edit_sequentially(
+        tiny_lm,
+        cf_requests,
+        dataclasses.replace(spec, edit=counting),
+        alpha_cfg,
+        batch_size=1,
+        progress_file=progress_file,
+    )
     assert len(counted) == 2 and not progress_file.exists()  # batches 3 and 4 only
     assert resumed.weights.keys() == whole.weights.keys()
     assert all(torch.equal(resumed.weights[n], whole.weights[n]) for n in whole.weights)
@@ -176,8 +221,12 @@ def test_interrupted_sequential_edit_resumes_bit_identical(tiny_lm, cf_requests,
 def test_registry_edit_defaults_apply_before_user_overrides(tiny_lm, monkeypatch):
     from editdecay.models import registry
 
-    spec = registry.ModelSpec("tiny-llama", "test entry", resolve=lambda: (None, ""),
-                              edit_defaults={"alphaedit": {"nullspace_threshold": 1e-3, "l2": 4.0}})
+    spec = registry.ModelSpec(
+        "tiny-llama",
+        "test entry",
+        resolve=lambda: (None, ""),
+        edit_defaults={"alphaedit": {"nullspace_threshold": 1e-3, "l2": 4.0}},
+    )
     monkeypatch.setitem(registry.REGISTRY, "tiny-llama", spec)
     cfg = default_config("alphaedit", tiny_lm, {"l2": 3.0})
     assert cfg.nullspace_threshold == 1e-3 and cfg.l2 == 3.0

@@ -24,9 +24,13 @@ def delta(tiny_lm):
         name = tiny_lm.adapter.mlp_out_weight_name(layer)
         weights[name] = 0.01 * torch.randn(params[name].shape, generator=g)
     return EditDelta(
-        weights=weights, method="memit", config={"layers": list(LAYERS), "mom2_update_weight": 10.0},
-        request_ids=["counterfact:0", "counterfact:1"], model_fingerprint=tiny_lm.fingerprint,
-        statistic_keys={"1": "abc", "3": "def"}, seeds={"templates": 0},
+        weights=weights,
+        method="memit",
+        config={"layers": list(LAYERS), "mom2_update_weight": 10.0},
+        request_ids=["counterfact:0", "counterfact:1"],
+        model_fingerprint=tiny_lm.fingerprint,
+        statistic_keys={"1": "abc", "3": "def"},
+        seeds={"templates": 0},
         info={"targets": {"final_nll": [1.5, 2.5]}, "context_templates": ["{}", "The x. {}"]},
     )
 
@@ -47,7 +51,10 @@ def _assert_state(model, expected):
 
 
 def test_parameter_names_are_the_mlp_out_weights(tiny_lm, delta):
-    assert set(delta.weights) == {"model.layers.1.mlp.down_proj.weight", "model.layers.3.mlp.down_proj.weight"}
+    assert set(delta.weights) == {
+        "model.layers.1.mlp.down_proj.weight",
+        "model.layers.3.mlp.down_proj.weight",
+    }
     assert delta.weights["model.layers.1.mlp.down_proj.weight"].shape == (64, 128)
 
 
@@ -136,7 +143,10 @@ def test_safetensors_file_is_keyed_by_parameter_name_in_parameter_shape(tmp_path
     params = dict(tiny_lm.model.named_parameters())
     with safe_open(str(tmp_path / "delta.safetensors"), framework="pt") as f:
         keys = set(f.keys())
-        assert keys == {"model.layers.1.mlp.down_proj.weight", "model.layers.3.mlp.down_proj.weight"}
+        assert keys == {
+            "model.layers.1.mlp.down_proj.weight",
+            "model.layers.3.mlp.down_proj.weight",
+        }
         for k in keys:
             assert f.get_tensor(k).shape == params[k].shape
         assert f.metadata()["model_fingerprint"] == tiny_lm.fingerprint
@@ -188,7 +198,9 @@ def test_fingerprint_mismatch_raises_and_force_applies(other_model, delta):
 
 def test_wrong_shape_raises(tiny_lm, delta):
     name = tiny_lm.adapter.mlp_out_weight_name(1)
-    bad = EditDelta({name: delta.weights[name].T.contiguous()}, "memit", {}, [], tiny_lm.fingerprint)
+    bad = EditDelta(
+        {name: delta.weights[name].T.contiguous()}, "memit", {}, [], tiny_lm.fingerprint
+    )
     before = _snapshot(tiny_lm.model)
     with pytest.raises(ValueError, match="shape"):
         bad.apply(tiny_lm.model)
@@ -196,8 +208,13 @@ def test_wrong_shape_raises(tiny_lm, delta):
 
 
 def test_unknown_parameter_raises(tiny_lm, delta):
-    bad = EditDelta({"model.layers.9.mlp.down_proj.weight": torch.zeros(64, 128)}, "memit", {}, [],
-                    tiny_lm.fingerprint)
+    bad = EditDelta(
+        {"model.layers.9.mlp.down_proj.weight": torch.zeros(64, 128)},
+        "memit",
+        {},
+        [],
+        tiny_lm.fingerprint,
+    )
     before = _snapshot(tiny_lm.model)
     with pytest.raises(KeyError, match="layers.9"):
         bad.apply(tiny_lm.model)
@@ -209,8 +226,13 @@ def test_failed_apply_leaves_the_model_unchanged(other_model, delta):
     when a later weight has the wrong shape the earlier ones stay added and, the handle never being
     returned, nothing can revert them."""
     first, second = list(delta.weights)
-    bad = EditDelta({first: delta.weights[first], second: delta.weights[second].T.contiguous()},
-                    "memit", {}, [], "unused")
+    bad = EditDelta(
+        {first: delta.weights[first], second: delta.weights[second].T.contiguous()},
+        "memit",
+        {},
+        [],
+        "unused",
+    )
     before = _snapshot(other_model)
     with pytest.raises(ValueError, match="shape"):
         bad.apply(other_model, force=True)

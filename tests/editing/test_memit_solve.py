@@ -16,7 +16,9 @@ def problem():
     K = torch.randn(D_K, N, generator=g, dtype=torch.float64)
     R = torch.randn(D_V, N, generator=g, dtype=torch.float64)
     A = torch.randn(D_K, 3 * D_K, generator=g, dtype=torch.float64)
-    C = A @ A.T / (3 * D_K) + 0.1 * torch.eye(D_K, dtype=torch.float64)  # symmetric positive definite
+    C = A @ A.T / (3 * D_K) + 0.1 * torch.eye(
+        D_K, dtype=torch.float64
+    )  # symmetric positive definite
     W = torch.randn(D_V, D_K, generator=g, dtype=torch.float64)
     assert torch.linalg.eigvalsh(C).min() > 0
     return K, R, C, W
@@ -91,7 +93,9 @@ def test_float32_inputs_are_solved_in_float64(problem):
     K32, R32, C32 = K.float(), R.float(), C.float()
     dw = solve_memit(K32, R32, C32, 1.0)
     assert dw.dtype == torch.float64
-    torch.testing.assert_close(dw, solve_memit(K32.double(), R32.double(), C32.double(), 1.0), rtol=0, atol=0)
+    torch.testing.assert_close(
+        dw, solve_memit(K32.double(), R32.double(), C32.double(), 1.0), rtol=0, atol=0
+    )
 
 
 def _random_post_norm(d: int = 16):
@@ -135,8 +139,17 @@ def _closest_output_check(norm, v, r):
     for scale in (1e-3, 1e-2, 1e-1):
         for _ in range(50):
             # coordinates with s = 0 keep v's value (they cannot move the output), the rest keep their norm
-            w = u + scale * torch.randn(u.shape, generator=g, dtype=u.dtype) * u.abs().mean() * active
-            w = torch.where(active, w * (u * active).norm(dim=-1, keepdim=True) / (w * active).norm(dim=-1, keepdim=True), u)
+            w = (
+                u
+                + scale * torch.randn(u.shape, generator=g, dtype=u.dtype) * u.abs().mean() * active
+            )
+            w = torch.where(
+                active,
+                w
+                * (u * active).norm(dim=-1, keepdim=True)
+                / (w * active).norm(dim=-1, keepdim=True),
+                u,
+            )
             assert ((s * w - y).norm(dim=-1) >= best - 1e-5 * y.norm(dim=-1)).all()
     return best, y, s
 

@@ -38,8 +38,12 @@ def _rewrite_nll(lm, requests):
 
 @pytest.fixture(scope="module")
 def cfg(tiny_stat_spec):
-    return MemitConfig(layers=LAYERS, mom2_update_weight=LAM, targets=TargetConfig(steps=30),
-                       statistic=tiny_stat_spec)
+    return MemitConfig(
+        layers=LAYERS,
+        mom2_update_weight=LAM,
+        targets=TargetConfig(steps=30),
+        statistic=tiny_stat_spec,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,10 @@ def test_memit_edit_leaves_the_model_unchanged(edit):
 
 def test_delta_describes_the_edit(tiny_lm, cf_requests, tiny_stats, cfg, edit):
     delta = edit[0]
-    assert set(delta.weights) == {"model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.down_proj.weight"}
+    assert set(delta.weights) == {
+        "model.layers.1.mlp.down_proj.weight",
+        "model.layers.2.mlp.down_proj.weight",
+    }
     for w in delta.weights.values():
         assert w.shape == (64, 128) and w.dtype == torch.float32
         assert torch.isfinite(w).all() and float(w.norm()) > 0
@@ -93,12 +100,16 @@ def test_each_layer_update_is_the_memit_solve(tiny_lm, cf_requests, tiny_stats, 
     try:
         for i, layer in enumerate(LAYERS):
             K = compute_keys(tiny_lm, cf_requests, templates, layer).T
-            R = (z - current_residual(tiny_lm, cf_requests, max(LAYERS)).cpu()).T / (len(LAYERS) - i)
+            R = (z - current_residual(tiny_lm, cf_requests, max(LAYERS)).cpu()).T / (
+                len(LAYERS) - i
+            )
             expected = solve_memit(K.cpu(), R, tiny_stats[layer].matrix, LAM).float()
             name = f"model.layers.{layer}.mlp.down_proj.weight"
             got = delta.weights[name]
             assert float((got - expected).norm() / expected.norm()) < 1e-6, layer
-            applied.append(EditDelta({name: got}, "memit", {}, [], "").apply(tiny_lm.model, force=True))
+            applied.append(
+                EditDelta({name: got}, "memit", {}, [], "").apply(tiny_lm.model, force=True)
+            )
     finally:
         for handle in reversed(applied):
             handle.revert()
@@ -106,8 +117,11 @@ def test_each_layer_update_is_the_memit_solve(tiny_lm, cf_requests, tiny_stats, 
 
 def _few_steps(steps: int) -> MemitConfig:
     """A MEMIT config that reaches the solve quickly (the tests below fail there on purpose)."""
-    return MemitConfig(layers=LAYERS, targets=TargetConfig(steps=steps),
-                       templates=TemplateConfig(seed_words=("The",), length=2))
+    return MemitConfig(
+        layers=LAYERS,
+        targets=TargetConfig(steps=steps),
+        templates=TemplateConfig(seed_words=("The",), length=2),
+    )
 
 
 def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
@@ -115,7 +129,9 @@ def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
     and must be restored."""
     stats = {
         1: tiny_stats[1],
-        2: SecondMoment(2, "model.layers.2.mlp.down_proj", torch.full((128, 128), float("nan")), 2000, "nan"),
+        2: SecondMoment(
+            2, "model.layers.2.mlp.down_proj", torch.full((128, 128), float("nan")), 2000, "nan"
+        ),
     }
     cfg = _few_steps(2)
     before = _snapshot(tiny_lm.model)
@@ -126,13 +142,18 @@ def test_nan_statistic_raises_editing_error(tiny_lm, cf_requests, tiny_stats):
 
 def test_all_nan_statistics_raise_editing_error(tiny_lm, cf_requests):
     nan = torch.full((128, 128), float("nan"))
-    stats = {layer: SecondMoment(layer, f"model.layers.{layer}.mlp.down_proj", nan, 1, "x") for layer in LAYERS}
+    stats = {
+        layer: SecondMoment(layer, f"model.layers.{layer}.mlp.down_proj", nan, 1, "x")
+        for layer in LAYERS
+    }
     cfg = _few_steps(1)
     with pytest.raises(EditingError, match="non-finite"):
         memit_edit(tiny_lm, cf_requests[:1], cfg, stats=stats)
 
 
-def test_solver_failure_raises_editing_error_and_restores(tiny_lm, cf_requests, tiny_stats, monkeypatch):
+def test_solver_failure_raises_editing_error_and_restores(
+    tiny_lm, cf_requests, tiny_stats, monkeypatch
+):
     """CUDA's solver raises on a NaN or singular system where the CPU's returns NaN: the same EditingError,
     and the layers already written are restored."""
     import editdecay.editing.memit as memit_module
@@ -141,7 +162,9 @@ def test_solver_failure_raises_editing_error_and_restores(tiny_lm, cf_requests, 
 
     def fails_at_layer_2(K, R, C, lam):
         if C is tiny_stats[2].matrix:
-            raise torch.linalg.LinAlgError("torch.linalg.solve: The solver failed because the input matrix is singular.")
+            raise torch.linalg.LinAlgError(
+                "torch.linalg.solve: The solver failed because the input matrix is singular."
+            )
         return real(K, R, C, lam)
 
     monkeypatch.setattr(memit_module, "solve_memit", fails_at_layer_2)

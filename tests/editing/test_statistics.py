@@ -10,7 +10,13 @@ import torch
 
 import editdecay.editing.statistics as statistics
 from editdecay.data.corpus import token_windows
-from editdecay.editing.statistics import SecondMoment, StatisticSpec, corpus_texts, second_moments, statistic_key
+from editdecay.editing.statistics import (
+    SecondMoment,
+    StatisticSpec,
+    corpus_texts,
+    second_moments,
+    statistic_key,
+)
 from editdecay.models.registry import fingerprint
 
 
@@ -27,7 +33,8 @@ def _manual_second_moments(lm, layers, spec):
     seen: dict[int, torch.Tensor] = {}
     handles = [
         lm.model.get_submodule(f"model.layers.{layer}.mlp.down_proj").register_forward_hook(
-            lambda mod, args, out, layer=layer: seen.__setitem__(layer, args[0]))
+            lambda mod, args, out, layer=layer: seen.__setitem__(layer, args[0])
+        )
         for layer in layers
     ]
     count = 0
@@ -58,7 +65,9 @@ def test_matches_a_manual_mean_of_kkt(tiny_lm, tiny_stats, tiny_stat_spec):
         C = sm.matrix.double()
         rel = float((C - manual[layer]).norm() / manual[layer].norm())
         assert rel < 1e-5, (layer, rel)
-        torch.testing.assert_close(C, manual[layer], rtol=1e-3, atol=1e-6 * float(manual[layer].abs().max()))
+        torch.testing.assert_close(
+            C, manual[layer], rtol=1e-3, atol=1e-6 * float(manual[layer].abs().max())
+        )
 
 
 def test_is_symmetric_positive_semidefinite(tiny_stats):
@@ -76,7 +85,9 @@ def test_layers_differ(tiny_stats):
     assert len({sm.key for sm in tiny_stats.values()}) == 3
 
 
-def test_second_call_loads_from_cache(tiny_lm, tiny_stats, tiny_stat_spec, tiny_stats_dir, monkeypatch):
+def test_second_call_loads_from_cache(
+    tiny_lm, tiny_stats, tiny_stat_spec, tiny_stats_dir, monkeypatch
+):
     files = sorted(p.name for p in tiny_stats_dir.glob("*.safetensors"))
     assert files == sorted(f"{sm.key}.safetensors" for sm in tiny_stats.values())
     monkeypatch.setattr(statistics, "_compute", _no_compute)
@@ -88,7 +99,9 @@ def test_second_call_loads_from_cache(tiny_lm, tiny_stats, tiny_stat_spec, tiny_
         assert again[layer].key == tiny_stats[layer].key
 
 
-def test_only_missing_layers_are_computed(tiny_lm, tiny_stats, tiny_stat_spec, tiny_stats_dir, tmp_path, monkeypatch):
+def test_only_missing_layers_are_computed(
+    tiny_lm, tiny_stats, tiny_stat_spec, tiny_stats_dir, tmp_path, monkeypatch
+):
     cache = tmp_path / "stats"
     cache.mkdir()
     for layer in (1, 2):  # layers 1 and 2 cached, 0 not
@@ -109,10 +122,14 @@ def test_only_missing_layers_are_computed(tiny_lm, tiny_stats, tiny_stat_spec, t
     assert (cache / f"{out[0].key}.safetensors").is_file()
 
 
-def test_a_different_spec_is_not_served_from_the_cache(tiny_lm, tiny_stats, tiny_stats_dir, monkeypatch):
+def test_a_different_spec_is_not_served_from_the_cache(
+    tiny_lm, tiny_stats, tiny_stats_dir, monkeypatch
+):
     monkeypatch.setattr(statistics, "_compute", _no_compute)
     with pytest.raises(AssertionError, match="_compute was called"):
-        second_moments(tiny_lm, [1], StatisticSpec(max_tokens=1000, window=128), cache_dir=tiny_stats_dir)
+        second_moments(
+            tiny_lm, [1], StatisticSpec(max_tokens=1000, window=128), cache_dir=tiny_stats_dir
+        )
 
 
 def test_default_cache_dir_follows_editdecay_cache(tiny_lm, tmp_path, monkeypatch):
@@ -128,7 +145,9 @@ def test_default_cache_dir_follows_editdecay_cache(tiny_lm, tmp_path, monkeypatc
 def test_batch_size_does_not_change_the_statistic(tiny_lm, tmp_path):
     spec = StatisticSpec(max_tokens=600, window=64, batch_windows=1)
     a = second_moments(tiny_lm, [1], spec, cache_dir=tmp_path / "a")[1]
-    b = second_moments(tiny_lm, [1], dataclasses.replace(spec, batch_windows=7), cache_dir=tmp_path / "b")[1]
+    b = second_moments(
+        tiny_lm, [1], dataclasses.replace(spec, batch_windows=7), cache_dir=tmp_path / "b"
+    )[1]
     assert a.n_tokens == b.n_tokens == 600
     torch.testing.assert_close(a.matrix, b.matrix, rtol=1e-4, atol=1e-9)
 
@@ -141,7 +160,9 @@ def digest():
     return corpus_texts("wikitext-2-test")[1]
 
 
-def test_key_is_deterministic_and_matches_the_stored_statistic(tiny_lm, tiny_stats, tiny_stat_spec, digest):
+def test_key_is_deterministic_and_matches_the_stored_statistic(
+    tiny_lm, tiny_stats, tiny_stat_spec, digest
+):
     key = statistic_key(tiny_lm, 1, tiny_stat_spec, digest)
     assert key == statistic_key(tiny_lm, 1, StatisticSpec(max_tokens=2000, window=128), digest)
     assert key == tiny_stats[1].key
@@ -169,7 +190,9 @@ def test_key_changes_when_the_weights_change(tiny_lm, tiny_stat_spec, digest):
     fp = fingerprint(model)
     assert fp != tiny_lm.fingerprint
     changed = dataclasses.replace(tiny_lm, model=model, fingerprint=fp)
-    assert statistic_key(changed, 1, tiny_stat_spec, digest) != statistic_key(tiny_lm, 1, tiny_stat_spec, digest)
+    assert statistic_key(changed, 1, tiny_stat_spec, digest) != statistic_key(
+        tiny_lm, 1, tiny_stat_spec, digest
+    )
 
 
 @pytest.mark.parametrize("layer", [4, 7, -1])

@@ -52,7 +52,9 @@ def test_result_shapes(joint):
     assert joint.z.shape == (3, 64) and joint.h_init.shape == (3, 64)
     assert len(joint.delta_norm) == len(joint.final_nll) == len(joint.steps) == 3
     assert joint.steps == [CFG.steps - 1] * 3  # the last step only evaluates; nothing stopped early
-    torch.testing.assert_close((joint.z - joint.h_init).norm(dim=-1), torch.tensor(joint.delta_norm))
+    torch.testing.assert_close(
+        (joint.z - joint.h_init).norm(dim=-1), torch.tensor(joint.delta_norm)
+    )
 
 
 def test_one_step_makes_no_update(initial):
@@ -73,7 +75,9 @@ def test_final_nll_is_below_the_initial_nll(joint, initial):
 
 
 def test_reusing_the_prefix_gives_the_same_z(tiny_lm, requests3, templates, joint):
-    full = optimise_targets(tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, reuse_prefix=False))
+    full = optimise_targets(
+        tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, reuse_prefix=False)
+    )
     assert (_rel(full.z, joint.z) < 1e-4).all(), _rel(full.z, joint.z)
     assert (_rel(full.h_init, joint.h_init) < 1e-5).all()
     for a, b in zip(full.final_nll, joint.final_nll):
@@ -89,13 +93,16 @@ def test_a_requests_z_does_not_depend_on_its_batch(tiny_lm, requests3, templates
 
 
 def test_chunked_batches_give_the_same_z(tiny_lm, requests3, templates, joint):
-    chunked = optimise_targets(tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, batch_requests=2))
+    chunked = optimise_targets(
+        tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, batch_requests=2)
+    )
     assert (_rel(chunked.z, joint.z) < 1e-4).all()
 
 
 def test_delta_is_clamped_to_a_multiple_of_h_init(tiny_lm, requests3, templates):
-    res = optimise_targets(tiny_lm, requests3, templates, Z_LAYER,
-                           TargetConfig(steps=6, lr=5.0, clamp_norm_factor=0.5))
+    res = optimise_targets(
+        tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=5.0, clamp_norm_factor=0.5)
+    )
     limits = 0.5 * res.h_init.norm(dim=-1)
     norms = torch.tensor(res.delta_norm)
     assert (norms <= limits * (1 + 1e-5)).all()
@@ -103,8 +110,9 @@ def test_delta_is_clamped_to_a_multiple_of_h_init(tiny_lm, requests3, templates)
 
 
 def test_early_stop_freezes_a_request_at_its_current_delta(tiny_lm, requests3, templates):
-    res = optimise_targets(tiny_lm, requests3, templates, Z_LAYER,
-                           TargetConfig(steps=6, lr=0.5, early_stop_loss=1e9))
+    res = optimise_targets(
+        tiny_lm, requests3, templates, Z_LAYER, TargetConfig(steps=6, lr=0.5, early_stop_loss=1e9)
+    )
     assert res.steps == [0, 0, 0]
     assert torch.equal(res.z, res.h_init)
 

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from editdecay.data.instructions import InstructionExample, alpaca_prompt, example_labels, load_commonsense
+from editdecay.data.instructions import (
+    InstructionExample,
+    alpaca_prompt,
+    example_labels,
+    load_commonsense,
+)
 from editdecay.data.tokenization import encode
 from editdecay.evaluation.downstream import (
     downstream_accuracy,
@@ -18,20 +23,23 @@ from editdecay.evaluation.downstream import (
 from editdecay.evaluation.scorer import Scorer
 
 
-@pytest.mark.parametrize("task, text, expected", [
-    ("ARC-Challenge", "the correct answer is answer3", "answer3"),
-    ("social_i_qa", "Answer2 is right", "answer2"),
-    ("social_i_qa", "I think answer3, not answer1", "answer3"),
-    ("boolq", "true.", "true"),
-    ("boolq", "The answer is False", "false"),
-    ("boolq", "none", None),
-    ("boolq", "untrue", None),
-    ("piqa", "the correct answer is Solution2\n", "solution2"),
-    ("winogrande", "option1", "option1"),
-    ("openbookqa", "answer5", None),  # not an OpenBookQA label
-    ("ARC-Easy", "answer12", None),
-    ("ARC-Easy", "", None),
-])
+@pytest.mark.parametrize(
+    "task, text, expected",
+    [
+        ("ARC-Challenge", "the correct answer is answer3", "answer3"),
+        ("social_i_qa", "Answer2 is right", "answer2"),
+        ("social_i_qa", "I think answer3, not answer1", "answer3"),
+        ("boolq", "true.", "true"),
+        ("boolq", "The answer is False", "false"),
+        ("boolq", "none", None),
+        ("boolq", "untrue", None),
+        ("piqa", "the correct answer is Solution2\n", "solution2"),
+        ("winogrande", "option1", "option1"),
+        ("openbookqa", "answer5", None),  # not an OpenBookQA label
+        ("ARC-Easy", "answer12", None),
+        ("ARC-Easy", "", None),
+    ],
+)
 def test_extract_answer(task, text, expected):
     assert extract_answer(task, text) == expected
 
@@ -70,7 +78,9 @@ def test_rank_classify_tie_takes_first_label():
         def score(self, pairs, desc=""):
             return [type("S", (), {"nll": 1.0})() for _ in pairs]
 
-    ex = InstructionExample("Q?\n\nAnswer format: true/false", "", "the correct answer is false", "false", "boolq")
+    ex = InstructionExample(
+        "Q?\n\nAnswer format: true/false", "", "the correct answer is false", "false", "boolq"
+    )
     assert rank_classify(Flat(), [ex, ex]) == ["true", "true"]
     assert rank_classify(Flat(), []) == []
 
@@ -92,7 +102,9 @@ def test_generate_answers_match_unpadded_greedy(tiny_lm, examples):
     exs = [examples[0], examples[2]]  # different prompt lengths, so one is left-padded in the batch
     got = generate_answers(tiny_lm, exs, max_new_tokens=3, batch_size=2)
     for ex, answer in zip(exs, got):
-        ids = torch.tensor([encode(tiny_lm.tokenizer, alpaca_prompt(ex))], device=tiny_lm.model.device)
+        ids = torch.tensor(
+            [encode(tiny_lm.tokenizer, alpaca_prompt(ex))], device=tiny_lm.model.device
+        )
         new = []
         for _ in range(3):
             logits = tiny_lm.model(input_ids=ids).logits[0, -1]
@@ -103,13 +115,18 @@ def test_generate_answers_match_unpadded_greedy(tiny_lm, examples):
 
 
 def test_downstream_accuracy_table(tiny_lm):
-    summary, details = downstream_accuracy(tiny_lm, tasks=("boolq", "piqa"), n_per_task=3, max_new_tokens=4,
-                                           details=True)
+    summary, details = downstream_accuracy(
+        tiny_lm, tasks=("boolq", "piqa"), n_per_task=3, max_new_tokens=4, details=True
+    )
     assert isinstance(summary, pd.DataFrame)
     assert list(summary.columns) == ["task", "mode", "n", "accuracy"]
     assert list(zip(summary["task"], summary["mode"])) == [
-        ("boolq", "rank"), ("piqa", "rank"), ("average", "rank"),
-        ("boolq", "generate"), ("piqa", "generate"), ("average", "generate"),
+        ("boolq", "rank"),
+        ("piqa", "rank"),
+        ("average", "rank"),
+        ("boolq", "generate"),
+        ("piqa", "generate"),
+        ("average", "generate"),
     ]
     assert list(summary["n"]) == [3, 3, 6, 3, 3, 6]
     assert summary["accuracy"].between(0, 1).all()
@@ -122,7 +139,9 @@ def test_downstream_accuracy_table(tiny_lm):
     gen = details[details["mode"] == "generate"]
     assert gen["generation"].map(lambda g: isinstance(g, str)).all()
     by_task = rank.groupby("task")["correct"].mean()
-    assert summary.set_index(["task", "mode"]).loc[("piqa", "rank"), "accuracy"] == pytest.approx(by_task["piqa"])
+    assert summary.set_index(["task", "mode"]).loc[("piqa", "rank"), "accuracy"] == pytest.approx(
+        by_task["piqa"]
+    )
     only_rank = downstream_accuracy(tiny_lm, tasks=("boolq",), n_per_task=2, modes=("rank",))
     assert list(only_rank["task"]) == ["boolq", "average"]
     with pytest.raises(ValueError, match="mode"):

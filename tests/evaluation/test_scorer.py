@@ -18,8 +18,11 @@ from editdecay.evaluation.scorer import Scorer, TargetScore
 PAIRS = [
     ("The mother tongue of Danielle Darrieux is", "English"),
     ("Paris is the capital of", "France"),
-    ("Regarding individual vitamin and mineral supplementation, research shows mixed results. "
-     "Edwin of Northumbria is affiliated with the religion", "Islam"),
+    (
+        "Regarding individual vitamin and mineral supplementation, research shows mixed results. "
+        "Edwin of Northumbria is affiliated with the religion",
+        "Islam",
+    ),
     ("Lyon", "Manila"),
     ("What is the twin city of Lyon? It is", "Beirut"),
     ("Thomas Joannes Stieltjes was born in", "Den Haag"),
@@ -82,7 +85,9 @@ def test_scores_do_not_depend_on_padding_or_batching(tiny_lm, alone, max_batch_t
     if min_batches == 1:
         assert counter.calls == 1  # all pairs in one padded batch
     else:
-        assert min_batches <= counter.calls < len(PAIRS)  # several batches, some with more than one row
+        assert (
+            min_batches <= counter.calls < len(PAIRS)
+        )  # several batches, some with more than one row
     assert len(scores) == len(PAIRS)
     for pair, s in zip(PAIRS, scores):
         ref = alone[pair]
@@ -108,7 +113,9 @@ def test_results_follow_the_input_order_and_allow_duplicates(tiny_lm):
     assert len(scores) == len(pairs)
     assert scores[0] == scores[2] and scores[1] == scores[4]
     for (prompt, target), s in zip(pairs, scores):
-        assert s.target_ids == tuple(encode_continuation(tiny_lm.tokenizer, prompt, target).target_ids)
+        assert s.target_ids == tuple(
+            encode_continuation(tiny_lm.tokenizer, prompt, target).target_ids
+        )
     assert scores[0].nll != scores[1].nll
 
 
@@ -217,7 +224,9 @@ def test_targets_of_one_prompt_share_a_row_and_score_as_alone(tiny_lm, kind):
     scorer = _scorer(tiny_lm)
     if kind == "labels":
         targets = ["answer1", "answer2", "answer3"]
-        prefixes = {encode_continuation(tiny_lm.tokenizer, LABEL_PROMPT, t).target_ids[:-1] for t in targets}
+        prefixes = {
+            encode_continuation(tiny_lm.tokenizer, LABEL_PROMPT, t).target_ids[:-1] for t in targets
+        }
         assert len(prefixes) == 1  # the labels differ in their last token only
     else:
         targets = _single_token_targets(tiny_lm, LABEL_PROMPT)

@@ -37,8 +37,19 @@ def examples():
 
 
 def _cfg(method, **kw):
-    return FinetuneConfig(method=method, r=4, alpha=8, epochs=2, max_steps=6, batch_size=4, micro_batch_size=2,
-                          cutoff_len=96, warmup_steps=1, lr=1e-2 if method != "full" else 1e-3, **kw)
+    return FinetuneConfig(
+        method=method,
+        r=4,
+        alpha=8,
+        epochs=2,
+        max_steps=6,
+        batch_size=4,
+        micro_batch_size=2,
+        cutoff_len=96,
+        warmup_steps=1,
+        lr=1e-2 if method != "full" else 1e-3,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "full"])
@@ -62,10 +73,19 @@ def test_loss_decreases_and_only_chosen_layers_train(method, fresh_lm, examples)
 def test_same_seed_same_result_and_checkpoints(tiny_lm, examples):
     outs, seen = [], []
     for _ in range(2):
-        lm = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                         tiny_lm.fingerprint)
-        res = finetune(lm, examples, _cfg("lora", checkpoint_steps=(2, 4)),
-                       on_checkpoint=lambda step, m: seen.append(step))
+        lm = LoadedModel(
+            tiny_lm.name,
+            copy.deepcopy(tiny_lm.model),
+            tiny_lm.tokenizer,
+            tiny_lm.adapter,
+            tiny_lm.fingerprint,
+        )
+        res = finetune(
+            lm,
+            examples,
+            _cfg("lora", checkpoint_steps=(2, 4)),
+            on_checkpoint=lambda step, m: seen.append(step),
+        )
         outs.append(res.losses)
     assert outs[0] == outs[1]
     assert seen == [2, 4, 2, 4]
@@ -77,13 +97,20 @@ def test_bf16_autocast_tracks_fp32(method, tiny_lm, examples):
     run's to bf16 precision, and the weights stay fp32."""
     runs = {}
     for precision in ("fp32", "bf16"):
-        lm = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                         tiny_lm.fingerprint)
+        lm = LoadedModel(
+            tiny_lm.name,
+            copy.deepcopy(tiny_lm.model),
+            tiny_lm.tokenizer,
+            tiny_lm.adapter,
+            tiny_lm.fingerprint,
+        )
         runs[precision] = finetune(lm, examples, _cfg(method, precision=precision))
     fp32, bf16 = runs["fp32"], runs["bf16"]
     assert bf16.steps == fp32.steps == 6
     assert bf16.losses != fp32.losses  # autocast really ran the matmuls in bf16
-    torch.testing.assert_close(torch.tensor(bf16.losses), torch.tensor(fp32.losses), rtol=0.02, atol=0.02)
+    torch.testing.assert_close(
+        torch.tensor(bf16.losses), torch.tensor(fp32.losses), rtol=0.02, atol=0.02
+    )
     assert sum(bf16.losses[-2:]) < sum(bf16.losses[:2])
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
 
@@ -105,8 +132,13 @@ class _Interrupt(Exception):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_interrupted_run_resumes_from_snapshot_bit_identical(method, tiny_lm, examples, tmp_path):
     def fresh():
-        return LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                           tiny_lm.fingerprint)
+        return LoadedModel(
+            tiny_lm.name,
+            copy.deepcopy(tiny_lm.model),
+            tiny_lm.tokenizer,
+            tiny_lm.adapter,
+            tiny_lm.fingerprint,
+        )
 
     cfg = _cfg(method, checkpoint_steps=(5,))
     whole = finetune(fresh(), examples, cfg)
@@ -130,13 +162,29 @@ def test_interrupted_run_resumes_from_snapshot_bit_identical(method, tiny_lm, ex
 
 def test_snapshot_of_another_run_is_refused(tiny_lm, examples, tmp_path):
     snap = tmp_path / "snapshot.pt"
-    model = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                        tiny_lm.fingerprint)
+    model = LoadedModel(
+        tiny_lm.name,
+        copy.deepcopy(tiny_lm.model),
+        tiny_lm.tokenizer,
+        tiny_lm.adapter,
+        tiny_lm.fingerprint,
+    )
     with pytest.raises(_Interrupt):
-        finetune(model, examples, _cfg("lora", checkpoint_steps=(3,)),
-                 on_checkpoint=lambda s, m: (_ for _ in ()).throw(_Interrupt()), snapshot=snap, snapshot_every=2)
-    model = LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                        tiny_lm.fingerprint)
+        finetune(
+            model,
+            examples,
+            _cfg("lora", checkpoint_steps=(3,)),
+            on_checkpoint=lambda s, m: (_ for _ in ()).throw(_Interrupt()),
+            snapshot=snap,
+            snapshot_every=2,
+        )
+    model = LoadedModel(
+        tiny_lm.name,
+        copy.deepcopy(tiny_lm.model),
+        tiny_lm.tokenizer,
+        tiny_lm.adapter,
+        tiny_lm.fingerprint,
+    )
     with pytest.raises(ValueError, match="different fine-tuning run"):
         finetune(model, examples, _cfg("lora", seed=1), snapshot=snap, snapshot_every=2)
 
@@ -146,8 +194,13 @@ def test_saved_trainable_state_rebuilds_the_tuned_model(method, tiny_lm, example
     from editdecay.finetuning.tuner import load_finetuned, trainable_state
 
     def fresh():
-        return LoadedModel(tiny_lm.name, copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, tiny_lm.adapter,
-                           tiny_lm.fingerprint)
+        return LoadedModel(
+            tiny_lm.name,
+            copy.deepcopy(tiny_lm.model),
+            tiny_lm.tokenizer,
+            tiny_lm.adapter,
+            tiny_lm.fingerprint,
+        )
 
     cfg = _cfg(method, layers=(1, 3))
     res = finetune(fresh(), examples, cfg)
@@ -169,7 +222,9 @@ def test_learning_rate_schedule_warms_up_then_decays_and_never_exceeds_one():
     from editdecay.finetuning.tuner import lr_multiplier
 
     ramp = [lr_multiplier(s, 10, 4) for s in range(10)]
-    assert ramp[:4] == [0.25, 0.5, 0.75, 1.0] and ramp[4] == 1.0 and ramp[-1] == pytest.approx(1 / 6)
+    assert (
+        ramp[:4] == [0.25, 0.5, 0.75, 1.0] and ramp[4] == 1.0 and ramp[-1] == pytest.approx(1 / 6)
+    )
     assert all(b <= a for a, b in zip(ramp[3:], ramp[4:]))
     short = [lr_multiplier(s, 5, 100) for s in range(5)]  # shorter than the warm-up
     assert max(short) <= 1.0 and short == sorted(short)

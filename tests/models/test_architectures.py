@@ -55,20 +55,47 @@ def test_hooks_work_for_tensor_and_tuple_outputs(as_tuple):
 
 
 def _tiny(family: str, tok, sliding_window: int = 16):
-    from transformers import (Gemma3TextConfig, GPT2Config, GPTJConfig, LlamaConfig, Qwen2Config,
-                              AutoModelForCausalLM)
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPTJConfig,
+        LlamaConfig,
+        Qwen2Config,
+    )
 
     v = len(tok)
     cfgs = {
-        "llama": LlamaConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2),
-        "qwen2": Qwen2Config(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2),
-        "gemma3_text": Gemma3TextConfig(vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                                        num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                        sliding_window=sliding_window),
+        "llama": LlamaConfig(
+            vocab_size=v,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        "qwen2": Qwen2Config(
+            vocab_size=v,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        "gemma3_text": Gemma3TextConfig(
+            vocab_size=v,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            sliding_window=sliding_window,
+        ),
         "gpt2": GPT2Config(vocab_size=v, n_embd=32, n_layer=4, n_head=4, n_positions=256),
-        "gptj": GPTJConfig(vocab_size=v, n_embd=32, n_layer=4, n_head=4, rotary_dim=4, n_positions=256),
+        "gptj": GPTJConfig(
+            vocab_size=v, n_embd=32, n_layer=4, n_head=4, rotary_dim=4, n_positions=256
+        ),
     }
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfgs[family]).eval()
@@ -80,7 +107,9 @@ def _tiny(family: str, tok, sliding_window: int = 16):
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3_text", "gpt2", "gptj"])
 def test_memit_runs_on_every_family(family, tiny_lm, cf_requests, tmp_path, monkeypatch):
     monkeypatch.setenv("EDITDECAY_CACHE", str(tmp_path))
-    lm = _tiny(family, tiny_lm.tokenizer)  # gemma3's 16-token window is narrower than the prefixes: fallback path
+    lm = _tiny(
+        family, tiny_lm.tokenizer
+    )  # gemma3's 16-token window is narrower than the prefixes: fallback path
     a = lm.adapter
     assert a.family == family and a.n_layers(lm.model) == 4
     d, d_k = a.hidden_dim(lm.model), a.key_dim(lm.model)
@@ -88,8 +117,12 @@ def test_memit_runs_on_every_family(family, tiny_lm, cf_requests, tmp_path, monk
     keys = compute_keys(lm, cf_requests[:2], ["{}", "Hello. {}"], 1)
     assert keys.shape == (2, d_k) and torch.isfinite(keys).all()
 
-    cfg = MemitConfig(layers=(1, 2), targets=TargetConfig(steps=4), mom2_update_weight=10.0,
-                      statistic=StatisticSpec(max_tokens=1000, window=64))
+    cfg = MemitConfig(
+        layers=(1, 2),
+        targets=TargetConfig(steps=4),
+        mom2_update_weight=10.0,
+        statistic=StatisticSpec(max_tokens=1000, window=64),
+    )
     delta = memit_edit(lm, cf_requests[:2], cfg)
     params = dict(lm.model.named_parameters())
     for name, dw in delta.weights.items():
@@ -114,8 +147,12 @@ def test_unknown_family_is_a_clear_error():
 def test_prefix_reuse_matches_full_recompute_on_every_family(family, tiny_lm, cf_requests):
     from editdecay.editing.targets import optimise_targets
 
-    lm = _tiny(family, tiny_lm.tokenizer, sliding_window=128)  # wider than every prefix: the cache is reused
+    lm = _tiny(
+        family, tiny_lm.tokenizer, sliding_window=128
+    )  # wider than every prefix: the cache is reused
     templates = ["{}", "Because of that, many people. {}"]
-    z = [optimise_targets(lm, cf_requests[:2], templates, 2, TargetConfig(steps=3, reuse_prefix=r)).z
-         for r in (True, False)]
+    z = [
+        optimise_targets(lm, cf_requests[:2], templates, 2, TargetConfig(steps=3, reuse_prefix=r)).z
+        for r in (True, False)
+    ]
     assert torch.allclose(z[0], z[1], rtol=1e-4, atol=1e-5)

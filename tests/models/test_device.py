@@ -28,7 +28,9 @@ def test_argument_wins_over_environment(monkeypatch):
         resolve_device()
 
 
-@pytest.mark.parametrize("bad, message", [("tpu", "unknown device 'tpu'"), ("meta", "unsupported device 'meta'")])
+@pytest.mark.parametrize(
+    "bad, message", [("tpu", "unknown device 'tpu'"), ("meta", "unsupported device 'meta'")]
+)
 def test_unknown_devices_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
         resolve_device(bad)
@@ -68,7 +70,9 @@ def test_cli_device_reaches_model_loading(monkeypatch):
     monkeypatch.delenv(DEVICE_ENV, raising=False)
     result = CliRunner().invoke(app, ["--device", "cpu", "models"])
     assert result.exit_code == 0, result.output
-    assert os.environ[DEVICE_ENV] == "cpu"  # read by every later model load (monkeypatch restores it)
+    assert (
+        os.environ[DEVICE_ENV] == "cpu"
+    )  # read by every later model load (monkeypatch restores it)
 
 
 def test_a_cache_directory_published_twice_keeps_the_first(tmp_path):

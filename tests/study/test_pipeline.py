@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,11 +24,28 @@ from editdecay.study.store import Stage
 TINY = {
     "name": "tiny",
     "config": {
-        "model": "tiny-llama", "edit_method": "memit", "n_edits": 3, "ft_method": "lora", "ft_examples": 16,
-        "edit": {"statistic.max_tokens": 2000, "statistic.window": 128, "targets.steps": 4,
-                 "alphaedit": {"nullspace_rule": "keep", "nullspace_threshold": 16}},
-        "finetune": {"max_steps": 4, "batch_size": 4, "micro_batch_size": 2, "cutoff_len": 64, "warmup_steps": 1,
-                     "r": 4, "alpha": 8, "lr": 5e-3, "checkpoint_steps": [2]},
+        "model": "tiny-llama",
+        "edit_method": "memit",
+        "n_edits": 3,
+        "ft_method": "lora",
+        "ft_examples": 16,
+        "edit": {
+            "statistic.max_tokens": 2000,
+            "statistic.window": 128,
+            "targets.steps": 4,
+            "alphaedit": {"nullspace_rule": "keep", "nullspace_threshold": 16},
+        },
+        "finetune": {
+            "max_steps": 4,
+            "batch_size": 4,
+            "micro_batch_size": 2,
+            "cutoff_len": 64,
+            "warmup_steps": 1,
+            "r": 4,
+            "alpha": 8,
+            "lr": 5e-3,
+            "checkpoint_steps": [2],
+        },
         "evaluate": {"ds_per_task": 1, "ds_modes": ["rank"], "ppl_tokens": 128, "answer_tokens": 2},
     },
     "grid": {"edit_method": ["memit", "alphaedit"], "ft_method": ["none", "lora"]},
@@ -48,10 +64,18 @@ def test_grid_shares_statistic_targets_and_base_finetuning(tmp_path):
     kinds = pd.Series([s.kind for s in plan.stages]).value_counts().to_dict()
     # 4 configurations, but one statistic, one target optimisation for both solvers, one M_ft run
     assert len(plan.configs) == 4
-    assert kinds == {"statistic": 1, "targets": 1, "edit": 2, "finetune": 3, "evaluate": 1 + 2 + 2 + 4}
+    assert kinds == {
+        "statistic": 1,
+        "targets": 1,
+        "edit": 2,
+        "finetune": 3,
+        "evaluate": 1 + 2 + 2 + 4,
+    }
     lora = [c for c in plan.configs if c.config.ft_method == "lora"]
     assert lora[0].stages[("finetune:M", None)].key == lora[1].stages[("finetune:M", None)].key
-    assert lora[0].stages[("finetune:M_ed", None)].key != lora[1].stages[("finetune:M_ed", None)].key
+    assert (
+        lora[0].stages[("finetune:M_ed", None)].key != lora[1].stages[("finetune:M_ed", None)].key
+    )
 
 
 def test_stage_keys_follow_settings_and_round_trip():
@@ -86,13 +110,17 @@ def test_run_gathers_every_state_and_decay(finished):
     assert set(edits["state"]) == {"M", "M_ed", "M_ft", "M_ed_ft"}
     lora = edits[edits["ft_method"] == "lora"]
     assert sorted(lora[lora["state"] == "M_ed_ft"]["step"].unique()) == [2, 4]
-    assert len(edits[(edits["state"] == "M_ed") & (edits["edit_method"] == "memit")]) == 3 * 2  # noft + lora
+    assert (
+        len(edits[(edits["state"] == "M_ed") & (edits["edit_method"] == "memit")]) == 3 * 2
+    )  # noft + lora
     assert len(decay) == 2 * (1 + 2)  # per method: no FT row + two checkpoint rows
     assert decay[decay["ft_method"] == "lora"]["es_ed_ft"].notna().all()
     assert set(run.tables["downstream"]["mode"]) == {"rank"}
     for name in ("configs", "edits", "decay", "flips", "downstream", "training", "perplexity"):
         assert (out / "results" / f"{name}.csv").exists()
-    assert (out / "results" / "edits.parquet").exists() and (out / "results" / "study.json").exists()
+    assert (out / "results" / "edits.parquet").exists() and (
+        out / "results" / "study.json"
+    ).exists()
     # the edit of M_ed is the same in the no-FT and the LoRA configuration of a method
     m = edits[(edits["state"] == "M_ed") & (edits["edit_method"] == "memit")]
     a, b = (g.sort_values("case_id")["nll_new"].to_numpy() for _, g in m.groupby("config_id"))
@@ -120,14 +148,25 @@ def test_gather_only_reads_finished_stages_and_runs_nothing(finished, tmp_path):
     assert sorted(p.parent for p in store.rglob("stage.json")) == stage_dirs
     decay = partial.tables["decay"]
     dora, lora = decay[decay["ft_method"] == "dora"], decay[decay["ft_method"] == "lora"]
-    assert len(dora) > 0 and dora["es_ed_ft"].isna().all()  # M_ed is shared and done, M_ed_ft is not
+    assert (
+        len(dora) > 0 and dora["es_ed_ft"].isna().all()
+    )  # M_ed is shared and done, M_ed_ft is not
     assert lora["es_ed_ft"].notna().all()
-    pd.testing.assert_frame_equal(lora.reset_index(drop=True),
-                                  run.tables["decay"].query("ft_method == 'lora'").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        lora.reset_index(drop=True),
+        run.tables["decay"].query("ft_method == 'lora'").reset_index(drop=True),
+    )
     info = json.loads((tmp_path / "wider" / "results" / "study.json").read_text())
-    assert info["stages"]["finished"] == len(stage_dirs) < info["stages"]["total"] == len(partial.plan.stages)
+    assert (
+        info["stages"]["finished"]
+        == len(stage_dirs)
+        < info["stages"]["total"]
+        == len(partial.plan.stages)
+    )
     assert sum(info["stage_environments"].values()) == len(stage_dirs)
-    assert all(k.startswith(f"cpu, torch {torch.__version__}, ") for k in info["stage_environments"])
+    assert all(
+        k.startswith(f"cpu, torch {torch.__version__}, ") for k in info["stage_environments"]
+    )
     assert "Partial results:" in partial.report.markdown_path.read_text()
     with pytest.raises(RuntimeError, match="no evaluated model states"):
         run_study(_study(tmp_path / "fresh"), execute=False, report=False)
@@ -138,7 +177,7 @@ def _write_study_file(path: Path, out: Path, max_steps: int) -> Path:
     cfg["finetune"]["max_steps"] = max_steps
     cfg["finetune"]["epochs"] = 20  # 16 examples in batches of 4: enough epochs for max_steps
     cfg["finetune"]["checkpoint_steps"] = [max_steps // 2]
-    lines = [f'name = "kill"', f'out = "{out}"', "snapshot_every = 3", "[config]"]
+    lines = ['name = "kill"', f'out = "{out}"', "snapshot_every = 3", "[config]"]
     for k, v in cfg.items():
         if not isinstance(v, dict):
             lines.append(f"{k} = {_toml(v)}")
@@ -168,16 +207,27 @@ def test_killed_during_finetuning_resumes_to_identical_results(tmp_path):
     clean = tmp_path / "clean"
     killed = tmp_path / "killed"
     env = {**os.environ, "EDITDECAY_NO_PROGRESS": "1"}
-    subprocess.run(_cli("run", str(_write_study_file(tmp_path / "a.toml", clean, steps)), "--no-report"),
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        _cli("run", str(_write_study_file(tmp_path / "a.toml", clean, steps)), "--no-report"),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     study_file = _write_study_file(tmp_path / "b.toml", killed, steps)
-    proc = subprocess.Popen(_cli("run", str(study_file), "--no-report"), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli("run", str(study_file), "--no-report"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     snapshots: list[Path] = []
     while time.time() < deadline and proc.poll() is None:
-        snapshots = list((killed / "store" / "finetune").glob(".*.work/snapshot.pt")) \
-            if (killed / "store" / "finetune").exists() else []
+        snapshots = (
+            list((killed / "store" / "finetune").glob(".*.work/snapshot.pt"))
+            if (killed / "store" / "finetune").exists()
+            else []
+        )
         if snapshots:
             break
         time.sleep(0.02)
@@ -188,12 +238,17 @@ def test_killed_during_finetuning_resumes_to_identical_results(tmp_path):
     assert not (killed / "results").exists()
 
     first_log = (killed / "run.log").read_text()
-    rerun = subprocess.run(_cli("run", str(study_file), "--no-report"), env=env, capture_output=True, text=True)
+    rerun = subprocess.run(
+        _cli("run", str(study_file), "--no-report"), env=env, capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    log = (killed / "run.log").read_text()[len(first_log):]
+    log = (killed / "run.log").read_text()[len(first_log) :]
     assert "resuming lora fine-tuning from step" in log
-    reran = {line.split("stage ")[1].split(":")[0].split("/")[1] for line in log.splitlines()
-             if ": running" in line and "stage " in line}
+    reran = {
+        line.split("stage ")[1].split(":")[0].split("/")[1]
+        for line in log.splitlines()
+        if ": running" in line and "stage " in line
+    }
     assert not reran & finished_before, "a finished stage ran again"
     for name in ("edits.csv", "decay.csv", "training.csv", "downstream.csv"):
         a = pd.read_csv(clean / "results" / name)
@@ -212,9 +267,22 @@ def test_ray_executor_on_a_local_cluster_matches_local_run(finished, tmp_path):
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    start = subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                           env=env, capture_output=True, text=True, timeout=180)
+    start = subprocess.run(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         study = _study(tmp_path / "ray", grid={"edit_method": ["memit"], "ft_method": ["lora"]})
@@ -250,11 +318,17 @@ def test_ray_stages_reserve_gpus_and_receive_the_device(tmp_path, monkeypatch):
         seen["options"] = options
         return _Remote
 
-    fake = types.SimpleNamespace(init=lambda **kw: seen.setdefault("init", kw), remote=remote,
-                                 get=lambda refs: seen.setdefault("got", refs), shutdown=lambda: None)
+    fake = types.SimpleNamespace(
+        init=lambda **kw: seen.setdefault("init", kw),
+        remote=remote,
+        get=lambda refs: seen.setdefault("got", refs),
+        shutdown=lambda: None,
+    )
     monkeypatch.setitem(sys.modules, "ray", fake)
     plan = make_plan(_study(tmp_path))
-    monkeypatch.setenv("EDITDECAY_DEVICE", "cuda")  # the workers' choice; this machine need not have one
+    monkeypatch.setenv(
+        "EDITDECAY_DEVICE", "cuda"
+    )  # the workers' choice; this machine need not have one
     execute_ray(plan, "127.0.0.1:1", cpus_per_stage=2, gpus_per_stage=0.25)
     assert seen["options"] == {"num_cpus": 2, "num_gpus": 0.25, "max_retries": 1}
     assert seen["init"]["runtime_env"]["env_vars"]["EDITDECAY_DEVICE"] == "cuda"
@@ -264,7 +338,9 @@ def test_ray_stages_reserve_gpus_and_receive_the_device(tmp_path, monkeypatch):
 def test_study_file_rules(tmp_path):
     base = {"config": {"model": "tiny-llama", "n_edits": 3, "finetune": {"max_steps": 4, "r": 4}}}
     # [[extra]] adds to the base configuration and merges nested tables key by key
-    study = Study.from_dict({**base, "extra": [{"seed": 1, "finetune": {"max_steps": 8}}]}, out=tmp_path)
+    study = Study.from_dict(
+        {**base, "extra": [{"seed": 1, "finetune": {"max_steps": 8}}]}, out=tmp_path
+    )
     assert [c.seed for c in study.configs] == [0, 1]
     assert study.configs[1].finetune == {"max_steps": 8, "r": 4}
     # an explicit layer list is one value; a list of lists is an axis
@@ -273,10 +349,16 @@ def test_study_file_rules(tmp_path):
     two = Study.from_dict({**base, "grid": {"ft_layers": [[1], [2, 3]]}}, out=tmp_path)
     assert [c.ft_layers for c in two.configs] == [(1,), (2, 3)]
     # without fine-tuning, fine-tuning axes do not multiply configurations
-    noft = Study.from_dict({**base, "grid": {"ft_method": ["none"], "seed": [0, 1], "ft_layers": ["all", "edited"]}},
-                           out=tmp_path)
+    noft = Study.from_dict(
+        {**base, "grid": {"ft_method": ["none"], "seed": [0, 1], "ft_layers": ["all", "edited"]}},
+        out=tmp_path,
+    )
     assert len(noft.configs) == 1
-    assert RunConfig(n_edits=5, edit_batch_size=0) == RunConfig(n_edits=5, edit_batch_size=5) == RunConfig(n_edits=5)
+    assert (
+        RunConfig(n_edits=5, edit_batch_size=0)
+        == RunConfig(n_edits=5, edit_batch_size=5)
+        == RunConfig(n_edits=5)
+    )
 
 
 def test_equal_runs_share_keys_and_checkpoints_stay_inside_the_run(tmp_path):
@@ -289,7 +371,10 @@ def test_equal_runs_share_keys_and_checkpoints_stay_inside_the_run(tmp_path):
     a = plan_of(lr=None, checkpoint_steps=[3, 2])
     b = plan_of(lr=None, checkpoint_steps=[2, 3, 3])
     from editdecay.finetuning.tuner import FinetuneConfig
-    c = plan_of(lr=FinetuneConfig().learning_rate, checkpoint_steps=[2, 3])  # None resolves to the default
+
+    c = plan_of(
+        lr=FinetuneConfig().learning_rate, checkpoint_steps=[2, 3]
+    )  # None resolves to the default
     key = ("finetune:M_ed", None)
     assert a[key].key == b[key].key == c[key].key
     # 16 examples in batches of 4, max_steps 4: a checkpoint at 4 or later would be the final state
@@ -300,9 +385,17 @@ def test_equal_runs_share_keys_and_checkpoints_stay_inside_the_run(tmp_path):
 
 def test_method_specific_edit_axis_reaches_only_that_method(tmp_path):
     raw = copy.deepcopy(TINY)
-    raw["grid"] = {"edit_method": ["memit", "alphaedit"], "ft_method": ["none"],
-                   "edit.alphaedit.nullspace_threshold": [12, 20]}
+    raw["grid"] = {
+        "edit_method": ["memit", "alphaedit"],
+        "ft_method": ["none"],
+        "edit.alphaedit.nullspace_threshold": [12, 20],
+    }
     plan = make_plan(Study.from_dict(raw, out=tmp_path))
-    cfgs = {(c.config.edit_method, c.stages[("edit", None)].settings["config"].get("nullspace_threshold"))
-            for c in plan.configs}
+    cfgs = {
+        (
+            c.config.edit_method,
+            c.stages[("edit", None)].settings["config"].get("nullspace_threshold"),
+        )
+        for c in plan.configs
+    }
     assert cfgs == {("memit", None), ("alphaedit", 12), ("alphaedit", 20)}

@@ -21,11 +21,11 @@ from editdecay.study.config import RunConfig, Study
 from editdecay.study.report import SECTION_BUILDERS, write_report
 from editdecay.study.reproduce import (
     SMALL_BUDGET_HOURS,
-    relative_cost,
     claims_section,
     estimate_seconds,
     estimate_table,
     planned_stages,
+    relative_cost,
     reproduction_study,
     write_reproduction,
 )
@@ -44,16 +44,42 @@ def _decay_from(configs) -> pd.DataFrame:
     for cfg in configs:
         cols = cfg.columns()
         n = cfg.n_edits
-        r = {**cols, "step": 0, "final": True, "efficacy_kind": "zsre" if cfg.edit_data == "zsre" else "counterfact",
-             "es_M": 20.0, "es_ed": 100.0, "n_success_ed": n, "ds_M": 40.0, "ds_M_ed": 39.0}
+        r = {
+            **cols,
+            "step": 0,
+            "final": True,
+            "efficacy_kind": "zsre" if cfg.edit_data == "zsre" else "counterfact",
+            "es_M": 20.0,
+            "es_ed": 100.0,
+            "n_success_ed": n,
+            "ds_M": 40.0,
+            "ds_M_ed": 39.0,
+        }
         if cfg.ft_method != "none":
-            delta = (20.0 + 10 * (cfg.edit_method == "alphaedit") + 10 * (cfg.edit_data == "zsre")
-                     + 15 * (cfg.ft_method == "full") + 15 * (n == max(c.n_edits for c in configs))
-                     + 20 * (cfg.ft_data == "hotpotqa") + {"all": 0, "non-edited": 25, "edited": 50}.get(
-                         cfg.ft_layers_label, 0) + 0.1 * cfg.seed)
-            r.update({"step": 25, "es_ed_ft": 100.0 - delta, "delta_es": delta, "relative_decay": delta,
-                      "efr": delta + 5, "n_erased": int(n * delta / 100) + 1, "n_emergent": 1,
-                      "ds_M_ft": 60.0, "ds_M_ed_ft": 57.0 - 0.1 * cfg.seed, "ds_degradation_ft": 5.0})
+            delta = (
+                20.0
+                + 10 * (cfg.edit_method == "alphaedit")
+                + 10 * (cfg.edit_data == "zsre")
+                + 15 * (cfg.ft_method == "full")
+                + 15 * (n == max(c.n_edits for c in configs))
+                + 20 * (cfg.ft_data == "hotpotqa")
+                + {"all": 0, "non-edited": 25, "edited": 50}.get(cfg.ft_layers_label, 0)
+                + 0.1 * cfg.seed
+            )
+            r.update(
+                {
+                    "step": 25,
+                    "es_ed_ft": 100.0 - delta,
+                    "delta_es": delta,
+                    "relative_decay": delta,
+                    "efr": delta + 5,
+                    "n_erased": int(n * delta / 100) + 1,
+                    "n_emergent": 1,
+                    "ds_M_ft": 60.0,
+                    "ds_M_ed_ft": 57.0 - 0.1 * cfg.seed,
+                    "ds_degradation_ft": 5.0,
+                }
+            )
         rows.append(r)
     return pd.DataFrame(rows)
 
@@ -80,17 +106,26 @@ def test_grid_contents(scale):
         assert {c.edit_method for c in configs} == {"memit", "alphaedit"}
         assert {c.ft_method for c in configs} == {"none", "lora", "dora", "full"}
         for data in ("counterfact", "zsre"):
-            counts = {c.n_edits for c in configs if c.edit_data == data and c.ft_data == "commonsense"}
+            counts = {
+                c.n_edits for c in configs if c.edit_data == data and c.ft_data == "commonsense"
+            }
             assert len(counts) >= 2, (data, counts)
         hotpot = [c for c in configs if c.ft_method != "none" and c.ft_data == "hotpotqa"]
         commonsense = [c for c in configs if c.ft_method != "none" and c.ft_data == "commonsense"]
         assert 0 < len(hotpot) < len(commonsense) / 2  # HotpotQA on a subset only
-        layers = {c.ft_layers_label for c in configs if c.edit_method == "alphaedit" and c.edit_data == "counterfact"
-                  and c.ft_method == "lora"}
+        layers = {
+            c.ft_layers_label
+            for c in configs
+            if c.edit_method == "alphaedit"
+            and c.edit_data == "counterfact"
+            and c.ft_method == "lora"
+        }
         assert layers == {"all", "edited", "non-edited"}
         assert {c.ft_layers_label for c in configs if c.edit_method == "memit"} == {"all"}
         seeds = Counter(c.seed for c in configs if c.ft_method != "none")
-        assert len(seeds) >= 2 and seeds[0] > sum(v for s, v in seeds.items() if s != 0)  # seeds on a subset
+        assert len(seeds) >= 2 and seeds[0] > sum(
+            v for s, v in seeds.items() if s != 0
+        )  # seeds on a subset
     assert len({c.config_id for c in study.configs}) == len(study.configs)
 
 
@@ -99,12 +134,22 @@ def test_small_scale_settings():
     tuned = [c for c in study.configs if c.ft_method != "none"]
     assert {c.n_edits for c in study.configs} == {50, 150}
     # every fine-tuning method at 50 edits; the edit-count comparison at 150 with LoRA only
-    assert {c.ft_method for c in study.configs if c.n_edits == 50} == {"none", "lora", "dora", "full"}
+    assert {c.ft_method for c in study.configs if c.n_edits == 50} == {
+        "none",
+        "lora",
+        "dora",
+        "full",
+    }
     assert {c.ft_method for c in study.configs if c.n_edits == 150} == {"none", "lora"}
-    assert {(c.edit_method, c.edit_data) for c in study.configs if c.n_edits == 150 and c.ft_method == "lora"} == {
-        (m, d) for m in ("memit", "alphaedit") for d in ("counterfact", "zsre")}
+    assert {
+        (c.edit_method, c.edit_data)
+        for c in study.configs
+        if c.n_edits == 150 and c.ft_method == "lora"
+    } == {(m, d) for m in ("memit", "alphaedit") for d in ("counterfact", "zsre")}
     assert {c.ft_examples for c in tuned} == {200}
-    assert all(c.finetune["epochs"] == 1 and list(c.finetune["checkpoint_steps"]) == [] for c in tuned)
+    assert all(
+        c.finetune["epochs"] == 1 and list(c.finetune["checkpoint_steps"]) == [] for c in tuned
+    )
     assert {c.evaluate.ds_per_task for c in study.configs} == {5}
     assert {c.seed for c in study.configs} == {0, 1}
 
@@ -116,12 +161,22 @@ def test_paper_scale_is_table_1():
     # the bundled zsRE set has 1,000 records: 10k zsRE edits need a larger request file
     assert max(c.n_edits for c in study.configs if c.edit_data == "zsre") == 1000
     tuned = [c for c in study.configs if c.ft_method != "none"]
-    assert all("lr" not in c.finetune and "epochs" not in c.finetune for c in tuned)  # the paper's recipe
+    assert all(
+        "lr" not in c.finetune and "epochs" not in c.finetune for c in tuned
+    )  # the paper's recipe
     assert all(c.ft_examples is None for c in tuned)
     assert {c.seed for c in tuned} == {0, 1, 2}
-    hotpot = {(c.n_edits, c.edit_method, c.edit_data, c.ft_method) for c in tuned if c.ft_data == "hotpotqa"}
-    assert hotpot == {(100, "memit", "zsre", "dora"), (10000, "alphaedit", "counterfact", "lora"),
-                      (1000, "memit", "counterfact", "lora"), (1000, "memit", "zsre", "dora")}
+    hotpot = {
+        (c.n_edits, c.edit_method, c.edit_data, c.ft_method)
+        for c in tuned
+        if c.ft_data == "hotpotqa"
+    }
+    assert hotpot == {
+        (100, "memit", "zsre", "dora"),
+        (10000, "alphaedit", "counterfact", "lora"),
+        (1000, "memit", "counterfact", "lora"),
+        (1000, "memit", "zsre", "dora"),
+    }
     mend = {(c.n_edits, c.ft_method) for c in study.configs if c.edit_method == "mend"}
     assert mend == {(1000, "none"), (1000, "dora"), (10000, "none"), (10000, "dora")}
 
@@ -138,11 +193,15 @@ def test_a_larger_zsre_file_lifts_the_cap(tmp_path):
     big = tmp_path / "zsre_big.json"
     big.write_text("[]")
     study = _study("paper", data={"zsre": str(big)})
-    assert any(c.n_edits == 10000 and Path(c.edit_data).name == "zsre_big.json" for c in study.configs)
+    assert any(
+        c.n_edits == 10000 and Path(c.edit_data).name == "zsre_big.json" for c in study.configs
+    )
 
 
 def test_mend_only_where_an_editor_is_trained():
-    study = reproduction_study("small", MODELS, Path("unused"), mend_available=lambda m: m == "smollm2-135m")
+    study = reproduction_study(
+        "small", MODELS, Path("unused"), mend_available=lambda m: m == "smollm2-135m"
+    )
     mend = [c for c in study.configs if c.edit_method == "mend"]
     assert mend and {c.model for c in mend} == {"smollm2-135m"}
     assert {c.ft_method for c in mend} == {"none", "dora"}
@@ -152,7 +211,9 @@ def test_mend_only_where_an_editor_is_trained():
 def test_per_model_edit_overrides(monkeypatch):
     monkeypatch.setitem(reproduce.EDIT_OVERRIDES, "gemma3-270m", {"mom2_update_weight": 500})
     study = _study("small")
-    assert all(c.edit == {"mom2_update_weight": 500} for c in study.configs if c.model == "gemma3-270m")
+    assert all(
+        c.edit == {"mom2_update_weight": 500} for c in study.configs if c.model == "gemma3-270m"
+    )
     assert all(c.edit == {} for c in study.configs if c.model == "smollm2-135m")
 
 
@@ -174,19 +235,32 @@ def test_small_scale_fits_the_cpu_budget():
     smollm2_hours = table["hours"] / table["model"].map(relative_cost)
     assert (smollm2_hours < SMALL_BUDGET_HOURS).all(), table
     hours = table.set_index("model")["hours"]
-    assert hours["gemma3-270m"] > hours["smollm2-135m"]  # fewer configurations (no MEND), twice the work per token
+    assert (
+        hours["gemma3-270m"] > hours["smollm2-135m"]
+    )  # fewer configurations (no MEND), twice the work per token
     assert (table["hours"] > 1.0).all()  # a real grid, not an empty one
     assert estimate_seconds(study) == pytest.approx(table["hours"].sum() * 3600)
     assert estimate_seconds(_study("medium")) > 3 * estimate_seconds(_study("small"))
 
 
 def test_estimate_counts_shared_stages_once():
-    base = {"edit_data": "counterfact", "n_edits": 10, "ft_method": "lora", "ft_examples": 20,
-            "finetune": {"epochs": 1, "checkpoint_steps": []}, "evaluate": {"ds_per_task": 2, "ppl_tokens": 1000}}
+    base = {
+        "edit_data": "counterfact",
+        "n_edits": 10,
+        "ft_method": "lora",
+        "ft_examples": 20,
+        "finetune": {"epochs": 1, "checkpoint_steps": []},
+        "evaluate": {"ds_per_task": 2, "ppl_tokens": 1000},
+    }
     configs = [RunConfig.from_dict({**base, "edit_method": m}) for m in ("memit", "alphaedit")]
     stages = planned_stages(configs)
-    assert stages["kind"].value_counts().to_dict() == {"evaluate": 6, "finetune": 3, "edit": 2, "targets": 1,
-                                                       "statistic": 1}
+    assert stages["kind"].value_counts().to_dict() == {
+        "evaluate": 6,
+        "finetune": 3,
+        "edit": 2,
+        "targets": 1,
+        "statistic": 1,
+    }
     evaluate = 0.25 * 10 + (0.41 + 0.23) * 2 * 7 + 3.0 * 1000 / 1000
     expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 150) + 6 * evaluate
     assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
@@ -195,7 +269,9 @@ def test_estimate_counts_shared_stages_once():
 def test_estimate_matches_the_pipeline_plan(tmp_path):
     from editdecay.study.pipeline import make_plan
 
-    study = reproduction_study("small", ["tiny-llama"], tmp_path / "run", mend_available=lambda m: False)
+    study = reproduction_study(
+        "small", ["tiny-llama"], tmp_path / "run", mend_available=lambda m: False
+    )
     plan = make_plan(study, tmp_path / "store")
     assert Counter(s.kind for s in plan.stages) == Counter(planned_stages(study.configs)["kind"])
 
@@ -208,13 +284,37 @@ def _results_dir(run_dir: Path, configs) -> None:
     results.mkdir(parents=True)
     decay = _decay_from(configs)
     decay.to_csv(results / "decay.csv", index=False)
-    decay[["config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers",
-           "seed"]].to_csv(results / "configs.csv", index=False)
-    downstream = [{"config_id": r.config_id, "state": "M_ed_ft", "step": 25, "task": task, "mode": "generate",
-                   "n": 50, "accuracy": 0.57} for r in decay.itertuples() if r.ft_method != "none"
-                  for task in ("boolq", "piqa")]
+    decay[
+        [
+            "config_id",
+            "model",
+            "edit_method",
+            "edit_data",
+            "n_edits",
+            "ft_method",
+            "ft_data",
+            "ft_layers",
+            "seed",
+        ]
+    ].to_csv(results / "configs.csv", index=False)
+    downstream = [
+        {
+            "config_id": r.config_id,
+            "state": "M_ed_ft",
+            "step": 25,
+            "task": task,
+            "mode": "generate",
+            "n": 50,
+            "accuracy": 0.57,
+        }
+        for r in decay.itertuples()
+        if r.ft_method != "none"
+        for task in ("boolq", "piqa")
+    ]
     pd.DataFrame(downstream).to_csv(results / "downstream.csv", index=False)
-    (results / "study.json").write_text(json.dumps({"name": "reproduction-small", "command": "editdecay reproduce"}))
+    (results / "study.json").write_text(
+        json.dumps({"name": "reproduction-small", "command": "editdecay reproduce"})
+    )
 
 
 def test_write_reproduction_puts_the_claims_first(tmp_path):
@@ -227,13 +327,16 @@ def test_write_reproduction_puts_the_claims_first(tmp_path):
     claims_at = text.index("## Paper claims")
     assert claims_at < text.index("## Key results") < text.index("![")
     assert re.search(r"\|\s*id\s*\|\s*claim\s*\|\s*paper\s*\|\s*this run\s*\|\s*verdict\s*\|", text)
-    table = text[claims_at:text.index("**How each verdict")]
+    table = text[claims_at : text.index("**How each verdict")]
     assert len(re.findall(r"\|\s+holds\s+\|", table)) >= 8
     assert "Paired t-tests" in text and "| LoRA" in text and "4.46e-5" in text
     assert "Seed-to-seed spread" in text
     assert [c.id for c in rep.claims] == list(range(1, 16))
-    assert rep.sections[:3] == ["Reproduction of the paper's claims: reproduction-small", "Paper claims (PAPER §4)",
-                                "Run"]
+    assert rep.sections[:3] == [
+        "Reproduction of the paper's claims: reproduction-small",
+        "Paper claims (PAPER §4)",
+        "Run",
+    ]
 
 
 def test_two_models_get_a_verdict_each(tmp_path):
@@ -242,10 +345,12 @@ def test_two_models_get_a_verdict_each(tmp_path):
     rep = write_reproduction(run_dir)
     assert list(rep.claims_per_model) == MODELS
     text = rep.markdown_path.read_text()
-    assert re.search(r"\|\s*id\s*\|\s*claim\s*\|\s*smollm2-135m\s*\|\s*gemma3-270m\s*\|\s*all models\s*\|", text)
+    assert re.search(
+        r"\|\s*id\s*\|\s*claim\s*\|\s*smollm2-135m\s*\|\s*gemma3-270m\s*\|\s*all models\s*\|", text
+    )
     for model in MODELS:
         at = text.index(f"**{model}**")
-        table = text[at:text.index("**", at + len(model) + 4)]
+        table = text[at : text.index("**", at + len(model) + 4)]
         assert len(re.findall(r"\|\s+holds\s+\|", table)) >= 8, model
         assert "models " + model + ";" in text
     assert "**All models together**" in text
@@ -256,7 +361,9 @@ def test_partial_results_are_flagged_above_the_claims(tmp_path, finished):
     run_dir = tmp_path / "run"
     _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
     info = run_dir / "results" / "study.json"
-    info.write_text(json.dumps({**json.loads(info.read_text()), "stages": {"finished": finished, "total": 10}}))
+    info.write_text(
+        json.dumps({**json.loads(info.read_text()), "stages": {"finished": finished, "total": 10}})
+    )
     text = write_reproduction(run_dir).markdown_path.read_text()
     if finished < 10:
         assert "**Partial results:** 3 of 10 stages" in text
@@ -278,7 +385,9 @@ def test_normal_report_is_unchanged(tmp_path):
 
 
 def test_cli_dry_run_prints_the_estimate():
-    result = CliRunner().invoke(app, ["reproduce", "--dry-run", "--models", "smollm2-135m,gemma3-270m"])
+    result = CliRunner().invoke(
+        app, ["reproduce", "--dry-run", "--models", "smollm2-135m,gemma3-270m"]
+    )
     assert result.exit_code == 0, result.output
     assert "estimated total" in result.output
     assert "selective layers" in result.output and "gemma3-270m" in result.output
@@ -291,9 +400,19 @@ def fake_pipeline(monkeypatch) -> dict:
 
     seen: dict = {}
 
-    def fake_run_study(study, executor="local", address=None, store=None, report=True, command=None, execute=True,
-                       gpus_per_stage=0.0):
-        seen.update(study=study, executor=executor, address=address, execute=execute, command=command)
+    def fake_run_study(
+        study,
+        executor="local",
+        address=None,
+        store=None,
+        report=True,
+        command=None,
+        execute=True,
+        gpus_per_stage=0.0,
+    ):
+        seen.update(
+            study=study, executor=executor, address=address, execute=execute, command=command
+        )
         _results_dir(Path(study.out), study.configs)
         return SimpleNamespace(run_dir=Path(study.out))
 
@@ -304,8 +423,22 @@ def fake_pipeline(monkeypatch) -> dict:
 def test_cli_runs_the_study_and_prints_claims(tmp_path, fake_pipeline):
     seen = fake_pipeline
     out = tmp_path / "repro"
-    result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--models", "smollm2-135m", "--out", str(out),
-                                      "--executor", "ray", "--address", "1.2.3.4:6379"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "reproduce",
+            "--scale",
+            "small",
+            "--models",
+            "smollm2-135m",
+            "--out",
+            str(out),
+            "--executor",
+            "ray",
+            "--address",
+            "1.2.3.4:6379",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["executor"] == "ray" and seen["address"] == "1.2.3.4:6379" and seen["execute"]
     assert {c.model for c in seen["study"].configs} == {"smollm2-135m"}
@@ -314,16 +447,26 @@ def test_cli_runs_the_study_and_prints_claims(tmp_path, fake_pipeline):
 
 
 def test_cli_prints_a_verdict_per_model(tmp_path, fake_pipeline):
-    result = CliRunner().invoke(app, ["reproduce", "--scale", "small", "--out", str(tmp_path / "repro")],
-                                terminal_width=200)
+    result = CliRunner().invoke(
+        app, ["reproduce", "--scale", "small", "--out", str(tmp_path / "repro")], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
-    per_model = result.output[result.output.index("verdict per model"):]
+    per_model = result.output[result.output.index("verdict per model") :]
     assert "smollm2-135m" in per_model and "gemma3-270m" in per_model and "all models" in per_model
     assert per_model.count("holds") >= 2 * 8
 
 
-def test_cli_gather_only_runs_nothing_and_records_the_full_command(tmp_path, fake_pipeline, monkeypatch):
-    args = ["reproduce", "--models", "smollm2-135m", "--out", str(tmp_path / "repro"), "--gather-only"]
+def test_cli_gather_only_runs_nothing_and_records_the_full_command(
+    tmp_path, fake_pipeline, monkeypatch
+):
+    args = [
+        "reproduce",
+        "--models",
+        "smollm2-135m",
+        "--out",
+        str(tmp_path / "repro"),
+        "--gather-only",
+    ]
     monkeypatch.setattr(sys, "argv", ["editdecay", *args])
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -332,6 +475,8 @@ def test_cli_gather_only_runs_nothing_and_records_the_full_command(tmp_path, fak
 
 
 def test_cli_rejects_an_unknown_scale(tmp_path):
-    result = CliRunner().invoke(app, ["reproduce", "--scale", "huge", "--out", str(tmp_path / "x"), "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["reproduce", "--scale", "huge", "--out", str(tmp_path / "x"), "--dry-run"]
+    )
     assert result.exit_code == 2
     assert "scale" in result.output

@@ -52,9 +52,29 @@ MAIN_FT_DATA = "commonsense"
 TEXT = ("model", "edit_method", "edit_data", "ft_method", "ft_data", "ft_layers")
 KEYS = ("model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers", "seed")
 SEED_GROUP = tuple(k for k in KEYS if k != "seed")
-NUMERIC = ("n_edits", "seed", "step", "es_M", "es_ed", "es_ed_ft", "delta_es", "relative_decay", "efr",
-           "emergent_ratio", "n_success_ed", "n_erased", "n_emergent", "ds_M", "ds_M_ed", "ds_M_ft", "ds_M_ed_ft",
-           "ds_degradation_ft", "ds_rank_M_ft", "ds_rank_M_ed_ft", "ds_rank_degradation_ft")
+NUMERIC = (
+    "n_edits",
+    "seed",
+    "step",
+    "es_M",
+    "es_ed",
+    "es_ed_ft",
+    "delta_es",
+    "relative_decay",
+    "efr",
+    "emergent_ratio",
+    "n_success_ed",
+    "n_erased",
+    "n_emergent",
+    "ds_M",
+    "ds_M_ed",
+    "ds_M_ft",
+    "ds_M_ed_ft",
+    "ds_degradation_ft",
+    "ds_rank_M_ft",
+    "ds_rank_M_ed_ft",
+    "ds_rank_degradation_ft",
+)
 PAPER_T_TEST_P = {"dora": "3.29e-5", "lora": "4.46e-5", "full": "0.009"}
 FT_LABELS = {"none": "No FT", "lora": "LoRA", "dora": "DoRA", "full": "full FT"}
 
@@ -124,8 +144,16 @@ def paired_t_test(before: Sequence[float], after: Sequence[float]) -> TTest:
     mean_b = float(b.mean()) if n else math.nan
     mean_a = float(a.mean()) if n else math.nan
     if n < 2:
-        return TTest(n, mean_b, mean_a, float(d.mean()) if n else math.nan, math.nan, math.nan, max(n - 1, 0),
-                     math.nan)
+        return TTest(
+            n,
+            mean_b,
+            mean_a,
+            float(d.mean()) if n else math.nan,
+            math.nan,
+            math.nan,
+            max(n - 1, 0),
+            math.nan,
+        )
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     if sd == 0.0:
         t = math.copysign(math.inf, mean) if mean else math.nan
@@ -149,7 +177,9 @@ def _regularized_beta(x: float, a: float, b: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x > (a + 1.0) / (a + b + 2.0):
         return 1.0 - _regularized_beta(1.0 - x, b, a)
     tiny = 1e-300
@@ -158,8 +188,10 @@ def _regularized_beta(x: float, a: float, b: float) -> float:
     h = d
     for m in range(1, 500):
         m2 = 2 * m
-        for numerator in (m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
-                          -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))):
+        for numerator in (
+            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -202,7 +234,11 @@ def final_decay(decay: pd.DataFrame) -> pd.DataFrame:
         return df
     ordered = df.sort_values(["config_id", "step"], kind="stable")
     marked = ordered[ordered["final"]].groupby("config_id", sort=False).tail(1)
-    rest = ordered[~ordered["config_id"].isin(set(marked["config_id"]))].groupby("config_id", sort=False).tail(1)
+    rest = (
+        ordered[~ordered["config_id"].isin(set(marked["config_id"]))]
+        .groupby("config_id", sort=False)
+        .tail(1)
+    )
     out = pd.concat([marked, rest]).sort_values(list(KEYS), kind="stable").reset_index(drop=True)
     out["efr_minus_delta"] = out["efr"] - out["delta_es"]
     # reverse flips per edit: for binary ES (CounterFact) erased share − ΔES = emergent share exactly
@@ -250,8 +286,15 @@ def seed_averaged(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows.assign(n_seeds=pd.Series(dtype=float))
     group = list(SEED_GROUP)
-    agg = {c: ("mean" if pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(rows[c])
-               else "first") for c in rows.columns if c not in group}
+    agg = {
+        c: (
+            "mean"
+            if pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(rows[c])
+            else "first"
+        )
+        for c in rows.columns
+        if c not in group
+    }
     agg["seed"] = "min"
     out = rows.groupby(group, dropna=False, as_index=False, sort=False).agg(agg)
     out["n_seeds"] = rows.groupby(group, dropna=False, sort=False)["seed"].nunique().to_numpy()
@@ -261,8 +304,13 @@ def seed_averaged(rows: pd.DataFrame) -> pd.DataFrame:
 def main_rows(final: pd.DataFrame, methods: Iterable[str] = LOCATE_THEN_EDIT) -> pd.DataFrame:
     """Fine-tuned on all layers with the main fine-tuning data, by the given edit methods; seeds averaged."""
     ft = _fine_tuned(final)
-    return seed_averaged(ft[(ft["ft_layers"] == "all") & (ft["ft_data"] == _main_ft_data(final))
-                            & ft["edit_method"].isin(list(methods))])
+    return seed_averaged(
+        ft[
+            (ft["ft_layers"] == "all")
+            & (ft["ft_data"] == _main_ft_data(final))
+            & ft["edit_method"].isin(list(methods))
+        ]
+    )
 
 
 def ds_items(downstream: pd.DataFrame | None) -> dict[str, float]:
@@ -274,10 +322,18 @@ def ds_items(downstream: pd.DataFrame | None) -> dict[str, float]:
         rows = rows[rows["mode"] == "generate"]
     out: dict[str, float] = {}
     for cid, group in rows.groupby("config_id"):
-        preferred = group[group["state"] == "M_ed_ft"] if (group["state"] == "M_ed_ft").any() else group
-        first = preferred[preferred["step"] == preferred["step"].max()] if "step" in preferred.columns else preferred
+        preferred = (
+            group[group["state"] == "M_ed_ft"] if (group["state"] == "M_ed_ft").any() else group
+        )
+        first = (
+            preferred[preferred["step"] == preferred["step"].max()]
+            if "step" in preferred.columns
+            else preferred
+        )
         state = first["state"].iloc[0]
-        out[str(cid)] = float(pd.to_numeric(first[first["state"] == state]["n"], errors="coerce").sum())
+        out[str(cid)] = float(
+            pd.to_numeric(first[first["state"] == state]["n"], errors="coerce").sum()
+        )
     return out
 
 
@@ -293,7 +349,9 @@ def _binomial_sd(percent: pd.Series, n: pd.Series) -> pd.Series:
     return 100 * np.sqrt(p * (1 - p) / n.where(n > 0))
 
 
-def binomial_sd(rows: pd.DataFrame, column: str, n_ds: Mapping[str, float] | None = None) -> pd.Series:
+def binomial_sd(
+    rows: pd.DataFrame, column: str, n_ds: Mapping[str, float] | None = None
+) -> pd.Series:
     """Per-configuration sampling SD of `column` when the edits (or DS items) are a finite sample."""
     es_sd = _binomial_sd(rows["es_ed_ft"].fillna(rows["es_ed"]), rows["n_edits"])
     if column in ("es_ed", "es_ed_ft", "delta_es"):
@@ -328,23 +386,39 @@ def seed_sd(rows: pd.DataFrame, column: str) -> tuple[float, int, int]:
     return (math.sqrt(squares / dof) if dof else math.nan), groups, dof
 
 
-def estimate_noise(final: pd.DataFrame, rows: pd.DataFrame, column: str,
-                   n_ds: Mapping[str, float] | None = None) -> Noise:
+def estimate_noise(
+    final: pd.DataFrame, rows: pd.DataFrame, column: str, n_ds: Mapping[str, float] | None = None
+) -> Noise:
     """σ of `column` for the compared `rows` (see the module docstring for the rule)."""
     sampling = binomial_sd(rows, column, n_ds).dropna()
-    floor = float(np.sqrt((sampling ** 2).mean())) if len(sampling) else math.nan
-    for pool, where in ((rows, "the compared configurations"), (_fine_tuned(final), "all fine-tuned configurations")):
+    floor = float(np.sqrt((sampling**2).mean())) if len(sampling) else math.nan
+    for pool, where in (
+        (rows, "the compared configurations"),
+        (_fine_tuned(final), "all fine-tuned configurations"),
+    ):
         sd, groups, dof = seed_sd(pool, column)
         if dof:
             if math.isfinite(floor) and floor > sd:
-                return Noise(floor, "seeds", f"σ = {floor:.2f}: the binomial SE of the finite sample (edits; DS "
-                                              f"items for DS), above the "
-                                              f"seed-to-seed SD {sd:.2f} of `{column}` ({groups} seed group(s) of "
-                                              f"{where}, {dof} df)")
-            return Noise(sd, "seeds", f"σ = {sd:.2f}: seed-to-seed SD of `{column}` ({groups} seed group(s) of "
-                                      f"{where}, {dof} df)")
-    return Noise(floor, "binomial", f"σ = {floor:.2f}: no seed replicates, so the binomial SE of `{column}` from "
-                                    "the number of edits (DS items for DS), root mean square over the configurations")
+                return Noise(
+                    floor,
+                    "seeds",
+                    f"σ = {floor:.2f}: the binomial SE of the finite sample (edits; DS "
+                    f"items for DS), above the "
+                    f"seed-to-seed SD {sd:.2f} of `{column}` ({groups} seed group(s) of "
+                    f"{where}, {dof} df)",
+                )
+            return Noise(
+                sd,
+                "seeds",
+                f"σ = {sd:.2f}: seed-to-seed SD of `{column}` ({groups} seed group(s) of "
+                f"{where}, {dof} df)",
+            )
+    return Noise(
+        floor,
+        "binomial",
+        f"σ = {floor:.2f}: no seed replicates, so the binomial SE of `{column}` from "
+        "the number of edits (DS items for DS), root mean square over the configurations",
+    )
 
 
 def judge(mean: float, se: float) -> str:
@@ -363,8 +437,13 @@ def judge(mean: float, se: float) -> str:
 # Pairing and formatting helpers
 
 
-def matched(rows: pd.DataFrame, axis: str, arms: Sequence[str], column: str,
-            group: Callable[[str], str] | None = None) -> pd.DataFrame:
+def matched(
+    rows: pd.DataFrame,
+    axis: str,
+    arms: Sequence[str],
+    column: str,
+    group: Callable[[str], str] | None = None,
+) -> pd.DataFrame:
     """Values of `column` for each of `arms` on `axis`, matched on every other setting (rows with all arms).
 
     `group` maps axis values to arm labels (e.g. LoRA and DoRA both to "peft"); values sharing a
@@ -381,8 +460,14 @@ def matched(rows: pd.DataFrame, axis: str, arms: Sequence[str], column: str,
     return table
 
 
-def paired(rows: pd.DataFrame, axis: str, first: str, second: str, column: str,
-           group: Callable[[str], str] | None = None) -> pd.DataFrame:
+def paired(
+    rows: pd.DataFrame,
+    axis: str,
+    first: str,
+    second: str,
+    column: str,
+    group: Callable[[str], str] | None = None,
+) -> pd.DataFrame:
     """:func:`matched` for two arms, with diff = second − first."""
     table = matched(rows, axis, (first, second), column, group)
     table["diff"] = table[second] - table[first]
@@ -409,29 +494,46 @@ def _listing(rows: pd.DataFrame, column: str) -> str:
 
 def _scope(rows: pd.DataFrame) -> str:
     n = sorted({int(v) for v in rows["n_edits"].dropna()})
-    return (f"models {_listing(rows, 'model')}; edit methods {_listing(rows, 'edit_method')}; data "
-            f"{_listing(rows, 'kind')}; edits {'/'.join(map(str, n)) or '—'}; FT "
-            f"{'/'.join(FT_LABELS.get(m, m) for m in dict.fromkeys(rows['ft_method']))}; seeds "
-            f"{'/'.join(str(int(s)) for s in sorted(set(rows['seed'].dropna())))}")
+    return (
+        f"models {_listing(rows, 'model')}; edit methods {_listing(rows, 'edit_method')}; data "
+        f"{_listing(rows, 'kind')}; edits {'/'.join(map(str, n)) or '—'}; FT "
+        f"{'/'.join(FT_LABELS.get(m, m) for m in dict.fromkeys(rows['ft_method']))}; seeds "
+        f"{'/'.join(str(int(s)) for s in sorted(set(rows['seed'].dropna())))}"
+    )
 
 
 def _band_text(se: float) -> str:
     return f"noise band ±{_f(Z * se, 2)}" if math.isfinite(se) else "noise band unknown"
 
 
-def _paired_result(cid: int, claim: str, paper: str, pairs: pd.DataFrame, noise: Noise, what: str,
-                   first: str, second: str, column: str, scope: str, names: Mapping[str, str] | None = None,
-                   extra: str = "") -> ClaimResult:
+def _paired_result(
+    cid: int,
+    claim: str,
+    paper: str,
+    pairs: pd.DataFrame,
+    noise: Noise,
+    what: str,
+    first: str,
+    second: str,
+    column: str,
+    scope: str,
+    names: Mapping[str, str] | None = None,
+    extra: str = "",
+) -> ClaimResult:
     names = {first: first, second: second, **(names or {})}
     k = len(pairs)
     mean = float(pairs["diff"].mean())
     se = noise.se_paired(k)
     agree = int((pairs["diff"] > 0).sum())
-    ours = (f"{what}: {names[second]} {_f(float(pairs[second].mean()))} vs {names[first]} "
-            f"{_f(float(pairs[first].mean()))}{extra} (mean Δ {_f(mean, sign=True)}, {_band_text(se)}; "
-            f"{agree}/{k} pairs point the paper's way)")
-    detail = (f"`{column}` of {k} matched pair(s) ({scope}), Δ = {names[second]} − {names[first]}; {noise.text}; "
-              f"SE = σ·√(2/k); verdict: mean Δ beyond ±{Z:g}·SE.")
+    ours = (
+        f"{what}: {names[second]} {_f(float(pairs[second].mean()))} vs {names[first]} "
+        f"{_f(float(pairs[first].mean()))}{extra} (mean Δ {_f(mean, sign=True)}, {_band_text(se)}; "
+        f"{agree}/{k} pairs point the paper's way)"
+    )
+    detail = (
+        f"`{column}` of {k} matched pair(s) ({scope}), Δ = {names[second]} − {names[first]}; {noise.text}; "
+        f"SE = σ·√(2/k); verdict: mean Δ beyond ±{Z:g}·SE."
+    )
     return ClaimResult(cid, claim, paper, ours, judge(mean, se), detail)
 
 
@@ -452,20 +554,30 @@ def _prepare(tables: Tables) -> tuple[pd.DataFrame, dict[str, float]]:
 
 def claim_1(tables: Tables) -> ClaimResult:
     claim = "Edits decay after unrelated fine-tuning"
-    paper = "mean relative ES loss 15.93% (GPT-J), 40.84% (GPT2-XL), 39.92% (Llama-2); zsRE, Table 4"
+    paper = (
+        "mean relative ES loss 15.93% (GPT-J), 40.84% (GPT2-XL), 39.92% (Llama-2); zsRE, Table 4"
+    )
     final, n_ds = _prepare(tables)
     rows = main_rows(final).dropna(subset=["relative_decay"])
     if rows.empty:
-        return _not_tested(1, claim, paper, "needs MEMIT/AlphaEdit configurations fine-tuned on all layers")
+        return _not_tested(
+            1, claim, paper, "needs MEMIT/AlphaEdit configurations fine-tuned on all layers"
+        )
     noise = estimate_noise(final, rows, "relative_decay", n_ds)
     k = len(rows)
     mean = float(rows["relative_decay"].mean())
     se = noise.se_mean(k)
-    by_kind = ", ".join(f"{kind} {_f(float(g['relative_decay'].mean()))}%" for kind, g in rows.groupby("kind"))
-    ours = (f"mean relative ES loss {_f(mean)}% ({by_kind}; {_band_text(se)}); positive in "
-            f"{int((rows['relative_decay'] > 0).sum())}/{k} configurations")
-    detail = (f"`relative_decay` of {k} configuration(s) ({_scope(rows)}); {noise.text}; SE = σ/√k; "
-              f"verdict: mean beyond ±{Z:g}·SE of 0.")
+    by_kind = ", ".join(
+        f"{kind} {_f(float(g['relative_decay'].mean()))}%" for kind, g in rows.groupby("kind")
+    )
+    ours = (
+        f"mean relative ES loss {_f(mean)}% ({by_kind}; {_band_text(se)}); positive in "
+        f"{int((rows['relative_decay'] > 0).sum())}/{k} configurations"
+    )
+    detail = (
+        f"`relative_decay` of {k} configuration(s) ({_scope(rows)}); {noise.text}; SE = σ/√k; "
+        f"verdict: mean beyond ±{Z:g}·SE of 0."
+    )
     return ClaimResult(1, claim, paper, ours, judge(mean, se), detail)
 
 
@@ -474,14 +586,32 @@ def claim_2(tables: Tables) -> ClaimResult:
     paper = "relative ES loss: full FT 38.10% vs LoRA/DoRA ≈ 29–30% (mean over models)"
     final, n_ds = _prepare(tables)
     rows = main_rows(final)
-    pairs = paired(rows, "ft_method", "peft", "full", "relative_decay",
-                   group=lambda m: "full" if m == "full" else ("peft" if m in PEFT else m))
+    pairs = paired(
+        rows,
+        "ft_method",
+        "peft",
+        "full",
+        "relative_decay",
+        group=lambda m: "full" if m == "full" else ("peft" if m in PEFT else m),
+    )
     if pairs.empty:
-        return _not_tested(2, claim, paper, "needs the same edits fine-tuned with full FT and with LoRA or DoRA")
+        return _not_tested(
+            2, claim, paper, "needs the same edits fine-tuned with full FT and with LoRA or DoRA"
+        )
     used = _matching_rows(rows[rows["ft_method"].isin(["full", *PEFT])], pairs, "ft_method")
     noise = estimate_noise(final, used, "relative_decay", n_ds)
-    return _paired_result(2, claim, paper, pairs, noise, "relative ES loss %", "peft", "full", "relative_decay",
-                          _scope(used) + "; LoRA and DoRA averaged per match")
+    return _paired_result(
+        2,
+        claim,
+        paper,
+        pairs,
+        noise,
+        "relative ES loss %",
+        "peft",
+        "full",
+        "relative_decay",
+        _scope(used) + "; LoRA and DoRA averaged per match",
+    )
 
 
 def claim_3(tables: Tables) -> ClaimResult:
@@ -491,7 +621,9 @@ def claim_3(tables: Tables) -> ClaimResult:
     rows = main_rows(final)
     pairs = paired(rows, "ft_method", "lora", "dora", "relative_decay")
     if pairs.empty:
-        return _not_tested(3, claim, paper, "needs the same edits fine-tuned with LoRA and with DoRA")
+        return _not_tested(
+            3, claim, paper, "needs the same edits fine-tuned with LoRA and with DoRA"
+        )
     used = _matching_rows(rows[rows["ft_method"].isin(PEFT)], pairs, "ft_method")
     noise = estimate_noise(final, used, "relative_decay", n_ds)
     k = len(pairs)
@@ -506,11 +638,15 @@ def claim_3(tables: Tables) -> ClaimResult:
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    ours = (f"relative ES loss: DoRA {_f(float(pairs['dora'].mean()))}% vs LoRA {_f(float(pairs['lora'].mean()))}% "
-            f"(mean Δ {_f(mean, sign=True)}, interval [{_f(low)}, {_f(high)}])")
-    detail = (f"`relative_decay` of {k} LoRA/DoRA pair(s) ({_scope(used)}), diff = DoRA − LoRA; {noise.text}; "
-              f"SE = σ·√(2/k). Equivalence test: holds if the whole interval mean Δ ± {Z:g}·SE lies within "
-              f"±{EQUIVALENCE_MARGIN:g} points, does not hold if it lies entirely outside, else inconclusive.")
+    ours = (
+        f"relative ES loss: DoRA {_f(float(pairs['dora'].mean()))}% vs LoRA {_f(float(pairs['lora'].mean()))}% "
+        f"(mean Δ {_f(mean, sign=True)}, interval [{_f(low)}, {_f(high)}])"
+    )
+    detail = (
+        f"`relative_decay` of {k} LoRA/DoRA pair(s) ({_scope(used)}), diff = DoRA − LoRA; {noise.text}; "
+        f"SE = σ·√(2/k). Equivalence test: holds if the whole interval mean Δ ± {Z:g}·SE lies within "
+        f"±{EQUIVALENCE_MARGIN:g} points, does not hold if it lies entirely outside, else inconclusive."
+    )
     return ClaimResult(3, claim, paper, ours, verdict, detail)
 
 
@@ -518,8 +654,18 @@ def claim_4(tables: Tables) -> ClaimResult:
     claim = "AlphaEdit edits are more fragile than MEMIT edits"
     paper = "Llama-2 zsRE LoRA, 100 edits: ΔES 35.37 (AlphaEdit) vs 9.73 pp (MEMIT); GPT-J AE 10k EFR 25.27%"
     final, n_ds = _prepare(tables)
-    return _compare_axis(4, claim, paper, final, n_ds, main_rows(final), "edit_method", "memit", "alphaedit",
-                         "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned")
+    return _compare_axis(
+        4,
+        claim,
+        paper,
+        final,
+        n_ds,
+        main_rows(final),
+        "edit_method",
+        "memit",
+        "alphaedit",
+        "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned",
+    )
 
 
 def claim_5(tables: Tables) -> ClaimResult:
@@ -529,19 +675,38 @@ def claim_5(tables: Tables) -> ClaimResult:
     rows = main_rows(final)
     counts = sorted({int(n) for n in rows["n_edits"].dropna()})
     if len(counts) < 2:
-        return _not_tested(5, claim, paper, "needs fine-tuned configurations at two or more edit counts")
+        return _not_tested(
+            5, claim, paper, "needs fine-tuned configurations at two or more edit counts"
+        )
     low, high = str(counts[0]), str(counts[-1])
     rows = rows[rows["n_edits"].isin([counts[0], counts[-1]])].assign(
-        n_label=lambda d: d["n_edits"].map(lambda n: str(int(n))))
+        n_label=lambda d: d["n_edits"].map(lambda n: str(int(n)))
+    )
     pairs = paired(rows.assign(n_edits=rows["n_label"]), "n_edits", low, high, "delta_es")
     if pairs.empty:
-        return _not_tested(5, claim, paper, f"no configuration was fine-tuned at both {low} and {high} edits")
+        return _not_tested(
+            5, claim, paper, f"no configuration was fine-tuned at both {low} and {high} edits"
+        )
     used = _matching_rows(rows, pairs, "n_edits")
     noise = estimate_noise(final, used, "delta_es", n_ds)
     efr = paired(rows.assign(n_edits=rows["n_label"]), "n_edits", low, high, "efr")
-    extra = f"; EFR {_f(float(efr[high].mean()))}% vs {_f(float(efr[low].mean()))}%" if len(efr) else ""
-    return _paired_result(5, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(used),
-                          names={low: f"{low} edits", high: f"{high} edits"}, extra=extra)
+    extra = (
+        f"; EFR {_f(float(efr[high].mean()))}% vs {_f(float(efr[low].mean()))}%" if len(efr) else ""
+    )
+    return _paired_result(
+        5,
+        claim,
+        paper,
+        pairs,
+        noise,
+        "ΔES pp",
+        low,
+        high,
+        "delta_es",
+        _scope(used),
+        names={low: f"{low} edits", high: f"{high} edits"},
+        extra=extra,
+    )
 
 
 def claim_6(tables: Tables) -> ClaimResult:
@@ -549,19 +714,41 @@ def claim_6(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k LoRA: ΔES 30.11 (zsRE) vs 4.76 pp (CounterFact)"
     final, n_ds = _prepare(tables)
     rows = main_rows(final)
-    return _compare_axis(6, claim, paper, final, n_ds, rows.assign(edit_data=rows["kind"]), "edit_data",
-                         "counterfact", "zsre", "needs the same settings run on zsRE and on CounterFact edits")
+    return _compare_axis(
+        6,
+        claim,
+        paper,
+        final,
+        n_ds,
+        rows.assign(edit_data=rows["kind"]),
+        "edit_data",
+        "counterfact",
+        "zsre",
+        "needs the same settings run on zsRE and on CounterFact edits",
+    )
 
 
-def _compare_axis(cid: int, claim: str, paper: str, final, n_ds, rows, axis: str, low: str, high: str,
-                  missing: str) -> ClaimResult:
+def _compare_axis(
+    cid: int,
+    claim: str,
+    paper: str,
+    final,
+    n_ds,
+    rows,
+    axis: str,
+    low: str,
+    high: str,
+    missing: str,
+) -> ClaimResult:
     """ΔES of configurations that differ only in `axis` (`low` against `high`), judged against the noise."""
     pairs = paired(rows, axis, low, high, "delta_es")
     if pairs.empty:
         return _not_tested(cid, claim, paper, missing)
     used = _matching_rows(rows, pairs, axis)
     noise = estimate_noise(final, used, "delta_es", n_ds)
-    return _paired_result(cid, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(used))
+    return _paired_result(
+        cid, claim, paper, pairs, noise, "ΔES pp", low, high, "delta_es", _scope(used)
+    )
 
 
 def claim_7(tables: Tables) -> ClaimResult:
@@ -569,11 +756,17 @@ def claim_7(tables: Tables) -> ClaimResult:
     paper = "GPT-J MEMIT 10k CF LoRA: EFR 22.39% vs ΔES 4.76 pp; emergent edits exist"
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = ft[(ft["kind"] == "counterfact") & ft["ft_layers"].eq("all") & ft["ft_data"].eq(_main_ft_data(final))
-              & ft["edit_method"].isin(LOCATE_THEN_EDIT)]
+    rows = ft[
+        (ft["kind"] == "counterfact")
+        & ft["ft_layers"].eq("all")
+        & ft["ft_data"].eq(_main_ft_data(final))
+        & ft["edit_method"].isin(LOCATE_THEN_EDIT)
+    ]
     rows = seed_averaged(rows.dropna(subset=["efr", "delta_es", "n_emergent"]))
     if rows.empty:
-        return _not_tested(7, claim, paper, "needs fine-tuned CounterFact configurations with EFR measured")
+        return _not_tested(
+            7, claim, paper, "needs fine-tuned CounterFact configurations with EFR measured"
+        )
     # EFR − ΔES also grows when edits failed before FT (EFR's denominator is the successes only); the
     # share of edits that flipped failure → success is the part of ΔES that hides erasures.
     noise = estimate_noise(final, rows, "emergent_share", n_ds)
@@ -591,14 +784,18 @@ def claim_7(tables: Tables) -> ClaimResult:
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    ours = (f"EFR {_f(float(rows['efr'].mean()))}% vs ΔES {_f(float(rows['delta_es'].mean()))} pp; emergent edits "
-            f"{_f(mean, 2)}% of all edits ({_band_text(se)}); {emergent:g} emergent and {erased:g} erased edits in "
-            f"{k} configurations")
-    detail = (f"`emergent_share` (100·`n_emergent`/`n_edits`, which equals erased share − ΔES for CounterFact's "
-              f"binary ES) of {k} CounterFact configuration(s) ({_scope(rows)}; seeds averaged); {noise.text}; EFR: "
-              f"{efr_noise.text}; SE = σ/√k. Holds: emergent share beyond {Z:g}·SE of 0. Does not hold: EFR beyond "
-              f"{Z:g}·SE (edits measurably erased) and not one emergent edit (ΔES then counts every erasure). Else "
-              "inconclusive. EFR − ΔES alone is not judged: it is positive whenever some edits failed before FT.")
+    ours = (
+        f"EFR {_f(float(rows['efr'].mean()))}% vs ΔES {_f(float(rows['delta_es'].mean()))} pp; emergent edits "
+        f"{_f(mean, 2)}% of all edits ({_band_text(se)}); {emergent:g} emergent and {erased:g} erased edits in "
+        f"{k} configurations"
+    )
+    detail = (
+        f"`emergent_share` (100·`n_emergent`/`n_edits`, which equals erased share − ΔES for CounterFact's "
+        f"binary ES) of {k} CounterFact configuration(s) ({_scope(rows)}; seeds averaged); {noise.text}; EFR: "
+        f"{efr_noise.text}; SE = σ/√k. Holds: emergent share beyond {Z:g}·SE of 0. Does not hold: EFR beyond "
+        f"{Z:g}·SE (edits measurably erased) and not one emergent edit (ΔES then counts every erasure). Else "
+        "inconclusive. EFR − ΔES alone is not judged: it is positive whenever some edits failed before FT."
+    )
     return ClaimResult(7, claim, paper, ours, verdict, detail)
 
 
@@ -607,10 +804,17 @@ def claim_8(tables: Tables) -> ClaimResult:
     paper = "mean relative ES loss 15.93% (GPT-J), 39.92% (Llama-2), 40.84% (GPT2-XL)"
     final, _ = _prepare(tables)
     rows = main_rows(final).dropna(subset=["relative_decay"])
-    ours = "; ".join(f"{model} {_f(float(g['relative_decay'].mean()))}%" for model, g in rows.groupby("model"))
-    return _not_tested(8, claim, paper, "the claim is about GPT-J, Llama-2 and GPT2-XL, which this run does not "
-                       "include; ours lists the mean relative ES loss per model for information",
-                       ours=f"mean relative ES loss: {ours}" if ours else "—")
+    ours = "; ".join(
+        f"{model} {_f(float(g['relative_decay'].mean()))}%" for model, g in rows.groupby("model")
+    )
+    return _not_tested(
+        8,
+        claim,
+        paper,
+        "the claim is about GPT-J, Llama-2 and GPT2-XL, which this run does not "
+        "include; ours lists the mean relative ES loss per model for information",
+        ours=f"mean relative ES loss: {ours}" if ours else "—",
+    )
 
 
 def claim_9(tables: Tables) -> ClaimResult:
@@ -618,27 +822,47 @@ def claim_9(tables: Tables) -> ClaimResult:
     paper = "ES after FT, HotpotQA vs Commonsense: 72.76 vs 76.3, 68 vs 70.18, 75.56 vs 89.87 (largest gap 14.31 pp)"
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
-    rows = seed_averaged(ft[(ft["ft_layers"] == "all") & ft["ft_data"].isin([MAIN_FT_DATA, "hotpotqa"])])
+    rows = seed_averaged(
+        ft[(ft["ft_layers"] == "all") & ft["ft_data"].isin([MAIN_FT_DATA, "hotpotqa"])]
+    )
     pairs = paired(rows, "ft_data", "hotpotqa", MAIN_FT_DATA, "es_ed_ft")
     if pairs.empty:
-        return _not_tested(9, claim, paper, "needs the same edits fine-tuned on HotpotQA and on Commonsense")
+        return _not_tested(
+            9, claim, paper, "needs the same edits fine-tuned on HotpotQA and on Commonsense"
+        )
     used = _matching_rows(rows, pairs, "ft_data")
     noise = estimate_noise(final, used, "es_ed_ft", n_ds)
-    return _paired_result(9, claim, paper, pairs, noise, "ES after FT", "hotpotqa", MAIN_FT_DATA, "es_ed_ft",
-                          _scope(used))
+    return _paired_result(
+        9,
+        claim,
+        paper,
+        pairs,
+        noise,
+        "ES after FT",
+        "hotpotqa",
+        MAIN_FT_DATA,
+        "es_ed_ft",
+        _scope(used),
+    )
 
 
 def claim_10(tables: Tables) -> ClaimResult:
     claim = "Selective-layer FT: edit removal edited-only > non-edited-only > all layers"
-    paper = ("Llama-2 AlphaEdit CF, ES after FT (100 / 1k edits): all 98 / 90.55, non-edited 72 / 60.30, edited "
-             "66 / 57.80; DS all > non-edited > edited")
+    paper = (
+        "Llama-2 AlphaEdit CF, ES after FT (100 / 1k edits): all 98 / 90.55, non-edited 72 / 60.30, edited "
+        "66 / 57.80; DS all > non-edited > edited"
+    )
     final, n_ds = _prepare(tables)
     ft = _fine_tuned(final)
     rows = seed_averaged(ft[ft["ft_layers"].isin(["all", "edited", "non-edited"])])
     triples = matched(rows, "ft_layers", ("all", "non-edited", "edited"), "es_ed_ft")
     if triples.empty:
-        return _not_tested(10, claim, paper, "needs the same edits fine-tuned on all, on the edited and on the "
-                           "non-edited layers")
+        return _not_tested(
+            10,
+            claim,
+            paper,
+            "needs the same edits fine-tuned on all, on the edited and on the non-edited layers",
+        )
     high = triples.assign(diff=triples["all"] - triples["non-edited"])
     low = triples.assign(diff=triples["non-edited"] - triples["edited"])
     used = _matching_rows(rows, triples, "ft_layers")
@@ -650,20 +874,29 @@ def claim_10(tables: Tables) -> ClaimResult:
         verdict = HOLDS
     else:
         verdict = INCONCLUSIVE
-    means = {layer: float(used[used["ft_layers"] == layer]["es_ed_ft"].mean()) for layer in ("all", "non-edited",
-                                                                                           "edited")}
+    means = {
+        layer: float(used[used["ft_layers"] == layer]["es_ed_ft"].mean())
+        for layer in ("all", "non-edited", "edited")
+    }
     ds_column = "ds_M_ed_ft" if used["ds_M_ed_ft"].notna().any() else "ds_rank_M_ed_ft"
     ds = {layer: float(used[used["ft_layers"] == layer][ds_column].mean()) for layer in means}
     ds_order = " > ".join(sorted(ds, key=lambda k: -ds[k] if math.isfinite(ds[k]) else math.inf))
-    ours = (f"ES after FT: all {_f(means['all'])}, non-edited {_f(means['non-edited'])}, edited "
-            f"{_f(means['edited'])} (all − non-edited {_f(float(high['diff'].mean()), sign=True)}, non-edited − "
-            f"edited {_f(float(low['diff'].mean()), sign=True)}; {_band_text(noise.se_paired(len(high)))}); DS: "
-            + (", ".join(f"{k} {_f(v)}" for k, v in ds.items()) + f" (order {ds_order})"
-               if any(math.isfinite(v) for v in ds.values()) else "not measured"))
-    detail = (f"`es_ed_ft` of {len(high)} setting(s) fine-tuned on all three layer choices ({_scope(used)}); "
-              f"{noise.text}; SE = σ·√(2/k). Holds: ES(all) > ES(non-edited) and ES(non-edited) > ES(edited), "
-              f"each beyond {Z:g}·SE; does not hold: either pair reversed beyond it. The DS order (`{ds_column}`) "
-              "is reported, not judged.")
+    ours = (
+        f"ES after FT: all {_f(means['all'])}, non-edited {_f(means['non-edited'])}, edited "
+        f"{_f(means['edited'])} (all − non-edited {_f(float(high['diff'].mean()), sign=True)}, non-edited − "
+        f"edited {_f(float(low['diff'].mean()), sign=True)}; {_band_text(noise.se_paired(len(high)))}); DS: "
+        + (
+            ", ".join(f"{k} {_f(v)}" for k, v in ds.items()) + f" (order {ds_order})"
+            if any(math.isfinite(v) for v in ds.values())
+            else "not measured"
+        )
+    )
+    detail = (
+        f"`es_ed_ft` of {len(high)} setting(s) fine-tuned on all three layer choices ({_scope(used)}); "
+        f"{noise.text}; SE = σ·√(2/k). Holds: ES(all) > ES(non-edited) and ES(non-edited) > ES(edited), "
+        f"each beyond {Z:g}·SE; does not hold: either pair reversed beyond it. The DS order (`{ds_column}`) "
+        "is reported, not judged."
+    )
     return ClaimResult(10, claim, paper, ours, verdict, detail)
 
 
@@ -672,7 +905,9 @@ def claim_11(tables: Tables) -> ClaimResult:
     paper = "DS degradation (M_ed_ft vs M_ft): LoRA 6.02%, DoRA 6.88%, full FT 14.69% (mean over models)"
     final, n_ds = _prepare(tables)
     rows = main_rows(final)
-    column = "ds_degradation_ft" if rows["ds_degradation_ft"].notna().any() else "ds_rank_degradation_ft"
+    column = (
+        "ds_degradation_ft" if rows["ds_degradation_ft"].notna().any() else "ds_rank_degradation_ft"
+    )
     rows = rows.dropna(subset=[column])
     if rows.empty:
         return _not_tested(11, claim, paper, "needs DS measured on M_ft and M_ed_ft")
@@ -680,52 +915,78 @@ def claim_11(tables: Tables) -> ClaimResult:
     k = len(rows)
     mean = float(rows[column].mean())
     se = noise.se_mean(k)
-    per_method = ", ".join(f"{FT_LABELS.get(m, m)} {_f(float(rows[rows['ft_method'] == m][column].mean()))}%"
-                           for m in ("lora", "dora", "full") if (rows["ft_method"] == m).any())
+    per_method = ", ".join(
+        f"{FT_LABELS.get(m, m)} {_f(float(rows[rows['ft_method'] == m][column].mean()))}%"
+        for m in ("lora", "dora", "full")
+        if (rows["ft_method"] == m).any()
+    )
     ours = f"DS degradation {per_method} (mean {_f(mean)}%, {_band_text(se)})"
-    detail = (f"`{column}` of {k} configuration(s) ({_scope(rows)}); {noise.text}; SE = σ/√k; verdict: mean beyond "
-              f"±{Z:g}·SE of 0 (the size, \"slightly\", is not judged).")
+    detail = (
+        f"`{column}` of {k} configuration(s) ({_scope(rows)}); {noise.text}; SE = σ/√k; verdict: mean beyond "
+        f'±{Z:g}·SE of 0 (the size, "slightly", is not judged).'
+    )
     return ClaimResult(11, claim, paper, ours, judge(mean, se), detail)
 
 
 def claim_12(tables: Tables) -> ClaimResult:
-    return _not_tested(12, "Activation geometry: FT shifts hidden states far more than KE, nearly orthogonally",
-                       "‖Δh_ft‖ ≫ ‖Δh_ed‖ at every layer; cos(d_ed, d_ft) < cos(d_ed_ft, d_ed) ≪ cos(d_ed_ft, d_ft)",
-                       "needs an activation analysis (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft), "
-                       "which editdecay does not compute")
+    return _not_tested(
+        12,
+        "Activation geometry: FT shifts hidden states far more than KE, nearly orthogonally",
+        "‖Δh_ft‖ ≫ ‖Δh_ed‖ at every layer; cos(d_ed, d_ft) < cos(d_ed_ft, d_ed) ≪ cos(d_ed_ft, d_ft)",
+        "needs an activation analysis (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft), "
+        "which editdecay does not compute",
+    )
 
 
 def claim_13(tables: Tables) -> ClaimResult:
-    return _not_tested(13, "Erased edits have rare target tokens; stable and emergent ones frequent tokens",
-                       "qualitative (Table 6 examples)",
-                       "needs target-token frequency statistics, which editdecay does not compute; results/flips.csv "
-                       "holds the per-edit categories and answers for a manual look")
+    return _not_tested(
+        13,
+        "Erased edits have rare target tokens; stable and emergent ones frequent tokens",
+        "qualitative (Table 6 examples)",
+        "needs target-token frequency statistics, which editdecay does not compute; results/flips.csv "
+        "holds the per-edit categories and answers for a manual look",
+    )
 
 
 def claim_14(tables: Tables) -> ClaimResult:
-    claim = "A poor edit-layer choice collapses batch-edit success (check ES before measuring decay)"
+    claim = (
+        "A poor edit-layer choice collapses batch-edit success (check ES before measuring decay)"
+    )
     paper = "DeepSeek, causal-tracing layers: ES 20.17% (1k edits) → 0.4% (10k)"
     final, _ = _prepare(tables)
     rows = final[final["edit_method"].isin(list(LOCATE_THEN_EDIT))].drop_duplicates(
-        ["model", "edit_method", "edit_data", "n_edits"])
+        ["model", "edit_method", "edit_data", "n_edits"]
+    )
     if rows.empty:
         return _not_tested(14, claim, paper, "DeepSeek is not part of this run")
     sd = binomial_sd(rows.assign(es_ed_ft=rows["es_ed"]), "es_ed")
     weak = rows[(rows["es_ed"] - rows["es_M"]) <= Z * sd * math.sqrt(2)]
-    per_model = "; ".join(f"{m} ES {_f(float(g['es_M'].mean()))} → {_f(float(g['es_ed'].mean()))}"
-                          for m, g in rows.groupby("model"))
+    per_model = "; ".join(
+        f"{m} ES {_f(float(g['es_M'].mean()))} → {_f(float(g['es_ed'].mean()))}"
+        for m, g in rows.groupby("model")
+    )
     ours = f"edit success (M → M_ed): {per_model}; {len(weak)}/{len(rows)} edit settings not above M beyond noise"
-    return _not_tested(14, claim, paper, "DeepSeek is not part of this run; ours is the sanity check the claim asks "
-                       "for (`es_M` → `es_ed` per edit setting, noise = binomial SE of the edits)", ours=ours)
+    return _not_tested(
+        14,
+        claim,
+        paper,
+        "DeepSeek is not part of this run; ours is the sanity check the claim asks "
+        "for (`es_M` → `es_ed` per edit setting, noise = binomial SE of the edits)",
+        ours=ours,
+    )
 
 
 def claim_15(tables: Tables) -> ClaimResult:
     claim = "Run-to-run noise is small: ES deltas below ~1 pp and DS deltas below a few % are noise"
-    paper = "ES SD across sampled edit sets ≤ 0.5 pp (10k edits); DS differs by 3.7–5.4% across seeds"
+    paper = (
+        "ES SD across sampled edit sets ≤ 0.5 pp (10k edits); DS differs by 3.7–5.4% across seeds"
+    )
     final, n_ds = _prepare(tables)
     spreads = seed_spreads(tables["decay"])
     if spreads.empty:
-        return _not_tested(15, claim, paper, "needs configurations repeated with several fine-tuning seeds")
+        return _not_tested(
+            15, claim, paper, "needs configurations repeated with several fine-tuning seeds"
+        )
     ft = _fine_tuned(final)
     replicated = ft[ft.duplicated(list(SEED_GROUP), keep=False)]
     es_sd, groups, dof = seed_sd(replicated, "es_ed_ft")
@@ -734,29 +995,51 @@ def claim_15(tables: Tables) -> ClaimResult:
     # difference of about the binomial SE, so each level is raised to 2 binomial SEs of this run's sample.
     es_binomial = float(np.sqrt((binomial_sd(replicated, "es_ed_ft") ** 2).mean()))
     ds_binomial = float(np.sqrt((binomial_sd(replicated, "ds_M_ed_ft", n_ds) ** 2).mean()))
-    es_limit = max(ES_NOISE_LIMIT, Z * es_binomial) if math.isfinite(es_binomial) else ES_NOISE_LIMIT
+    es_limit = (
+        max(ES_NOISE_LIMIT, Z * es_binomial) if math.isfinite(es_binomial) else ES_NOISE_LIMIT
+    )
     # a range of two seeds is |difference| ≈ √2 σ
-    ds_limit = (max(DS_NOISE_LIMIT, Z * math.sqrt(2) * ds_binomial) if math.isfinite(ds_binomial)
-                else DS_NOISE_LIMIT)
+    ds_limit = (
+        max(DS_NOISE_LIMIT, Z * math.sqrt(2) * ds_binomial)
+        if math.isfinite(ds_binomial)
+        else DS_NOISE_LIMIT
+    )
     checks = [es_sd <= es_limit]
     if math.isfinite(ds_range):
         checks.append(ds_range <= ds_limit)
     verdict = (HOLDS if all(checks) else DOES_NOT_HOLD) if math.isfinite(es_sd) else INCONCLUSIVE
-    ours = (f"seed-to-seed SD of ES after FT {_f(es_sd, 2)} pp (limit {_f(es_limit, 2)}); DS range across seeds "
-            f"{_f(ds_range, 2)} pp (limit {_f(ds_limit, 2)}; {groups} seed group(s))")
-    detail = (f"pooled seed-to-seed SD of `es_ed_ft` over {groups} group(s) of configurations differing only in the "
-              f"seed ({dof} df), and the mean max − min of `ds_M_ed_ft` over seeds (see the seed-spread table). "
-              f"Holds: ES SD ≤ max({ES_NOISE_LIMIT:g} pp, {Z:g} binomial SEs of the edits = {_f(Z * es_binomial, 2)}) "
-              f"and DS range ≤ max({DS_NOISE_LIMIT:g} pp, {Z:g}·√2 binomial SEs of the DS items = "
-              f"{_f(Z * math.sqrt(2) * ds_binomial, 2)}), i.e. no more seed noise than the paper's levels or this "
-              "run's sample size explain; does not hold: either is larger. The paper's ES figure varies the edit "
-              "sample, ours the fine-tuning seed.")
+    ours = (
+        f"seed-to-seed SD of ES after FT {_f(es_sd, 2)} pp (limit {_f(es_limit, 2)}); DS range across seeds "
+        f"{_f(ds_range, 2)} pp (limit {_f(ds_limit, 2)}; {groups} seed group(s))"
+    )
+    detail = (
+        f"pooled seed-to-seed SD of `es_ed_ft` over {groups} group(s) of configurations differing only in the "
+        f"seed ({dof} df), and the mean max − min of `ds_M_ed_ft` over seeds (see the seed-spread table). "
+        f"Holds: ES SD ≤ max({ES_NOISE_LIMIT:g} pp, {Z:g} binomial SEs of the edits = {_f(Z * es_binomial, 2)}) "
+        f"and DS range ≤ max({DS_NOISE_LIMIT:g} pp, {Z:g}·√2 binomial SEs of the DS items = "
+        f"{_f(Z * math.sqrt(2) * ds_binomial, 2)}), i.e. no more seed noise than the paper's levels or this "
+        "run's sample size explain; does not hold: either is larger. The paper's ES figure varies the edit "
+        "sample, ours the fine-tuning seed."
+    )
     return ClaimResult(15, claim, paper, ours, verdict, detail)
 
 
 CLAIMS: tuple[Callable[[Tables], ClaimResult], ...] = (
-    claim_1, claim_2, claim_3, claim_4, claim_5, claim_6, claim_7, claim_8, claim_9, claim_10, claim_11, claim_12,
-    claim_13, claim_14, claim_15,
+    claim_1,
+    claim_2,
+    claim_3,
+    claim_4,
+    claim_5,
+    claim_6,
+    claim_7,
+    claim_8,
+    claim_9,
+    claim_10,
+    claim_11,
+    claim_12,
+    claim_13,
+    claim_14,
+    claim_15,
 )
 
 
@@ -773,13 +1056,19 @@ def check_claims_per_model(tables: Tables) -> dict[str, list[ClaimResult]]:
     decay = tables.get("decay") if isinstance(tables, Mapping) else None
     if decay is None:
         raise ValueError("check_claims needs the decay table (tables['decay'])")
-    models = [str(m) for m in dict.fromkeys(decay["model"].dropna())] if "model" in decay.columns else []
-    return {model: check_claims({**tables, "decay": decay[decay["model"].astype(str) == model]})
-            for model in models}
+    models = (
+        [str(m) for m in dict.fromkeys(decay["model"].dropna())] if "model" in decay.columns else []
+    )
+    return {
+        model: check_claims({**tables, "decay": decay[decay["model"].astype(str) == model]})
+        for model in models
+    }
 
 
 def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
-    return pd.DataFrame([asdict(r) for r in results], columns=["id", "claim", "paper", "ours", "verdict", "detail"])
+    return pd.DataFrame(
+        [asdict(r) for r in results], columns=["id", "claim", "paper", "ours", "verdict", "detail"]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -794,32 +1083,71 @@ def t_tests(decay: pd.DataFrame) -> pd.DataFrame:
     """
     final = final_decay(decay)
     rows = main_rows(final).dropna(subset=["es_ed", "es_ed_ft"])
-    columns = ["model", "ft_method", "pairs", "ES M_ed", "ES M_ed_ft", "mean drop", "t", "df", "p", "paper p"]
+    columns = [
+        "model",
+        "ft_method",
+        "pairs",
+        "ES M_ed",
+        "ES M_ed_ft",
+        "mean drop",
+        "t",
+        "df",
+        "p",
+        "paper p",
+    ]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    per_config = rows.groupby(["model", "edit_method", "edit_data", "n_edits", "ft_method"], as_index=False)[
-        ["es_ed", "es_ed_ft"]].mean()
+    per_config = rows.groupby(
+        ["model", "edit_method", "edit_data", "n_edits", "ft_method"], as_index=False
+    )[["es_ed", "es_ed_ft"]].mean()
     records = []
     models = list(dict.fromkeys(per_config["model"]))
-    scopes = [("all", per_config)] + ([(m, per_config[per_config["model"] == m]) for m in models]
-                                      if len(models) > 1 else [])
+    scopes = [("all", per_config)] + (
+        [(m, per_config[per_config["model"] == m]) for m in models] if len(models) > 1 else []
+    )
     for scope, table in scopes:
-        for method in [m for m in ("lora", "dora", "full") if (table["ft_method"] == m).any()] + sorted(
-                set(table["ft_method"]) - {"lora", "dora", "full"}):
+        for method in [
+            m for m in ("lora", "dora", "full") if (table["ft_method"] == m).any()
+        ] + sorted(set(table["ft_method"]) - {"lora", "dora", "full"}):
             sub = table[table["ft_method"] == method]
             test = paired_t_test(sub["es_ed"], sub["es_ed_ft"])
-            records.append({"model": scope if len(models) > 1 or scope != "all" else models[0],
-                            "ft_method": FT_LABELS.get(method, method), "pairs": test.n, "ES M_ed": test.mean_before,
-                            "ES M_ed_ft": test.mean_after, "mean drop": test.mean_diff, "t": test.t, "df": test.df,
-                            "p": test.p, "paper p": PAPER_T_TEST_P.get(method, "—") if scope == "all" else "—"})
+            records.append(
+                {
+                    "model": scope if len(models) > 1 or scope != "all" else models[0],
+                    "ft_method": FT_LABELS.get(method, method),
+                    "pairs": test.n,
+                    "ES M_ed": test.mean_before,
+                    "ES M_ed_ft": test.mean_after,
+                    "mean drop": test.mean_diff,
+                    "t": test.t,
+                    "df": test.df,
+                    "p": test.p,
+                    "paper p": PAPER_T_TEST_P.get(method, "—") if scope == "all" else "—",
+                }
+            )
     return pd.DataFrame.from_records(records, columns=columns)
 
 
 def seed_spreads(decay: pd.DataFrame) -> pd.DataFrame:
     """Per group of configurations that differ only in the fine-tuning seed: spread of ES and DS."""
     final = final_decay(decay)
-    columns = ["model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers", "seeds",
-               "ES M_ed_ft", "ES SD", "ΔES SD", "DS M_ed_ft", "DS SD", "DS range", "DS M_ft SD"]
+    columns = [
+        "model",
+        "edit_method",
+        "edit_data",
+        "n_edits",
+        "ft_method",
+        "ft_data",
+        "ft_layers",
+        "seeds",
+        "ES M_ed_ft",
+        "ES SD",
+        "ΔES SD",
+        "DS M_ed_ft",
+        "DS SD",
+        "DS range",
+        "DS M_ft SD",
+    ]
     records = []
     for key, group in _fine_tuned(final).groupby(list(SEED_GROUP), dropna=False, sort=True):
         per_seed = group.groupby("seed")[["es_ed_ft", "delta_es", "ds_M_ed_ft", "ds_M_ft"]].mean()
@@ -827,13 +1155,20 @@ def seed_spreads(decay: pd.DataFrame) -> pd.DataFrame:
             continue
         ds = per_seed["ds_M_ed_ft"].dropna()
         record = dict(zip(SEED_GROUP, key))
-        record.update({"seeds": len(per_seed), "ES M_ed_ft": per_seed["es_ed_ft"].mean(),
-                       "ES SD": per_seed["es_ed_ft"].std(ddof=1), "ΔES SD": per_seed["delta_es"].std(ddof=1),
-                       "DS M_ed_ft": ds.mean() if len(ds) else math.nan,
-                       "DS SD": ds.std(ddof=1) if len(ds) > 1 else math.nan,
-                       "DS range": ds.max() - ds.min() if len(ds) > 1 else math.nan,
-                       "DS M_ft SD": per_seed["ds_M_ft"].dropna().std(ddof=1)
-                       if per_seed["ds_M_ft"].notna().sum() > 1 else math.nan})
+        record.update(
+            {
+                "seeds": len(per_seed),
+                "ES M_ed_ft": per_seed["es_ed_ft"].mean(),
+                "ES SD": per_seed["es_ed_ft"].std(ddof=1),
+                "ΔES SD": per_seed["delta_es"].std(ddof=1),
+                "DS M_ed_ft": ds.mean() if len(ds) else math.nan,
+                "DS SD": ds.std(ddof=1) if len(ds) > 1 else math.nan,
+                "DS range": ds.max() - ds.min() if len(ds) > 1 else math.nan,
+                "DS M_ft SD": per_seed["ds_M_ft"].dropna().std(ddof=1)
+                if per_seed["ds_M_ft"].notna().sum() > 1
+                else math.nan,
+            }
+        )
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=columns)
     if not frame.empty:

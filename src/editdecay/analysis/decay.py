@@ -37,10 +37,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CONFIG_COLUMNS: tuple[str, ...] = (
-    "config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers", "seed",
+    "config_id",
+    "model",
+    "edit_method",
+    "edit_data",
+    "n_edits",
+    "ft_method",
+    "ft_data",
+    "ft_layers",
+    "seed",
 )
 STATES: tuple[str, ...] = ("M", "M_ed", "M_ft", "M_ed_ft")
 CATEGORIES: tuple[str, ...] = ("stable", "erased", "emergent", "impossible")
@@ -56,12 +64,33 @@ SCORE_COLUMNS: dict[str, dict[str, str]] = {
 
 # Keys of decay_metrics, in output order.
 METRIC_KEYS: tuple[str, ...] = (
-    "efficacy_kind", "indicator",
-    "n_edits", "n_success_ed", "n_stable", "n_erased", "n_emergent", "n_impossible",
-    "es_ed", "es_ed_ft", "delta_es", "relative_decay", "efr", "emergent_ratio",
-    "ps_ed", "ps_ed_ft", "ns_ed", "ns_ed_ft",
+    "efficacy_kind",
+    "indicator",
+    "n_edits",
+    "n_success_ed",
+    "n_stable",
+    "n_erased",
+    "n_emergent",
+    "n_impossible",
+    "es_ed",
+    "es_ed_ft",
+    "delta_es",
+    "relative_decay",
+    "efr",
+    "emergent_ratio",
+    "ps_ed",
+    "ps_ed_ft",
+    "ns_ed",
+    "ns_ed_ft",
 )
-COUNT_KEYS: tuple[str, ...] = ("n_edits", "n_success_ed", "n_stable", "n_erased", "n_emergent", "n_impossible")
+COUNT_KEYS: tuple[str, ...] = (
+    "n_edits",
+    "n_success_ed",
+    "n_stable",
+    "n_erased",
+    "n_emergent",
+    "n_impossible",
+)
 
 # A token accuracy counts as "every token correct" from this value on (accuracies are means of 0/1).
 _EXACT_THRESHOLD = 1.0 - 1e-9
@@ -71,6 +100,7 @@ _FEW = 5
 # --------------------------------------------------------------------------------------------------
 # Per-edit scores and the success indicator
 # --------------------------------------------------------------------------------------------------
+
 
 def efficacy_kind(table: pd.DataFrame) -> str:
     """The dataset kind of a per-edit table: ``"counterfact"`` or ``"zsre"``.
@@ -91,8 +121,10 @@ def efficacy_kind(table: pd.DataFrame) -> str:
         if len(sources) == 1 and sources <= set(KINDS):
             return sources.pop()
         if len(sources & set(KINDS)) > 1:
-            logger.warning("per-edit table mixes request sources %s; the dataset kind is read from `es`",
-                           sorted(sources))
+            log.warning(
+                "per-edit table mixes request sources %s; the dataset kind is read from `es`",
+                sorted(sources),
+            )
     if "case_id" in table.columns and len(table):
         if table["case_id"].astype(str).str.startswith("zsre:").all():
             return "zsre"
@@ -101,7 +133,9 @@ def efficacy_kind(table: pd.DataFrame) -> str:
     return "zsre"
 
 
-def success_indicator(table: pd.DataFrame, indicator: str = "exact", *, kind: str | None = None) -> pd.Series:
+def success_indicator(
+    table: pd.DataFrame, indicator: str = "exact", *, kind: str | None = None
+) -> pd.Series:
     """The per-edit binary success M_i of the Edit Flip Ratio (EFR, PAPER Eq. 1), one bool per row.
 
     - CounterFact: ``es == 1``, i.e. the new object is more likely than the true one on the rewrite
@@ -134,6 +168,7 @@ def success_indicator(table: pd.DataFrame, indicator: str = "exact", *, kind: st
 # --------------------------------------------------------------------------------------------------
 # Flips (PAPER Table 6) and the decay metrics of one before/after pair
 # --------------------------------------------------------------------------------------------------
+
 
 def flip_table(before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exact") -> pd.DataFrame:
     """Per-edit success before and after fine-tuning, with its PAPER Table 6 category.
@@ -180,11 +215,15 @@ def flip_table(before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exac
     out["efficacy_after"] = aligned(_numeric(after, es_column), after)
     if "answer" in before.columns or "answer" in after.columns:
         out["answer_before"] = before["answer"].to_numpy() if "answer" in before.columns else np.nan
-        out["answer_after"] = aligned(after["answer"], after) if "answer" in after.columns else np.nan
+        out["answer_after"] = (
+            aligned(after["answer"], after) if "answer" in after.columns else np.nan
+        )
     return out
 
 
-def decay_metrics(before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exact") -> dict[str, Any]:
+def decay_metrics(
+    before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exact"
+) -> dict[str, Any]:
     """Decay of one set of edits from M_ed (``before``) to M_ed_ft (``after``).
 
     Returns a dict with the keys of :data:`METRIC_KEYS`:
@@ -223,8 +262,10 @@ def downstream_degradation(ds_reference: float | None, ds_other: float | None) -
 # The whole study: one row per (configuration, checkpoint)
 # --------------------------------------------------------------------------------------------------
 
-def decay_summary(edits: pd.DataFrame, downstream: pd.DataFrame | None = None,
-                  indicator: str = "exact") -> pd.DataFrame:
+
+def decay_summary(
+    edits: pd.DataFrame, downstream: pd.DataFrame | None = None, indicator: str = "exact"
+) -> pd.DataFrame:
     """One row per (config_id, step) of the configuration's M_ed_ft rows, with every decay metric.
 
     For each configuration, ``before`` is its M_ed rows and ``after`` its M_ed_ft rows at the step,
@@ -254,13 +295,21 @@ def decay_summary(edits: pd.DataFrame, downstream: pd.DataFrame | None = None,
     _require(edits, ["config_id", "state", "step", "case_id"], "per-edit table")
     unknown_states = sorted(set(edits["state"].dropna().astype(str)) - set(STATES))
     if unknown_states:
-        raise ValueError(f"unknown state(s) {unknown_states} in the per-edit table; known: {', '.join(STATES)}")
+        raise ValueError(
+            f"unknown state(s) {unknown_states} in the per-edit table; known: {', '.join(STATES)}"
+        )
     if downstream is not None:
-        _require(downstream, ["config_id", "state", "step", "task", "mode", "accuracy"], "downstream table")
+        _require(
+            downstream,
+            ["config_id", "state", "step", "task", "mode", "accuracy"],
+            "downstream table",
+        )
 
     rows: list[dict[str, Any]] = []
     for config_id, config_rows in edits.groupby("config_id", sort=True):
-        ds_rows = downstream[downstream["config_id"] == config_id] if downstream is not None else None
+        ds_rows = (
+            downstream[downstream["config_id"] == config_id] if downstream is not None else None
+        )
         rows.extend(_config_rows(config_id, config_rows, ds_rows, indicator))
     columns = summary_columns(with_downstream=downstream is not None)
     summary = pd.DataFrame(rows, columns=columns)
@@ -268,26 +317,56 @@ def decay_summary(edits: pd.DataFrame, downstream: pd.DataFrame | None = None,
         summary[key] = _as_counts(summary[key])
     summary["step"] = summary["step"].astype(int)
     summary["final"] = summary["final"].astype(bool)
-    logger.info("decay summary: %d row(s) over %d configuration(s)", len(summary),
-                summary["config_id"].nunique())
+    log.info(
+        "decay summary: %d row(s) over %d configuration(s)",
+        len(summary),
+        summary["config_id"].nunique(),
+    )
     return summary
 
 
 def summary_columns(with_downstream: bool = True) -> list[str]:
     """The column names of :func:`decay_summary`'s output, in order."""
-    columns = [*CONFIG_COLUMNS, "step", "final", "efficacy_kind", "indicator",
-               *[k for k in COUNT_KEYS if k != "n_edits"],
-               "es_M", "es_M_ft", "es_ed", "es_ed_ft", "delta_es", "relative_decay", "efr", "emergent_ratio",
-               "ps_ed", "ps_ed_ft", "ns_ed", "ns_ed_ft"]
+    columns = [
+        *CONFIG_COLUMNS,
+        "step",
+        "final",
+        "efficacy_kind",
+        "indicator",
+        *[k for k in COUNT_KEYS if k != "n_edits"],
+        "es_M",
+        "es_M_ft",
+        "es_ed",
+        "es_ed_ft",
+        "delta_es",
+        "relative_decay",
+        "efr",
+        "emergent_ratio",
+        "ps_ed",
+        "ps_ed_ft",
+        "ns_ed",
+        "ns_ed_ft",
+    ]
     if with_downstream:
         for prefix in DS_MODES.values():
-            columns += [f"{prefix}M", f"{prefix}M_ed", f"{prefix}M_ft", f"{prefix}M_ed_ft",
-                        f"{prefix}degradation_noft", f"{prefix}degradation_ft"]
+            columns += [
+                f"{prefix}M",
+                f"{prefix}M_ed",
+                f"{prefix}M_ft",
+                f"{prefix}M_ed_ft",
+                f"{prefix}degradation_noft",
+                f"{prefix}degradation_ft",
+            ]
     return columns
 
 
-def flip_examples(edits: pd.DataFrame, config_id: str, step: int | None = None, per_category: int = 3,
-                  indicator: str = "exact") -> pd.DataFrame:
+def flip_examples(
+    edits: pd.DataFrame,
+    config_id: str,
+    step: int | None = None,
+    per_category: int = 3,
+    indicator: str = "exact",
+) -> pd.DataFrame:
     """Up to ``per_category`` edits of each PAPER Table 6 category for one configuration.
 
     Compares the configuration's M_ed rows with its M_ed_ft rows at ``step`` (default: the final,
@@ -309,7 +388,9 @@ def flip_examples(edits: pd.DataFrame, config_id: str, step: int | None = None, 
     if step is None:
         step = steps[-1]
     elif step not in steps:
-        raise ValueError(f"config_id {config_id!r} has no M_ed_ft rows at step {step}; steps: {steps}")
+        raise ValueError(
+            f"config_id {config_id!r} has no M_ed_ft rows at step {step}; steps: {steps}"
+        )
     flips = flip_table(before, tuned[tuned["step"] == step], indicator)
     flips = flips.sort_values("case_id", kind="stable")
     parts = [flips[flips["category"] == category].head(per_category) for category in CATEGORIES]
@@ -320,14 +401,16 @@ def flip_examples(edits: pd.DataFrame, config_id: str, step: int | None = None, 
 # Internals
 # --------------------------------------------------------------------------------------------------
 
-def _config_rows(config_id: Any, rows: pd.DataFrame, downstream: pd.DataFrame | None,
-                 indicator: str) -> list[dict[str, Any]]:
+
+def _config_rows(
+    config_id: Any, rows: pd.DataFrame, downstream: pd.DataFrame | None, indicator: str
+) -> list[dict[str, Any]]:
     """decay_summary's rows for one configuration."""
     config = _config_values(config_id, rows)
     kind = efficacy_kind(rows)
     before = rows[rows["state"] == "M_ed"]
     if before.empty:
-        logger.warning("config %s has no M_ed rows; left out of the decay summary", config_id)
+        log.warning("config %s has no M_ed rows; left out of the decay summary", config_id)
         return []
     case_ids = set(before["case_id"])
     base = rows[(rows["state"] == "M") & rows["case_id"].isin(case_ids)]
@@ -340,8 +423,11 @@ def _config_rows(config_id: Any, rows: pd.DataFrame, downstream: pd.DataFrame | 
     out: list[dict[str, Any]] = []
     if not steps:
         metrics = _metrics(before, None, None, indicator, kind)
-        out.append(_assemble(config, 0, True, metrics, es_m, math.nan,
-                             _downstream_values(downstream, None)))
+        out.append(
+            _assemble(
+                config, 0, True, metrics, es_m, math.nan, _downstream_values(downstream, None)
+            )
+        )
     for step in steps:
         after = tuned[tuned["step"] == step]
         try:
@@ -350,17 +436,38 @@ def _config_rows(config_id: Any, rows: pd.DataFrame, downstream: pd.DataFrame | 
             raise ValueError(f"config {config_id}, step {step}: {err}") from err
         metrics = _metrics(before, after, flips, indicator, kind)
         es_m_ft = _mean_percent(_numeric(base_ft[base_ft["step"] == step], es_column))
-        out.append(_assemble(config, step, step == steps[-1], metrics, es_m, es_m_ft,
-                             _downstream_values(downstream, step)))
+        out.append(
+            _assemble(
+                config,
+                step,
+                step == steps[-1],
+                metrics,
+                es_m,
+                es_m_ft,
+                _downstream_values(downstream, step),
+            )
+        )
     evaluated = len(before)
     configured = pd.to_numeric(pd.Series([config.get("n_edits")]), errors="coerce").iloc[0]
     if _is_present(configured) and configured != evaluated:
-        logger.warning("config %s: n_edits is %s but %d edit(s) were evaluated", config_id, configured, evaluated)
+        log.warning(
+            "config %s: n_edits is %s but %d edit(s) were evaluated",
+            config_id,
+            configured,
+            evaluated,
+        )
     return out
 
 
-def _assemble(config: Mapping[str, Any], step: int, final: bool, metrics: Mapping[str, Any], es_m: float,
-              es_m_ft: float, downstream: Mapping[str, float]) -> dict[str, Any]:
+def _assemble(
+    config: Mapping[str, Any],
+    step: int,
+    final: bool,
+    metrics: Mapping[str, Any],
+    es_m: float,
+    es_m_ft: float,
+    downstream: Mapping[str, float],
+) -> dict[str, Any]:
     """One decay_summary row from its parts (the configuration's n_edits wins over the count)."""
     row: dict[str, Any] = dict(config)
     if not _is_present(row.get("n_edits")):
@@ -371,16 +478,27 @@ def _assemble(config: Mapping[str, Any], step: int, final: bool, metrics: Mappin
     return row
 
 
-def _metrics(before: pd.DataFrame, after: pd.DataFrame | None, flips: pd.DataFrame | None, indicator: str,
-             kind: str) -> dict[str, Any]:
+def _metrics(
+    before: pd.DataFrame,
+    after: pd.DataFrame | None,
+    flips: pd.DataFrame | None,
+    indicator: str,
+    kind: str,
+) -> dict[str, Any]:
     """decay_metrics' dict; with ``after`` None only the edited-model (before) values are filled."""
     columns = SCORE_COLUMNS[kind]
     success_before = success_indicator(before, indicator, kind=kind)
     n_success = int(success_before.sum())
     n_failed = len(before) - n_success
     metrics: dict[str, Any] = {key: math.nan for key in METRIC_KEYS}
-    metrics.update({"efficacy_kind": kind, "indicator": indicator, "n_edits": len(before),
-                    "n_success_ed": n_success})
+    metrics.update(
+        {
+            "efficacy_kind": kind,
+            "indicator": indicator,
+            "n_edits": len(before),
+            "n_success_ed": n_success,
+        }
+    )
     for name, column in columns.items():
         metrics[f"{name}_ed"] = _mean_percent(_numeric(before, column))
     if after is None or flips is None:
@@ -408,11 +526,16 @@ def _downstream_values(downstream: pd.DataFrame | None, step: int | None) -> dic
         ds_m_ed = _ds_mean(downstream, "M_ed", None, mode)
         ds_m_ft = _ds_mean(downstream, "M_ft", step, mode) if step is not None else math.nan
         ds_m_ed_ft = _ds_mean(downstream, "M_ed_ft", step, mode) if step is not None else math.nan
-        values.update({
-            f"{prefix}M": ds_m, f"{prefix}M_ed": ds_m_ed, f"{prefix}M_ft": ds_m_ft, f"{prefix}M_ed_ft": ds_m_ed_ft,
-            f"{prefix}degradation_noft": downstream_degradation(ds_m, ds_m_ed),
-            f"{prefix}degradation_ft": downstream_degradation(ds_m_ft, ds_m_ed_ft),
-        })
+        values.update(
+            {
+                f"{prefix}M": ds_m,
+                f"{prefix}M_ed": ds_m_ed,
+                f"{prefix}M_ft": ds_m_ft,
+                f"{prefix}M_ed_ft": ds_m_ed_ft,
+                f"{prefix}degradation_noft": downstream_degradation(ds_m, ds_m_ed),
+                f"{prefix}degradation_ft": downstream_degradation(ds_m_ft, ds_m_ed_ft),
+            }
+        )
     return values
 
 
@@ -439,8 +562,13 @@ def _config_values(config_id: Any, rows: pd.DataFrame) -> dict[str, Any]:
         present = rows[column].dropna()
         distinct = present.unique()
         if len(distinct) > 1:
-            logger.warning("config %s has several values of %s: %s; using %r", config_id, column,
-                           list(distinct[:_FEW]), present.iloc[0])
+            log.warning(
+                "config %s has several values of %s: %s; using %r",
+                config_id,
+                column,
+                list(distinct[:_FEW]),
+                present.iloc[0],
+            )
         values[column] = present.iloc[0] if len(present) else math.nan
     return values
 
@@ -457,8 +585,11 @@ def _categories(success_before: np.ndarray, success_after: np.ndarray) -> np.nda
     """PAPER Table 6 category of each edit from its success before and after fine-tuning."""
     before = np.asarray(success_before, dtype=bool)
     after = np.asarray(success_after, dtype=bool)
-    return np.select([before & after, before & ~after, ~before & after], list(CATEGORIES[:3]),
-                     default=CATEGORIES[3]).astype(object)
+    return np.select(
+        [before & after, before & ~after, ~before & after],
+        list(CATEGORIES[:3]),
+        default=CATEGORIES[3],
+    ).astype(object)
 
 
 def _check_pairing(before: pd.DataFrame, after: pd.DataFrame) -> None:
@@ -468,15 +599,18 @@ def _check_pairing(before: pd.DataFrame, after: pd.DataFrame) -> None:
     for name, table in (("before", before), ("after", after)):
         repeated = table["case_id"][table["case_id"].duplicated()].unique()
         if len(repeated):
-            raise ValueError(f"case_id repeats in the {name} table ({len(repeated)} id(s), e.g. "
-                             f"{_few(repeated)}); pass one row per edit")
+            raise ValueError(
+                f"case_id repeats in the {name} table ({len(repeated)} id(s), e.g. "
+                f"{_few(repeated)}); pass one row per edit"
+            )
     ids_before, ids_after = set(before["case_id"]), set(after["case_id"])
     if ids_before != ids_after:
         only_before, only_after = ids_before - ids_after, ids_after - ids_before
         raise ValueError(
             "before and after tables cover different edits: "
             f"{len(only_before)} case_id(s) missing after fine-tuning (e.g. {_few(only_before)}), "
-            f"{len(only_after)} case_id(s) missing before (e.g. {_few(only_after)})")
+            f"{len(only_after)} case_id(s) missing before (e.g. {_few(only_after)})"
+        )
 
 
 def _joint_kind(*tables: pd.DataFrame) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 BUNDLED_WIKITEXT = Path(__file__).resolve().parent / "bundled" / "wiki.test.raw.gz"
 MIN_WINDOW_TOKENS = 16
@@ -70,11 +71,13 @@ def wikitext_articles(path: Path | None = None) -> list[Article]:
         sub = _SUB_HEADING.fullmatch(line)
         body.append(sub.group(2).strip() if sub else line)
     _finish(title, body, articles)
-    logger.debug("%s: %d articles", path, len(articles))
+    log.debug("%s: %d articles", path, len(articles))
     return articles
 
 
-def split_articles(articles: Sequence[Article], heldout_every: int = 8) -> tuple[list[Article], list[Article]]:
+def split_articles(
+    articles: Sequence[Article], heldout_every: int = 8
+) -> tuple[list[Article], list[Article]]:
     """Deterministic disjoint split into (statistic articles, held-out articles).
 
     Article ``i`` (0-based, in file order) is held out when ``i % heldout_every == heldout_every - 1``,
@@ -139,7 +142,7 @@ def token_windows(
                 continue
             windows.append(chunk)
             total += len(chunk)
-    logger.debug("token_windows: %d windows, %d tokens from %d texts", len(windows), total, len(texts))
+    log.debug("token_windows: %d windows, %d tokens from %d texts", len(windows), total, len(texts))
     return windows
 
 

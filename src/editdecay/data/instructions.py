@@ -36,12 +36,18 @@ from pathlib import Path
 
 from editdecay.data.requests import EditRequest
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 COMMONSENSE_DIR = Path(__file__).resolve().parent / "bundled" / "commonsense"
 
 COMMONSENSE_TASKS: tuple[str, ...] = (
-    "ARC-Challenge", "ARC-Easy", "boolq", "openbookqa", "piqa", "social_i_qa", "winogrande",
+    "ARC-Challenge",
+    "ARC-Easy",
+    "boolq",
+    "openbookqa",
+    "piqa",
+    "social_i_qa",
+    "winogrande",
 )
 
 # The answer labels per task, as they appear in the data (lower case). OpenBookQA has four options
@@ -120,7 +126,9 @@ def _check_tasks(tasks: Iterable[str] | None) -> tuple[str, ...]:
     tasks = tuple(tasks)
     unknown = [t for t in tasks if t not in LABELS]
     if unknown:
-        raise ValueError(f"unknown commonsense task(s) {unknown}; known: {', '.join(COMMONSENSE_TASKS)}")
+        raise ValueError(
+            f"unknown commonsense task(s) {unknown}; known: {', '.join(COMMONSENSE_TASKS)}"
+        )
     return tasks
 
 
@@ -133,15 +141,22 @@ def _read_task(task: str, split: str) -> list[InstructionExample]:
         records = json.load(fh)
     return [
         InstructionExample(
-            instruction=r["instruction"], input=r.get("input", "") or "", output=r["output"],
-            answer=r.get("answer"), task=task,
+            instruction=r["instruction"],
+            input=r.get("input", "") or "",
+            output=r["output"],
+            answer=r.get("answer"),
+            task=task,
         )
         for r in records
     ]
 
 
-def load_commonsense(split: str = "train", tasks: Iterable[str] | None = None, n_per_task: int | None = None,
-                     seed: int = 0) -> list[InstructionExample]:
+def load_commonsense(
+    split: str = "train",
+    tasks: Iterable[str] | None = None,
+    n_per_task: int | None = None,
+    seed: int = 0,
+) -> list[InstructionExample]:
     """Bundled LLM-Adapters commonsense examples (see the module docstring for sampling and order).
 
     Tasks without the split are skipped with a logged note; an unknown task raises ValueError.
@@ -153,7 +168,7 @@ def load_commonsense(split: str = "train", tasks: Iterable[str] | None = None, n
     out: list[InstructionExample] = []
     for task in _check_tasks(tasks):
         if not commonsense_path(task, split).exists():
-            logger.info("commonsense task %s has no %s split; skipped", task, split)
+            log.info("commonsense task %s has no %s split; skipped", task, split)
             continue
         examples = _read_task(task, split)
         if n_per_task is not None and n_per_task < len(examples):
@@ -184,7 +199,9 @@ def _parse_user_records(path: Path) -> list:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {lineno} (record {len(records)}) is not valid JSON ({err})") from err
+            raise ValueError(
+                f"{path}: line {lineno} (record {len(records)}) is not valid JSON ({err})"
+            ) from err
     return records
 
 
@@ -206,7 +223,9 @@ def load_instruction_file(path: str | Path) -> list[InstructionExample]:
             if key not in rec:
                 raise ValueError(f"{where}: missing required field {key!r}")
             if not isinstance(rec[key], str):
-                raise ValueError(f"{where}: field {key!r} must be a string, got {type(rec[key]).__name__}")
+                raise ValueError(
+                    f"{where}: field {key!r} must be a string, got {type(rec[key]).__name__}"
+                )
             if not rec[key].strip():
                 raise ValueError(f"{where}: field {key!r} is empty")
         inp = rec.get("input", "")
@@ -216,9 +235,11 @@ def load_instruction_file(path: str | Path) -> list[InstructionExample]:
             raise ValueError(f"{where}: field 'input' must be a string, got {type(inp).__name__}")
         answer = rec.get("answer")
         if answer is not None and not isinstance(answer, str):
-            raise ValueError(f"{where}: field 'answer' must be a string, got {type(answer).__name__}")
+            raise ValueError(
+                f"{where}: field 'answer' must be a string, got {type(answer).__name__}"
+            )
         out.append(InstructionExample(rec["instruction"], inp, rec["output"], answer, "user"))
-    logger.info("loaded %d instruction examples from %s", len(out), path)
+    log.info("loaded %d instruction examples from %s", len(out), path)
     return out
 
 
@@ -228,7 +249,9 @@ def load_instruction_file(path: str | Path) -> list[InstructionExample]:
 HOTPOTQA_PATH = Path(__file__).resolve().parent / "bundled" / "hotpotqa_dev.json.gz"
 HOTPOTQA_TASK = "hotpotqa"
 HOTPOTQA_TYPES: tuple[str, ...] = ("bridge", "comparison")
-HOTPOTQA_INSTRUCTION = "Please answer the following question with a short answer, question: {question}"
+HOTPOTQA_INSTRUCTION = (
+    "Please answer the following question with a short answer, question: {question}"
+)
 ANSWER_PREFIX = "the correct answer is "
 
 
@@ -246,8 +269,13 @@ def _seeded_subset(items: list, n: int | None, seed: int, key: str) -> list:
 
 
 def _hotpotqa_example(question: str, answer: str) -> InstructionExample:
-    return InstructionExample(instruction=HOTPOTQA_INSTRUCTION.format(question=question), input="",
-                              output=ANSWER_PREFIX + answer, answer=answer, task=HOTPOTQA_TASK)
+    return InstructionExample(
+        instruction=HOTPOTQA_INSTRUCTION.format(question=question),
+        input="",
+        output=ANSWER_PREFIX + answer,
+        answer=answer,
+        task=HOTPOTQA_TASK,
+    )
 
 
 def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[InstructionExample]:
@@ -274,15 +302,24 @@ def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[Instruction
             continue
         out.append(_hotpotqa_example(rec["question"].strip(), rec["answer"].strip()))
     if invalid:
-        logger.warning("skipped %d invalid HotpotQA record(s) (index: problem): %s%s", len(invalid),
-                       "; ".join(invalid[:5]), " ..." if len(invalid) > 5 else "")
+        log.warning(
+            "skipped %d invalid HotpotQA record(s) (index: problem): %s%s",
+            len(invalid),
+            "; ".join(invalid[:5]),
+            " ..." if len(invalid) > 5 else "",
+        )
     if n_other_type:
-        logger.info("left out %d HotpotQA record(s) whose type is not in %s", n_other_type, list(types))
+        log.info(
+            "left out %d HotpotQA record(s) whose type is not in %s", n_other_type, list(types)
+        )
     return out
 
 
-def load_hotpotqa(n: int | None = None, seed: int = 0, types: Iterable[str] | str = HOTPOTQA_TYPES,
-                  ) -> list[InstructionExample]:
+def load_hotpotqa(
+    n: int | None = None,
+    seed: int = 0,
+    types: Iterable[str] | str = HOTPOTQA_TYPES,
+) -> list[InstructionExample]:
     """Bundled HotpotQA dev questions as instruction examples (format in the module docstring).
 
     ``types`` selects question types (``"bridge"``, ``"comparison"``). Question and answer are stripped
@@ -296,7 +333,9 @@ def load_hotpotqa(n: int | None = None, seed: int = 0, types: Iterable[str] | st
         types = (types,)
     types = tuple(types)
     if not types:
-        raise ValueError(f"types must name at least one HotpotQA question type; known: {', '.join(HOTPOTQA_TYPES)}")
+        raise ValueError(
+            f"types must name at least one HotpotQA question type; known: {', '.join(HOTPOTQA_TYPES)}"
+        )
     unknown = [t for t in types if t not in HOTPOTQA_TYPES]
     if unknown:
         raise ValueError(f"unknown HotpotQA type(s) {unknown}; known: {', '.join(HOTPOTQA_TYPES)}")
@@ -305,7 +344,9 @@ def load_hotpotqa(n: int | None = None, seed: int = 0, types: Iterable[str] | st
     with gzip.open(HOTPOTQA_PATH, "rt", encoding="utf-8") as fh:
         records = json.load(fh)
     if not isinstance(records, list):
-        raise ValueError(f"{HOTPOTQA_PATH}: expected a JSON list of records, got {type(records).__name__}")
+        raise ValueError(
+            f"{HOTPOTQA_PATH}: expected a JSON list of records, got {type(records).__name__}"
+        )
     examples = _hotpotqa_records(records, types)
     return _seeded_subset(examples, n, seed, HOTPOTQA_TASK)
 
@@ -316,7 +357,9 @@ def load_hotpotqa(n: int | None = None, seed: int = 0, types: Iterable[str] | st
 FINETUNE_SOURCES: tuple[str, ...] = ("commonsense", HOTPOTQA_TASK)
 
 
-def load_finetune_data(source: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[InstructionExample]:
+def load_finetune_data(
+    source: str | os.PathLike, n: int | None = None, seed: int = 0
+) -> list[InstructionExample]:
     """Fine-tuning examples from a named source or a user file.
 
     * ``"commonsense"``: the bundled commonsense train mixture, shuffled with ``seed``
@@ -341,8 +384,10 @@ def load_finetune_data(source: str | os.PathLike, n: int | None = None, seed: in
     if path.is_file():
         return _seeded_subset(load_instruction_file(path), n, seed, "user")
     hint = " (no such file)" if path.suffix.lower() in (".json", ".jsonl") or os.sep in name else ""
-    raise ValueError(f"unknown fine-tuning source {name!r}{hint}; expected one of "
-                     f"{', '.join(repr(s) for s in FINETUNE_SOURCES)}, or a path to a JSON/JSONL instruction file")
+    raise ValueError(
+        f"unknown fine-tuning source {name!r}{hint}; expected one of "
+        f"{', '.join(repr(s) for s in FINETUNE_SOURCES)}, or a path to a JSON/JSONL instruction file"
+    )
 
 
 # --------------------------------------------------------------------------- subject overlap
@@ -374,8 +419,10 @@ def _subject_pattern(subject: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + re.escape(subject) + r"(?!\w)", re.IGNORECASE)
 
 
-def remove_edited_subjects(examples: Sequence[InstructionExample], requests: Iterable[EditRequest | str],
-                           ) -> tuple[list[InstructionExample], OverlapReport]:
+def remove_edited_subjects(
+    examples: Sequence[InstructionExample],
+    requests: Iterable[EditRequest | str],
+) -> tuple[list[InstructionExample], OverlapReport]:
     """Drop examples whose instruction, input or output mentions an edited subject.
 
     Matching is case-insensitive and whole-word ("Parisian" does not match "Paris"); subjects shorter
@@ -393,15 +440,27 @@ def remove_edited_subjects(examples: Sequence[InstructionExample], requests: Ite
             subjects.append(s)
     patterns = [(s, _subject_pattern(s)) for s in subjects]
     # One alternation screens each text in a single pass; only texts it hits are checked per subject.
-    screen = (re.compile(r"(?<!\w)(?:" + "|".join(re.escape(s) for s in sorted(subjects, key=len, reverse=True))
-                         + r")(?!\w)", re.IGNORECASE) if subjects else None)
+    screen = (
+        re.compile(
+            r"(?<!\w)(?:"
+            + "|".join(re.escape(s) for s in sorted(subjects, key=len, reverse=True))
+            + r")(?!\w)",
+            re.IGNORECASE,
+        )
+        if subjects
+        else None
+    )
     kept: list[InstructionExample] = []
     per_subject: dict[str, int] = {}
     removed: list[int] = []
     n_removed = 0
     for i, ex in enumerate(examples):
         text = "\n".join((ex.instruction, ex.input, ex.output))
-        hits = [s for s, pat in patterns if pat.search(text)] if screen is not None and screen.search(text) else []
+        hits = (
+            [s for s, pat in patterns if pat.search(text)]
+            if screen is not None and screen.search(text)
+            else []
+        )
         if hits:
             n_removed += 1
             if len(removed) < _MAX_EXAMPLES_KEPT:
@@ -412,6 +471,10 @@ def remove_edited_subjects(examples: Sequence[InstructionExample], requests: Ite
             kept.append(ex)
     report = OverlapReport(len(examples), n_removed, per_subject, removed, ignored)
     if n_removed:
-        logger.info("removed %d of %d instruction examples mentioning %d edited subject(s)",
-                    n_removed, len(examples), len(per_subject))
+        log.info(
+            "removed %d of %d instruction examples mentioning %d edited subject(s)",
+            n_removed,
+            len(examples),
+            len(per_subject),
+        )
     return kept, report

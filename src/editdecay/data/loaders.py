@@ -51,13 +51,14 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from editdecay.data.requests import EditRequest, InvalidRecordError, Probe
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 DEFAULT_DATASET = "counterfact"
@@ -152,14 +153,18 @@ def _template(prompt: str, subject: str, name: str = "prompt") -> str:
     """A prompt with exactly one "{}": kept as is, or made by replacing the subject's first occurrence."""
     placeholders = prompt.count("{}")
     if placeholders > 1:
-        raise _BadRecord(f"field '{name}' has {placeholders} '{{}}' placeholders; exactly one is allowed")
+        raise _BadRecord(
+            f"field '{name}' has {placeholders} '{{}}' placeholders; exactly one is allowed"
+        )
     if placeholders == 0:
         if subject not in prompt:
             raise _BadRecord(f"subject {subject!r} not found in {name} {prompt!r}")
         prompt = prompt.replace(subject, "{}", 1)
     rest = prompt.replace("{}", "")
     if "{" in rest or "}" in rest:
-        raise _BadRecord(f"field '{name}' contains a brace other than the '{{}}' placeholder: {prompt!r}")
+        raise _BadRecord(
+            f"field '{name}' contains a brace other than the '{{}}' placeholder: {prompt!r}"
+        )
     if not prompt.replace("{}", "").strip():
         raise _BadRecord(f"field '{name}' has no text besides the subject")
     return prompt
@@ -178,7 +183,9 @@ def _string_list(value: Any, name: str) -> tuple[str, ...]:
 
 def _probe_object(item: Any, name: str) -> Probe:
     if not isinstance(item, dict):
-        raise _BadRecord(f"field '{name}' must be an object with 'prompt' and 'target', got {_type_name(item)}")
+        raise _BadRecord(
+            f"field '{name}' must be an object with 'prompt' and 'target', got {_type_name(item)}"
+        )
     prompt = _string(item, "prompt", f"{name}.")
     if not prompt.strip():
         raise _BadRecord(f"field '{name}.prompt' is empty")
@@ -201,7 +208,9 @@ def _case_id_value(rec: dict, key: str = "case_id", *, required: bool = True) ->
 # --------------------------------------------------------------------------- record converters
 
 
-def _from_counterfact(rec: dict, index: int, *, prefix: str = "counterfact", **_: Any) -> EditRequest:
+def _from_counterfact(
+    rec: dict, index: int, *, prefix: str = "counterfact", **_: Any
+) -> EditRequest:
     case_id = _case_id_value(rec)
     subject = _subject(rec)
     prompt = _template(_string(rec, "prompt"), subject)
@@ -282,7 +291,9 @@ def _from_memit(rec: dict, index: int, *, default_id: str = "", **_: Any) -> Edi
     paraphrases = _string_list(rec.get("paraphrase_prompts", []), "paraphrase_prompts")
     raw_neighbours = rec.get("neighborhood_prompts", [])
     if not isinstance(raw_neighbours, list):
-        raise _BadRecord(f"field 'neighborhood_prompts' must be a list, got {_type_name(raw_neighbours)}")
+        raise _BadRecord(
+            f"field 'neighborhood_prompts' must be a list, got {_type_name(raw_neighbours)}"
+        )
     neighbours = []
     for i, item in enumerate(raw_neighbours):
         name = f"neighborhood_prompts[{i}]"
@@ -292,10 +303,15 @@ def _from_memit(rec: dict, index: int, *, default_id: str = "", **_: Any) -> Edi
             if not item.strip():
                 raise _BadRecord(f"field 'neighborhood_prompts' entry {i} is empty")
             if target_true is None:
-                raise _BadRecord(f"field 'neighborhood_prompts' entry {i} is a string but there is no target_true to score it against")
+                raise _BadRecord(
+                    f"field 'neighborhood_prompts' entry {i} is a string but there is no "
+                    "target_true to score it against"
+                )
             neighbours.append(Probe(item, target_true))
         else:
-            raise _BadRecord(f"field 'neighborhood_prompts' entry {i} must be a string, got {_type_name(item)}")
+            raise _BadRecord(
+                f"field 'neighborhood_prompts' entry {i} must be a string, got {_type_name(item)}"
+            )
     return EditRequest(
         case_id=case_id if case_id is not None else f"{default_id}:{index}",
         prompt=prompt,
@@ -320,7 +336,9 @@ def _from_plain(rec: dict, index: int, *, default_id: str = "", **_: Any) -> Edi
     raw_neighbours = rec.get("neighbours", [])
     if not isinstance(raw_neighbours, list):
         raise _BadRecord(f"field 'neighbours' must be a list, got {_type_name(raw_neighbours)}")
-    neighbours = tuple(_probe_object(item, f"neighbours[{i}]") for i, item in enumerate(raw_neighbours))
+    neighbours = tuple(
+        _probe_object(item, f"neighbours[{i}]") for i, item in enumerate(raw_neighbours)
+    )
     source = rec.get("source", "user")
     if not isinstance(source, str) or not source:
         raise _BadRecord(f"field 'source' must be a non-empty string, got {_type_name(source)}")
@@ -383,16 +401,22 @@ def _iter_records(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidRecordError(f"{path}, line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+                raise InvalidRecordError(
+                    f"{path}, line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
             yield index, value
             index += 1
         return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidRecordError(f"{path}, line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+        raise InvalidRecordError(
+            f"{path}, line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+        ) from exc
     if not isinstance(data, list):
-        raise InvalidRecordError(f"{path}: expected a JSON list of records (or JSONL), got a JSON {_type_name(data)}")
+        raise InvalidRecordError(
+            f"{path}: expected a JSON list of records (or JSONL), got a JSON {_type_name(data)}"
+        )
     yield from enumerate(data)
 
 
@@ -436,7 +460,9 @@ def _load_file(
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if zsre_target not in ZSRE_TARGETS:
-        raise ValueError(f"zsre_target must be one of {', '.join(ZSRE_TARGETS)}, got {zsre_target!r}")
+        raise ValueError(
+            f"zsre_target must be one of {', '.join(ZSRE_TARGETS)}, got {zsre_target!r}"
+        )
 
     stop = None if n is None else offset + n
     requests: list[EditRequest] = []
@@ -462,7 +488,7 @@ def _load_file(
                 except ValueError as exc:
                     raise InvalidRecordError(f"{_describe(index, case_id, path)}: {exc}") from exc
                 convert = _CONVERTERS[detected]
-                logger.debug("%s: detected format %r", path, detected)
+                log.debug("%s: detected format %r", path, detected)
             request = convert(rec, index, **options)
         except _BadRecord as exc:
             reason = str(exc)
@@ -477,10 +503,14 @@ def _load_file(
 
     if skipped:
         shown = "; ".join(f"record {s.index}: {s.reason}" for s in skipped[:_WARN_REASONS])
-        more = f"; ... and {len(skipped) - _WARN_REASONS} more" if len(skipped) > _WARN_REASONS else ""
-        logger.warning("%s: skipped %d invalid record(s): %s%s", path, len(skipped), shown, more)
+        more = (
+            f"; ... and {len(skipped) - _WARN_REASONS} more" if len(skipped) > _WARN_REASONS else ""
+        )
+        log.warning("%s: skipped %d invalid record(s): %s%s", path, len(skipped), shown, more)
     if n is not None and len(requests) < n:
-        logger.info("%s: asked for %d requests from offset %d, found %d", path, n, offset, len(requests))
+        log.info(
+            "%s: asked for %d requests from offset %d, found %d", path, n, offset, len(requests)
+        )
     return LoadResult(requests, skipped, source or str(path))
 
 
@@ -495,8 +525,12 @@ def _stem(path: Path) -> str:
 # --------------------------------------------------------------------------- registry and API
 
 
-def _bundled_loader(name: str, filename: str, fmt: str, case_prefix: str | None = None) -> Callable[..., LoadResult]:
-    def load(n: int | None = None, offset: int = 0, strict: bool = False, zsre_target: str = "alt") -> LoadResult:
+def _bundled_loader(
+    name: str, filename: str, fmt: str, case_prefix: str | None = None
+) -> Callable[..., LoadResult]:
+    def load(
+        n: int | None = None, offset: int = 0, strict: bool = False, zsre_target: str = "alt"
+    ) -> LoadResult:
         return _load_file(
             BUNDLED_DIR / filename,
             n=n,
@@ -519,13 +553,17 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "counterfact",
             "CounterFact, MEND/EasyEdit edit split: 10,000 counterfactual edits, 1 paraphrase and 1 neighbour each",
-            _bundled_loader("counterfact", "counterfact-edit.json.gz", "counterfact", "counterfact"),
+            _bundled_loader(
+                "counterfact", "counterfact-edit.json.gz", "counterfact", "counterfact"
+            ),
             "counterfact-edit.json.gz",
         ),
         DatasetInfo(
             "counterfact-train",
             "CounterFact, MEND train split: 10,000 more edits, disjoint from the edit split",
-            _bundled_loader("counterfact-train", "counterfact-train.json.gz", "counterfact", "counterfact-train"),
+            _bundled_loader(
+                "counterfact-train", "counterfact-train.json.gz", "counterfact", "counterfact-train"
+            ),
             "counterfact-train.json.gz",
         ),
         DatasetInfo(
@@ -561,14 +599,24 @@ def load_requests(
         info = DATASETS[name_or_path]
         expected = "zsre" if name_or_path == "zsre" else "counterfact"
         if fmt is not None and fmt != expected:
-            raise ValueError(f"dataset {name_or_path!r} is in {expected!r} format; fmt={fmt!r} does not apply")
+            raise ValueError(
+                f"dataset {name_or_path!r} is in {expected!r} format; fmt={fmt!r} does not apply"
+            )
         return info.loader(n=n, offset=offset, strict=strict, zsre_target=zsre_target)
     path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise ValueError(
             f"{str(name_or_path)!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing file"
         )
-    return _load_file(path, n=n, offset=offset, strict=strict, fmt=fmt, zsre_target=zsre_target, source=str(name_or_path))
+    return _load_file(
+        path,
+        n=n,
+        offset=offset,
+        strict=strict,
+        fmt=fmt,
+        zsre_target=zsre_target,
+        source=str(name_or_path),
+    )
 
 
 def save_requests_jsonl(requests: Iterable[EditRequest], path: str | Path) -> Path:
@@ -583,7 +631,7 @@ def save_requests_jsonl(requests: Iterable[EditRequest], path: str | Path) -> Pa
         for request in requests:
             fh.write(json.dumps(request.to_dict(), ensure_ascii=False) + "\n")
             count += 1
-    logger.info("wrote %d requests to %s", count, path)
+    log.info("wrote %d requests to %s", count, path)
     return path
 
 

@@ -51,7 +51,7 @@ class EditRequest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EditRequest":
+    def from_dict(cls, d: dict) -> EditRequest:
         return cls(
             case_id=str(d["case_id"]),
             prompt=d["prompt"],

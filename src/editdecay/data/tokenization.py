@@ -40,9 +40,13 @@ def encode_continuation(tokenizer, prompt: str, target: str) -> Continuation:
     p = encode(tokenizer, prompt)
     full = encode(tokenizer, f"{prompt} {target}")
     if full[: len(p)] == p and len(full) > len(p):
-        return Continuation(tuple(p), tuple(full[len(p):]))
+        return Continuation(tuple(p), tuple(full[len(p) :]))
     t = list(tokenizer(" " + target, add_special_tokens=False)["input_ids"])
-    log.debug("prompt %r and target %r merge across the boundary; tokenising the target alone", prompt, target)
+    log.debug(
+        "prompt %r and target %r merge across the boundary; tokenising the target alone",
+        prompt,
+        target,
+    )
     return Continuation(tuple(p), tuple(t))
 
 
@@ -60,7 +64,7 @@ def fill(template: str, subject: str, context: str = "{}") -> FilledPrompt:
     ci = context.index("{}")
     ti = template.index("{}")
     before = context[:ci] + template[:ti]
-    text = before + subject + template[ti + 2:] + context[ci + 2:]
+    text = before + subject + template[ti + 2 :] + context[ci + 2 :]
     return FilledPrompt(text, len(before), len(before) + len(subject))
 
 
@@ -78,7 +82,9 @@ def subject_last_index(tokenizer, filled: FilledPrompt, ids: list[int] | None = 
     raise ValueError(f"no token covers the subject's last character in {filled.text!r}")
 
 
-def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(
+    seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and attention mask, (len(seqs), width) each; width defaults to the longest row."""
     width = width or max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)

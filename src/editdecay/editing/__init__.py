@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..data.requests import EditRequest
 from ..models.registry import REGISTRY, LoadedModel
 from .alphaedit import AlphaEditState, alphaedit_edit
 from .config import AlphaEditConfig, MemitConfig, MendConfig, RomeConfig, default_layers
@@ -32,7 +31,9 @@ class EditorSpec:
     edit: Callable[..., EditDelta]
     state_class: type | None = None
     shares_targets: bool = False
-    artifact_digest: Callable[..., str] | None = None  # (lm, cfg) -> hash of a trained editor it loads
+    artifact_digest: Callable[..., str] | None = (
+        None  # (lm, cfg) -> hash of a trained editor it loads
+    )
 
     @property
     def stateful(self) -> bool:
@@ -43,15 +44,35 @@ class EditorSpec:
 
 
 EDITORS: dict[str, EditorSpec] = {
-    "memit": EditorSpec("memit", "MEMIT: multi-layer closed-form batch update of MLP out-projections",
-                        MemitConfig, memit_edit, shares_targets=True),
-    "alphaedit": EditorSpec("alphaedit", "AlphaEdit: MEMIT's update projected onto the preserved keys' null space",
-                            AlphaEditConfig, alphaedit_edit, AlphaEditState, shares_targets=True),
-    "rome": EditorSpec("rome", "ROME: one rank-one update of one MLP out-projection per fact, applied in turn",
-                       RomeConfig, rome_edit),
-    "mend": EditorSpec("mend", "MEND: a trained hypernetwork turns the edit gradient of the last layers' MLPs "
-                       "into one summed update (train it first: `editdecay mend-train`)", MendConfig, mend_edit,
-                       artifact_digest=mend_artifact_digest),
+    "memit": EditorSpec(
+        "memit",
+        "MEMIT: multi-layer closed-form batch update of MLP out-projections",
+        MemitConfig,
+        memit_edit,
+        shares_targets=True,
+    ),
+    "alphaedit": EditorSpec(
+        "alphaedit",
+        "AlphaEdit: MEMIT's update projected onto the preserved keys' null space",
+        AlphaEditConfig,
+        alphaedit_edit,
+        AlphaEditState,
+        shares_targets=True,
+    ),
+    "rome": EditorSpec(
+        "rome",
+        "ROME: one rank-one update of one MLP out-projection per fact, applied in turn",
+        RomeConfig,
+        rome_edit,
+    ),
+    "mend": EditorSpec(
+        "mend",
+        "MEND: a trained hypernetwork turns the edit gradient of the last layers' MLPs "
+        "into one summed update (train it first: `editdecay mend-train`)",
+        MendConfig,
+        mend_edit,
+        artifact_digest=mend_artifact_digest,
+    ),
 }
 
 
@@ -59,7 +80,9 @@ def get_editor(method: str) -> EditorSpec:
     try:
         return EDITORS[method]
     except KeyError:
-        raise ValueError(f"unknown edit method {method!r}; available: {', '.join(EDITORS)}") from None
+        raise ValueError(
+            f"unknown edit method {method!r}; available: {', '.join(EDITORS)}"
+        ) from None
 
 
 def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
@@ -69,7 +92,9 @@ def default_config(method: str, lm: LoadedModel, overrides: dict | None = None):
     registered = REGISTRY[lm.name].default_edit_layers if lm.name in REGISTRY else ()
     window = tuple(registered) or default_layers(lm.n_layers)
     cls = spec.config_class
-    if hasattr(cls, "layers_for_depth"):  # placed by depth (MEND: the last layers), not by the MEMIT window
+    if hasattr(
+        cls, "layers_for_depth"
+    ):  # placed by depth (MEND: the last layers), not by the MEMIT window
         cfg = cls(layers=cls.layers_for_depth(lm.n_layers))
     else:
         cfg = cls(layers=cls.layers_from_window(window))

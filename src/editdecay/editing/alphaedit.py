@@ -47,14 +47,18 @@ def nullspace(stat: SecondMoment, rule: str, threshold: float) -> NullSpace:
     elif rule == "keep":
         k = int(threshold)
         if not 0 < k <= len(evals):
-            raise ValueError(f"nullspace rule 'keep' needs 1 ≤ threshold ≤ {len(evals)}, got {threshold}")
+            raise ValueError(
+                f"nullspace rule 'keep' needs 1 ≤ threshold ≤ {len(evals)}, got {threshold}"
+            )
         keep = torch.arange(len(evals)) < k
     else:
         raise ValueError(f"unknown nullspace rule {rule!r}; use 'relative', 'absolute' or 'keep'")
     dim = int(keep.sum())
     if dim == 0:
-        raise ValueError(f"layer {stat.layer}: the {rule} rule with threshold {threshold} keeps no direction "
-                         f"(eigenvalues {float(evals[0]):.2e} … {top:.2e})")
+        raise ValueError(
+            f"layer {stat.layer}: the {rule} rule with threshold {threshold} keeps no direction "
+            f"(eigenvalues {float(evals[0]):.2e} … {top:.2e})"
+        )
     u0 = evecs[:, keep]
     return NullSpace(stat.layer, (u0 @ u0.T).float(), dim, top)
 
@@ -75,40 +79,63 @@ class AlphaEditState:
         return out
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "AlphaEditState":
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> AlphaEditState:
         kk = {int(k.split(".")[1]): v for k, v in t.items() if k.startswith("kk.")}
         return cls(kk, int(t["n_edits"]) if "n_edits" in t else 0)
 
 
-def solve_alphaedit(K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, kk_prev: torch.Tensor, l2: float) -> torch.Tensor:
+def solve_alphaedit(
+    K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, kk_prev: torch.Tensor, l2: float
+) -> torch.Tensor:
     """ΔW (d_v × d_k) = R Kᵀ P [(KKᵀ + K_pK_pᵀ) P + αI]⁻¹, computed as the transpose of
     [P (KKᵀ + K_pK_pᵀ) + αI]⁻¹ P K Rᵀ (P and the Gram matrices are symmetric)."""
     dev = K.device
     K64, R64, P64 = K.double(), R.to(dev, torch.float64), P.to(dev, torch.float64)
-    A = P64 @ (K64 @ K64.T + kk_prev.to(dev, torch.float64)) + l2 * torch.eye(P.shape[0], dtype=torch.float64,
-                                                                               device=dev)
+    A = P64 @ (K64 @ K64.T + kk_prev.to(dev, torch.float64)) + l2 * torch.eye(
+        P.shape[0], dtype=torch.float64, device=dev
+    )
     return torch.linalg.solve(A, P64 @ K64 @ R64.T).T
 
 
-def alphaedit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: AlphaEditConfig,
-                   stats: dict[int, SecondMoment] | None = None, state: AlphaEditState | None = None,
-                   prepared: Prepared | None = None) -> EditDelta:
+def alphaedit_edit(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    cfg: AlphaEditConfig,
+    stats: dict[int, SecondMoment] | None = None,
+    state: AlphaEditState | None = None,
+    prepared: Prepared | None = None,
+) -> EditDelta:
     """One AlphaEdit batch on top of `state` (earlier batches); the returned delta carries the new state.
     `prepared` (from `memit.prepare` with the same model, requests and config) skips the targets."""
     state = state or AlphaEditState()
     prep = prepared or prepare(lm, requests, cfg, stats)
-    spaces = {l: nullspace(prep.stats[l], cfg.nullspace_rule, cfg.nullspace_threshold) for l in cfg.layers}
+    spaces = {
+        l: nullspace(prep.stats[l], cfg.nullspace_rule, cfg.nullspace_threshold) for l in cfg.layers
+    }
     for l, ns in spaces.items():
         log.info("layer %d: null space keeps %d of %d directions", l, ns.dim, ns.projector.shape[0])
 
     def solve(K: torch.Tensor, R: torch.Tensor, layer: int) -> torch.Tensor:
         return solve_alphaedit(K, R, spaces[layer].projector, state.get(layer, K.shape[0]), cfg.l2)
 
-    weights = layer_updates(lm, requests, prep.templates, prep.targets.z, cfg.layers, prep.stats, 0.0,
-                            prep.timings, solve=solve)
+    weights = layer_updates(
+        lm,
+        requests,
+        prep.templates,
+        prep.targets.z,
+        cfg.layers,
+        prep.stats,
+        0.0,
+        prep.timings,
+        solve=solve,
+    )
     delta = EditDelta(
-        weights=weights, method="alphaedit", config=cfg.to_dict(), request_ids=[r.case_id for r in requests],
-        model_fingerprint=lm.fingerprint, statistic_keys={str(l): prep.stats[l].key for l in cfg.layers},
+        weights=weights,
+        method="alphaedit",
+        config=cfg.to_dict(),
+        request_ids=[r.case_id for r in requests],
+        model_fingerprint=lm.fingerprint,
+        statistic_keys={str(l): prep.stats[l].key for l in cfg.layers},
         seeds={"templates": cfg.templates.seed},
         info={**prep.info(cfg), "nullspace_dims": {str(l): s.dim for l, s in spaces.items()}},
     )
@@ -116,8 +143,14 @@ def alphaedit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: AlphaE
     return delta
 
 
-def _next_state(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], cfg: AlphaEditConfig,
-                delta: EditDelta, state: AlphaEditState) -> AlphaEditState:
+def _next_state(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    cfg: AlphaEditConfig,
+    delta: EditDelta,
+    state: AlphaEditState,
+) -> AlphaEditState:
     """K_pK_pᵀ += K Kᵀ with this batch's keys recomputed on the model with the batch written."""
     new = {}
     with delta.apply(lm.model, force=True):

@@ -17,14 +17,30 @@ class TargetConfig:
     """Optimisation of the target residual vectors z (MEMIT §1.4)."""
 
     lr: float = field(default=0.5, metadata={"help": "Adam learning rate for δ (v_lr)"})
-    steps: int = field(default=25, metadata={"help": "maximum optimisation steps per request (v_num_grad_steps)"})
-    clamp_norm_factor: float = field(default=4.0, metadata={"help": "‖δ‖ ≤ factor·‖h_init‖ after every step"})
-    weight_decay: float = field(default=1e-3, metadata={"help": "v_weight_decay; the term is wd·‖δ‖/‖h_init‖² (P15)"})
-    kl_factor: float = field(default=0.0625, metadata={"help": "weight of KL(now‖init) on the '{subject} is a' prompt"})
-    early_stop_loss: float = field(default=5e-2, metadata={"help": "a request stops once its total loss is below this"})
-    batch_requests: int = field(default=64, metadata={"help": "requests optimised together (memory ∝ this)"})
-    reuse_prefix: bool = field(default=True, metadata={
-        "help": "compute the positions before the subject's last token once and reuse their keys/values"})
+    steps: int = field(
+        default=25, metadata={"help": "maximum optimisation steps per request (v_num_grad_steps)"}
+    )
+    clamp_norm_factor: float = field(
+        default=4.0, metadata={"help": "‖δ‖ ≤ factor·‖h_init‖ after every step"}
+    )
+    weight_decay: float = field(
+        default=1e-3, metadata={"help": "v_weight_decay; the term is wd·‖δ‖/‖h_init‖² (P15)"}
+    )
+    kl_factor: float = field(
+        default=0.0625, metadata={"help": "weight of KL(now‖init) on the '{subject} is a' prompt"}
+    )
+    early_stop_loss: float = field(
+        default=5e-2, metadata={"help": "a request stops once its total loss is below this"}
+    )
+    batch_requests: int = field(
+        default=64, metadata={"help": "requests optimised together (memory ∝ this)"}
+    )
+    reuse_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "compute the positions before the subject's last token once and reuse their keys/values"
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,9 @@ class TemplateConfig:
 class LocateEditConfig:
     """Shared by the locate-then-edit methods: which MLP out-projections, and how z and K are found."""
 
-    layers: tuple[int, ...] = field(default=(4, 5, 6, 7, 8), metadata={"help": "edited layers; z at the last"})
+    layers: tuple[int, ...] = field(
+        default=(4, 5, 6, 7, 8), metadata={"help": "edited layers; z at the last"}
+    )
     targets: TargetConfig = TargetConfig()
     templates: TemplateConfig = TemplateConfig()
     statistic: StatisticSpec = StatisticSpec()
@@ -76,8 +94,10 @@ class LocateEditConfig:
 class MemitConfig(LocateEditConfig):
     """MEMIT: multi-layer closed-form update of the MLP out-projections (MEMIT eq. 14)."""
 
-    mom2_update_weight: float = field(default=2000.0, metadata={
-        "help": "λ in ΔW = R Kᵀ (λC + K Kᵀ)⁻¹; 15000 (GPT-J) under-writes on SmolLM2"})
+    mom2_update_weight: float = field(
+        default=2000.0,
+        metadata={"help": "λ in ΔW = R Kᵀ (λC + K Kᵀ)⁻¹; 15000 (GPT-J) under-writes on SmolLM2"},
+    )
 
     method = "memit"
 
@@ -86,12 +106,19 @@ class MemitConfig(LocateEditConfig):
 class AlphaEditConfig(LocateEditConfig):
     """AlphaEdit: the MEMIT update projected onto the null space of the preserved keys (AlphaEdit eq. 14)."""
 
-    nullspace_rule: str = field(default="relative", metadata={
-        "help": "how the null space of C is chosen: 'relative' (eigenvalue < threshold·max eigenvalue), "
-                "'absolute' (eigenvalue < threshold, the reference rule) or 'keep' (the `threshold` "
-                "smallest-eigenvalue directions, an integer)"})
+    nullspace_rule: str = field(
+        default="relative",
+        metadata={
+            "help": "how the null space of C is chosen: 'relative' (eigenvalue < threshold·max eigenvalue), "
+            "'absolute' (eigenvalue < threshold, the reference rule) or 'keep' (the `threshold` "
+            "smallest-eigenvalue directions, an integer)"
+        },
+    )
     nullspace_threshold: float = field(default=1e-2, metadata={"help": "τ of the chosen rule"})
-    l2: float = field(default=10.0, metadata={"help": "α: the ridge term α·I in the projected solve (the reference L2)"})
+    l2: float = field(
+        default=10.0,
+        metadata={"help": "α: the ridge term α·I in the projected solve (the reference L2)"},
+    )
 
     method = "alphaedit"
 
@@ -101,8 +128,12 @@ class RomeConfig(LocateEditConfig):
     """ROME: one rank-one update of one MLP out-projection per fact, facts applied one after another."""
 
     layers: tuple[int, ...] = field(default=(5,), metadata={"help": "the single edited layer"})
-    mom2_adjustment: bool = field(default=True, metadata={
-        "help": "u = C⁻¹k*/‖C⁻¹k*‖ (original ROME) instead of k*/‖k*‖ (EasyEdit's Llama setting)"})
+    mom2_adjustment: bool = field(
+        default=True,
+        metadata={
+            "help": "u = C⁻¹k*/‖C⁻¹k*‖ (original ROME) instead of k*/‖k*‖ (EasyEdit's Llama setting)"
+        },
+    )
 
     method = "rome"
 
@@ -123,30 +154,68 @@ class MendConfig:
     values are used and only `layers`, `modules` and `artifact` are read.
     """
 
-    layers: tuple[int, ...] = field(default=(27, 28, 29), metadata={
-        "help": "edited layers; `default_config` picks the last three of any model"})
-    modules: tuple[str, ...] = field(default=("mlp.down_proj", "mlp.up_proj"), metadata={
-        "help": "edited linear modules, relative to each decoder block (Llama-family names)"})
-    rank: int = field(default=256, metadata={"help": "rank of each low-rank residual layer of the hypernetwork"})
-    n_hidden: int = field(default=1, metadata={"help": "hidden (ReLU) layers; the network has n_hidden + 1 layers"})
+    layers: tuple[int, ...] = field(
+        default=(27, 28, 29),
+        metadata={"help": "edited layers; `default_config` picks the last three of any model"},
+    )
+    modules: tuple[str, ...] = field(
+        default=("mlp.down_proj", "mlp.up_proj"),
+        metadata={
+            "help": "edited linear modules, relative to each decoder block (Llama-family names)"
+        },
+    )
+    rank: int = field(
+        default=256, metadata={"help": "rank of each low-rank residual layer of the hypernetwork"}
+    )
+    n_hidden: int = field(
+        default=1, metadata={"help": "hidden (ReLU) layers; the network has n_hidden + 1 layers"}
+    )
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the hypernetwork"})
-    edit_lr: float = field(default=1e-4, metadata={"help": "initial per-weight step size of the pseudo-gradient"})
-    edit_lr_lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the learned step sizes"})
-    cedit: float = field(default=0.1, metadata={"help": "weight of the edit loss NLL(target_new) after the edit"})
-    cloc: float = field(default=1.0, metadata={"help": "weight of KL(original ‖ edited) on unrelated prompts"})
+    edit_lr: float = field(
+        default=1e-4, metadata={"help": "initial per-weight step size of the pseudo-gradient"}
+    )
+    edit_lr_lr: float = field(
+        default=1e-4, metadata={"help": "Adam learning rate of the learned step sizes"}
+    )
+    cedit: float = field(
+        default=0.1, metadata={"help": "weight of the edit loss NLL(target_new) after the edit"}
+    )
+    cloc: float = field(
+        default=1.0, metadata={"help": "weight of KL(original ‖ edited) on unrelated prompts"}
+    )
     steps: int = field(default=1000, metadata={"help": "training steps (one batch of edits each)"})
-    batch_size: int = field(default=10, metadata={"help": "edits per training step, summed into one ΔW"})
-    loc_batch_size: int = field(default=10, metadata={"help": "unrelated locality prompts per training step"})
-    max_grad_norm: float = field(default=100.0, metadata={"help": "gradient-norm clip of the training step"})
-    data: tuple[str, ...] = field(default=("counterfact-train",), metadata={
-        "help": "bundled training datasets (the CounterFact train split; optionally zsre)"})
-    train_pool: int = field(default=2000, metadata={
-        "help": "training requests drawn from `data` (their activations below the edited layers are cached)"})
-    holdout: int = field(default=50, metadata={"help": "requests kept out of training to measure edit success"})
+    batch_size: int = field(
+        default=10, metadata={"help": "edits per training step, summed into one ΔW"}
+    )
+    loc_batch_size: int = field(
+        default=10, metadata={"help": "unrelated locality prompts per training step"}
+    )
+    max_grad_norm: float = field(
+        default=100.0, metadata={"help": "gradient-norm clip of the training step"}
+    )
+    data: tuple[str, ...] = field(
+        default=("counterfact-train",),
+        metadata={
+            "help": "bundled training datasets (the CounterFact train split; optionally zsre)"
+        },
+    )
+    train_pool: int = field(
+        default=2000,
+        metadata={
+            "help": "training requests drawn from `data` (their activations below the edited layers are cached)"
+        },
+    )
+    holdout: int = field(
+        default=50, metadata={"help": "requests kept out of training to measure edit success"}
+    )
     eval_every: int = field(default=100, metadata={"help": "steps between held-out evaluations"})
-    seed: int = field(default=0, metadata={"help": "seed of initialisation, data split and sampling"})
-    artifact: str | None = field(default=None, metadata={
-        "help": "directory of the trained editor; None: <cache>/mend/<model name>"})
+    seed: int = field(
+        default=0, metadata={"help": "seed of initialisation, data split and sampling"}
+    )
+    artifact: str | None = field(
+        default=None,
+        metadata={"help": "directory of the trained editor; None: <cache>/mend/<model name>"},
+    )
 
     method = "mend"
     # The edit job seeds every method's context templates through this key; MEND has none.
@@ -158,16 +227,28 @@ class MendConfig:
         return tuple(range(max(0, n_layers - 3), n_layers))
 
     @classmethod
-    def quick(cls, **kw) -> "MendConfig":
+    def quick(cls, **kw) -> MendConfig:
         """A few dozen steps at small rank: tests and smoke runs."""
-        base = dict(rank=8, steps=30, batch_size=4, loc_batch_size=4, lr=1e-3, train_pool=64, holdout=8,
-                    eval_every=10)
+        base = dict(
+            rank=8,
+            steps=30,
+            batch_size=4,
+            loc_batch_size=4,
+            lr=1e-3,
+            train_pool=64,
+            holdout=8,
+            eval_every=10,
+        )
         base.update(kw)
         return cls(**base)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["layers"], d["modules"], d["data"] = list(self.layers), list(self.modules), list(self.data)
+        d["layers"], d["modules"], d["data"] = (
+            list(self.layers),
+            list(self.modules),
+            list(self.data),
+        )
         return d
 
     @classmethod
@@ -220,5 +301,14 @@ def default_layers(n_layers: int, width: int = 5) -> tuple[int, ...]:
     return tuple(range(start, min(n_layers - 1, start + width)))
 
 
-__all__ = ["TargetConfig", "TemplateConfig", "LocateEditConfig", "MemitConfig", "AlphaEditConfig", "RomeConfig",
-           "MendConfig", "StatisticSpec", "default_layers"]
+__all__ = [
+    "TargetConfig",
+    "TemplateConfig",
+    "LocateEditConfig",
+    "MemitConfig",
+    "AlphaEditConfig",
+    "RomeConfig",
+    "MendConfig",
+    "StatisticSpec",
+    "default_layers",
+]

@@ -39,23 +39,28 @@ class EditDelta:
     statistic_keys: dict[str, str] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # diagnostics, context templates, timings
-    state: dict[str, torch.Tensor] = field(default_factory=dict)  # editor state to resume sequential editing
+    state: dict[str, torch.Tensor] = field(
+        default_factory=dict
+    )  # editor state to resume sequential editing
 
-    def apply(self, model: nn.Module, *, force: bool = False, alpha: float = 1.0) -> "AppliedDelta":
+    def apply(self, model: nn.Module, *, force: bool = False, alpha: float = 1.0) -> AppliedDelta:
         """Add ΔW (scaled by `alpha`) to `model` in place; the returned handle reverts it exactly."""
         if not force:
             fp = model_fingerprint(model)
             if fp != self.model_fingerprint:
                 raise FingerprintMismatchError(
                     f"this {self.method} delta was computed on model {self.model_fingerprint}, but the target model's "
-                    f"fingerprint is {fp} (a different model, or one already changed); pass force=True to apply anyway")
+                    f"fingerprint is {fp} (a different model, or one already changed); pass force=True to apply anyway"
+                )
         params = dict(model.named_parameters())
         missing = [n for n in self.weights if n not in params]
         if missing:
             raise KeyError(f"the model has no parameter(s) {missing[:3]} that this delta edits")
         for name, dw in self.weights.items():  # validate everything before changing anything
             if params[name].shape != dw.shape:
-                raise ValueError(f"ΔW for {name} has shape {tuple(dw.shape)}, the parameter {tuple(params[name].shape)}")
+                raise ValueError(
+                    f"ΔW for {name} has shape {tuple(dw.shape)}, the parameter {tuple(params[name].shape)}"
+                )
         saved = {}
         with torch.no_grad():
             for name, dw in self.weights.items():
@@ -77,32 +82,58 @@ class EditDelta:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": FORMAT_VERSION, "method": self.method, "config": self.config,
-            "request_ids": self.request_ids, "model_fingerprint": self.model_fingerprint,
-            "statistic_keys": self.statistic_keys, "seeds": self.seeds, "info": self.info,
+            "format_version": FORMAT_VERSION,
+            "method": self.method,
+            "config": self.config,
+            "request_ids": self.request_ids,
+            "model_fingerprint": self.model_fingerprint,
+            "statistic_keys": self.statistic_keys,
+            "seeds": self.seeds,
+            "info": self.info,
             "parameters": {n: list(w.shape) for n, w in self.weights.items()},
         }
-        atomic_write(directory / "delta.safetensors",
-                lambda p: save_file({n: w.contiguous().cpu() for n, w in self.weights.items()}, str(p),
-                                    metadata={"method": self.method, "model_fingerprint": self.model_fingerprint}))
+        atomic_write(
+            directory / "delta.safetensors",
+            lambda p: save_file(
+                {n: w.contiguous().cpu() for n, w in self.weights.items()},
+                str(p),
+                metadata={"method": self.method, "model_fingerprint": self.model_fingerprint},
+            ),
+        )
         if self.state:
-            atomic_write(directory / "state.safetensors",
-                    lambda p: save_file({n: t.contiguous().cpu() for n, t in self.state.items()}, str(p)))
-        atomic_write(directory / "delta.json", lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+            atomic_write(
+                directory / "state.safetensors",
+                lambda p: save_file(
+                    {n: t.contiguous().cpu() for n, t in self.state.items()}, str(p)
+                ),
+            )
+        atomic_write(
+            directory / "delta.json",
+            lambda p: p.write_text(json.dumps(meta, indent=1, default=str)),
+        )
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "EditDelta":
+    def load(cls, directory: str | Path) -> EditDelta:
         directory = Path(directory)
         meta = json.loads((directory / "delta.json").read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported delta format version {meta.get('format_version')}")
+            raise ValueError(
+                f"{directory}: unsupported delta format version {meta.get('format_version')}"
+            )
         weights = load_file(str(directory / "delta.safetensors"))
         state_file = directory / "state.safetensors"
-        return cls(weights=weights, method=meta["method"], config=meta["config"], request_ids=meta["request_ids"],
-                   model_fingerprint=meta["model_fingerprint"], statistic_keys=meta.get("statistic_keys", {}),
-                   seeds=meta.get("seeds", {}), info=meta.get("info", {}),
-                   state=load_file(str(state_file)) if state_file.exists() else {})
+        return cls(
+            weights=weights,
+            method=meta["method"],
+            config=meta["config"],
+            request_ids=meta["request_ids"],
+            model_fingerprint=meta["model_fingerprint"],
+            statistic_keys=meta.get("statistic_keys", {}),
+            seeds=meta.get("seeds", {}),
+            info=meta.get("info", {}),
+            state=load_file(str(state_file)) if state_file.exists() else {},
+        )
 
 
 class AppliedDelta:
@@ -120,7 +151,7 @@ class AppliedDelta:
                 params[name].copy_(w)
         self._saved = None
 
-    def __enter__(self) -> "AppliedDelta":
+    def __enter__(self) -> AppliedDelta:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,8 +14,14 @@ from ..models.registry import LoadedModel
 
 
 @torch.no_grad()
-def read_at_subject(lm: LoadedModel, prompts: Sequence[FilledPrompt], module: str, *, inputs: bool,
-                    max_batch_tokens: int = 8192) -> torch.Tensor:
+def read_at_subject(
+    lm: LoadedModel,
+    prompts: Sequence[FilledPrompt],
+    module: str,
+    *,
+    inputs: bool,
+    max_batch_tokens: int = 8192,
+) -> torch.Tensor:
     """The input (or output hidden state) of `module` at each prompt's subject-last token, (N, dim) fp32."""
     tok, model = lm.tokenizer, lm.model
     device = model_device(model)
@@ -27,11 +33,13 @@ def read_at_subject(lm: LoadedModel, prompts: Sequence[FilledPrompt], module: st
     while start < len(order):
         width = len(encoded[order[start]])
         size = max(1, max_batch_tokens // width)
-        batch = order[start:start + size]
+        batch = order[start : start + size]
         start += size
         ids, mask = pad_right([encoded[i] for i in batch], tok.pad_token_id)
         with record(model, [module], inputs=inputs, outputs=not inputs, stop_after=module) as rec:
-            run_until(model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            run_until(
+                model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+            )
         acts = (rec.inputs if inputs else rec.outputs)[module]
         rows = torch.arange(len(batch))
         cols = torch.tensor([index[i] for i in batch])
@@ -45,10 +53,14 @@ def keyed_prompts(requests: Sequence[EditRequest], templates: Sequence[str]) -> 
     return [fill(r.prompt, r.subject, t) for r in requests for t in templates]
 
 
-def compute_keys(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], layer: int) -> torch.Tensor:
+def compute_keys(
+    lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], layer: int
+) -> torch.Tensor:
     """K for one layer, (n_requests, d_k): per request, the mean of the plain-prompt key and the mean
     of the templated keys (so the plain prompt weighs ½, as in the reference)."""
-    acts = read_at_subject(lm, keyed_prompts(requests, templates), lm.adapter.mlp_out_name(layer), inputs=True)
+    acts = read_at_subject(
+        lm, keyed_prompts(requests, templates), lm.adapter.mlp_out_name(layer), inputs=True
+    )
     acts = acts.view(len(requests), len(templates), -1)
     plain = acts[:, 0]
     if len(templates) == 1:

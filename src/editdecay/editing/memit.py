@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 def solve_memit(K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
     """ΔW (d_v × d_k) minimising ‖ΔW K − R‖² + λ·tr(ΔW C ΔWᵀ), with K: (d_k, n), R: (d_v, n) (MEMIT eq. 14)."""
     K64, R64 = K.double(), R.double()
-    A = torch.linalg.solve(lam * C.to(K.device, torch.float64) + K64 @ K64.T, K64)  # (d_k, n) = (λC + KKᵀ)⁻¹ K
+    A = torch.linalg.solve(
+        lam * C.to(K.device, torch.float64) + K64 @ K64.T, K64
+    )  # (d_k, n) = (λC + KKᵀ)⁻¹ K
     return R64 @ A.T
 
 
@@ -50,14 +52,24 @@ class Prepared:
     timings: dict[str, float]
 
     def info(self, cfg: LocateEditConfig) -> dict:
-        return {"context_templates": self.templates, "timings": self.timings,
-                "targets": {"delta_norm": self.targets.delta_norm, "final_nll": self.targets.final_nll,
-                            "steps": self.targets.steps},
-                "statistic_tokens": {str(l): self.stats[l].n_tokens for l in cfg.layers}}
+        return {
+            "context_templates": self.templates,
+            "timings": self.timings,
+            "targets": {
+                "delta_norm": self.targets.delta_norm,
+                "final_nll": self.targets.final_nll,
+                "steps": self.targets.steps,
+            },
+            "statistic_tokens": {str(l): self.stats[l].n_tokens for l in cfg.layers},
+        }
 
 
-def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditConfig,
-            stats: dict[int, SecondMoment] | None = None) -> Prepared:
+def prepare(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    cfg: LocateEditConfig,
+    stats: dict[int, SecondMoment] | None = None,
+) -> Prepared:
     """Statistic C per layer, context templates and target vectors z (steps 0–1)."""
     if not requests:
         raise ValueError("no edit requests given")
@@ -71,14 +83,19 @@ def prepare(lm: LoadedModel, requests: Sequence[EditRequest], cfg: LocateEditCon
     templates = context_templates(lm, cfg.templates)
     targets = optimise_targets(lm, requests, templates, cfg.z_layer, cfg.targets)
     timings["targets_s"] = time.perf_counter() - t0
-    log.info("targets: mean |delta| %.2f, mean final NLL %.3f, mean steps %.1f",
-             sum(targets.delta_norm) / len(requests), sum(targets.final_nll) / len(requests),
-             sum(targets.steps) / len(requests))
+    log.info(
+        "targets: mean |delta| %.2f, mean final NLL %.3f, mean steps %.1f",
+        sum(targets.delta_norm) / len(requests),
+        sum(targets.final_nll) / len(requests),
+        sum(targets.steps) / len(requests),
+    )
     return Prepared(stats, templates, targets, timings)
 
 
 @torch.no_grad()
-def through_post_norm(lm: LoadedModel, requests: Sequence[EditRequest], layer: int, R: torch.Tensor) -> torch.Tensor:
+def through_post_norm(
+    lm: LoadedModel, requests: Sequence[EditRequest], layer: int, R: torch.Tensor
+) -> torch.Tensor:
     """Where a norm sits between the MLP output and the residual (Gemma 2/3), turn the wanted residual
     change R (d × n) into the change of the MLP output that produces it (see `pre_norm_change`)."""
     from .keys import read_at_subject
@@ -102,7 +119,9 @@ def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> 
     """
     dtype = next(norm.parameters()).dtype
     d = v.shape[-1]
-    s = norm(torch.ones(1, d, dtype=dtype, device=v.device)).double()[0]  # the scale, since rms(1) = 1
+    s = norm(torch.ones(1, d, dtype=dtype, device=v.device)).double()[
+        0
+    ]  # the scale, since rms(1) = 1
     v64 = v.double()
     rms_v = v64.pow(2).mean(-1, keepdim=True).sqrt()
     y = norm(v.to(dtype)).double() + r.double()
@@ -126,29 +145,57 @@ def pre_norm_change(norm: torch.nn.Module, v: torch.Tensor, r: torch.Tensor) -> 
     return (u * rms_v - v64).float()
 
 
-def memit_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MemitConfig,
-               stats: dict[int, SecondMoment] | None = None, prepared: Prepared | None = None) -> EditDelta:
+def memit_edit(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    cfg: MemitConfig,
+    stats: dict[int, SecondMoment] | None = None,
+    prepared: Prepared | None = None,
+) -> EditDelta:
     """`prepared` (from `prepare` with the same model, requests and config) skips steps 0–1."""
     prep = prepared or prepare(lm, requests, cfg, stats)
-    delta = layer_updates(lm, requests, prep.templates, prep.targets.z, cfg.layers, prep.stats,
-                          cfg.mom2_update_weight, prep.timings)
+    delta = layer_updates(
+        lm,
+        requests,
+        prep.templates,
+        prep.targets.z,
+        cfg.layers,
+        prep.stats,
+        cfg.mom2_update_weight,
+        prep.timings,
+    )
     return EditDelta(
-        weights=delta, method="memit", config=cfg.to_dict(), request_ids=[r.case_id for r in requests],
-        model_fingerprint=lm.fingerprint, statistic_keys={str(l): prep.stats[l].key for l in cfg.layers},
-        seeds={"templates": cfg.templates.seed}, info=prep.info(cfg),
+        weights=delta,
+        method="memit",
+        config=cfg.to_dict(),
+        request_ids=[r.case_id for r in requests],
+        model_fingerprint=lm.fingerprint,
+        statistic_keys={str(l): prep.stats[l].key for l in cfg.layers},
+        seeds={"templates": cfg.templates.seed},
+        info=prep.info(cfg),
     )
 
 
-def layer_updates(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], z: torch.Tensor,
-                  layers: Sequence[int], stats: dict[int, SecondMoment], lam: float,
-                  timings: dict[str, float] | None = None, solve=None) -> dict[str, torch.Tensor]:
+def layer_updates(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    z: torch.Tensor,
+    layers: Sequence[int],
+    stats: dict[int, SecondMoment],
+    lam: float,
+    timings: dict[str, float] | None = None,
+    solve=None,
+) -> dict[str, torch.Tensor]:
     """Steps 2–3 above; `solve(K, R, layer)` may replace the MEMIT solve (AlphaEdit and friends)."""
     timings = timings if timings is not None else {}
     adapter, model = lm.adapter, lm.model
     z_layer = max(layers)
     params = dict(model.named_parameters())
-    originals = {adapter.mlp_out_weight_name(l): params[adapter.mlp_out_weight_name(l)].detach().clone()
-                 for l in layers}
+    originals = {
+        adapter.mlp_out_weight_name(l): params[adapter.mlp_out_weight_name(l)].detach().clone()
+        for l in layers
+    }
     deltas: dict[str, torch.Tensor] = {}
     timings.setdefault("keys_s", 0.0)
     timings.setdefault("solve_s", 0.0)
@@ -164,9 +211,13 @@ def layer_updates(lm: LoadedModel, requests: Sequence[EditRequest], templates: S
             t0 = time.perf_counter()
             try:
                 dw = solve(K, R, layer) if solve else solve_memit(K, R, stats[layer].matrix, lam)
-            except torch.linalg.LinAlgError as err:  # CUDA's solver refuses a NaN/singular system outright
-                raise EditingError(f"non-finite update at layer {layer}: the solve failed ({err}); "
-                                   "check the statistic and λ") from None
+            except (
+                torch.linalg.LinAlgError
+            ) as err:  # CUDA's solver refuses a NaN/singular system outright
+                raise EditingError(
+                    f"non-finite update at layer {layer}: the solve failed ({err}); "
+                    "check the statistic and λ"
+                ) from None
             dw = dw.float()
             timings["solve_s"] += time.perf_counter() - t0
             if not torch.isfinite(dw).all():
@@ -177,8 +228,13 @@ def layer_updates(lm: LoadedModel, requests: Sequence[EditRequest], templates: S
             with torch.no_grad():
                 w.add_(dw)
             deltas[name] = dw.cpu()
-            log.info("layer %d: |ΔW| %.3f (%.2f%% of |W|), mean residual norm %.2f", layer, float(dw.norm()),
-                     100 * float(dw.norm() / originals[name].norm()), float(R.norm(dim=0).mean()))
+            log.info(
+                "layer %d: |ΔW| %.3f (%.2f%% of |W|), mean residual norm %.2f",
+                layer,
+                float(dw.norm()),
+                100 * float(dw.norm() / originals[name].norm()),
+                float(R.norm(dim=0).mean()),
+            )
     finally:
         with torch.no_grad():
             for name, w in originals.items():

@@ -30,18 +30,31 @@ from .templates import context_templates
 log = logging.getLogger(__name__)
 
 
-def rank_one_update(k_star: torch.Tensor, k_cur: torch.Tensor, v_star: torch.Tensor, w_k_cur: torch.Tensor,
-                    C: torch.Tensor | None) -> torch.Tensor:
+def rank_one_update(
+    k_star: torch.Tensor,
+    k_cur: torch.Tensor,
+    v_star: torch.Tensor,
+    w_k_cur: torch.Tensor,
+    C: torch.Tensor | None,
+) -> torch.Tensor:
     """ΔW (d_v × d_k) of rank one with (W + ΔW) k_cur = v*, along u ∝ C⁻¹k* (or k*)."""
     dev = k_star.device
-    u = torch.linalg.solve(C.to(dev, torch.float64), k_star.double()) if C is not None else k_star.double()
+    u = (
+        torch.linalg.solve(C.to(dev, torch.float64), k_star.double())
+        if C is not None
+        else k_star.double()
+    )
     u = u / u.norm()
     right = (v_star.to(dev, torch.float64) - w_k_cur.double()) / (u @ k_cur.double())
     return torch.outer(right, u)
 
 
-def rome_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: RomeConfig,
-              stats: dict[int, SecondMoment] | None = None) -> EditDelta:
+def rome_edit(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    cfg: RomeConfig,
+    stats: dict[int, SecondMoment] | None = None,
+) -> EditDelta:
     if len(cfg.layers) != 1:
         raise ValueError(f"ROME edits exactly one layer; got layers {list(cfg.layers)}")
     if not requests:
@@ -84,12 +97,23 @@ def rome_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: RomeConfig,
     finally:
         with torch.no_grad():
             param.copy_(original)
-    log.info("ROME: %d rank-one updates at layer %d, |ΔW| %.3f", len(requests), layer, float(total.norm()))
+    log.info(
+        "ROME: %d rank-one updates at layer %d, |ΔW| %.3f",
+        len(requests),
+        layer,
+        float(total.norm()),
+    )
     return EditDelta(
-        weights={name: total}, method="rome", config=cfg.to_dict(), request_ids=[r.case_id for r in requests],
+        weights={name: total},
+        method="rome",
+        config=cfg.to_dict(),
+        request_ids=[r.case_id for r in requests],
         model_fingerprint=lm.fingerprint,
         statistic_keys={str(layer): stats[layer].key} if C is not None else {},
         seeds={"templates": cfg.templates.seed},
-        info={"context_templates": templates, "timings": timings,
-              "targets": {"final_nll": nll, "update_norm": norms}},
+        info={
+            "context_templates": templates,
+            "timings": timings,
+            "targets": {"final_nll": nll, "update_norm": norms},
+        },
     )

@@ -19,9 +19,15 @@ from .statistics import second_moments
 log = logging.getLogger(__name__)
 
 
-def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, cfg, batch_size: int,
-                      state: dict[str, torch.Tensor] | None = None, progress_file: str | Path | None = None,
-                      ) -> EditDelta:
+def edit_sequentially(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    editor,
+    cfg,
+    batch_size: int,
+    state: dict[str, torch.Tensor] | None = None,
+    progress_file: str | Path | None = None,
+) -> EditDelta:
     """Run `editor` on batches of `batch_size`; stateful editors get the previous batch's state.
 
     The model is left unchanged; the returned delta is W_final − W_original for every touched weight
@@ -33,7 +39,9 @@ def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, 
     if batch_size <= 0:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     # of the original model, once (editors without a statistic, such as MEND, get none)
-    stats = second_moments(lm, list(cfg.layers), cfg.statistic) if hasattr(cfg, "statistic") else None
+    stats = (
+        second_moments(lm, list(cfg.layers), cfg.statistic) if hasattr(cfg, "statistic") else None
+    )
     params = dict(lm.model.named_parameters())
     batches_info: list[dict] = []
     originals: dict[str, torch.Tensor] = {}
@@ -42,8 +50,14 @@ def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, 
     ids = [r.case_id for r in requests]
     if progress_file is not None and progress_file.exists():
         saved = torch.load(progress_file, weights_only=False)
-        if saved["request_ids"] != ids or saved["batch_size"] != batch_size or saved["config"] != cfg.to_dict():
-            raise ValueError(f"{progress_file} belongs to another sequential edit; delete it to start over")
+        if (
+            saved["request_ids"] != ids
+            or saved["batch_size"] != batch_size
+            or saved["config"] != cfg.to_dict()
+        ):
+            raise ValueError(
+                f"{progress_file} belongs to another sequential edit; delete it to start over"
+            )
         if saved["model_fingerprint"] != lm.fingerprint:
             raise ValueError(f"{progress_file} was made on another model (fingerprint mismatch)")
         with torch.no_grad():
@@ -51,11 +65,19 @@ def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, 
                 originals[name] = params[name].detach().clone()
                 params[name].copy_(current)
         state, batches_info, first = saved["state"], saved["batches"], saved["next"]
-        log.info("resuming sequential editing at request %d of %d (%s)", first, len(requests), progress_file)
+        log.info(
+            "resuming sequential editing at request %d of %d (%s)",
+            first,
+            len(requests),
+            progress_file,
+        )
     try:
-        for start in progress(range(first, len(requests), batch_size), desc="sequential batches",
-                              total=len(range(first, len(requests), batch_size))):
-            batch = requests[start:start + batch_size]
+        for start in progress(
+            range(first, len(requests), batch_size),
+            desc="sequential batches",
+            total=len(range(first, len(requests), batch_size)),
+        ):
+            batch = requests[start : start + batch_size]
             kwargs = {"stats": stats} if stats is not None else {}
             if editor.stateful:
                 kwargs["state"] = editor.load_state(state)
@@ -64,15 +86,34 @@ def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, 
                 originals.setdefault(name, params[name].detach().clone())
             delta.apply(lm.model, force=True)  # undone below by restoring `originals`
             state = delta.state or state
-            batches_info.append({"start": start, "size": len(batch), "timings": delta.info.get("timings", {}),
-                                 "targets_final_nll_mean": _mean(delta.info.get("targets", {}).get("final_nll", []))})
-            log.info("batch %d: %d edits written (%d so far)", len(batches_info), len(batch), start + len(batch))
+            batches_info.append(
+                {
+                    "start": start,
+                    "size": len(batch),
+                    "timings": delta.info.get("timings", {}),
+                    "targets_final_nll_mean": _mean(
+                        delta.info.get("targets", {}).get("final_nll", [])
+                    ),
+                }
+            )
+            log.info(
+                "batch %d: %d edits written (%d so far)",
+                len(batches_info),
+                len(batch),
+                start + len(batch),
+            )
             if progress_file is not None:
-                done = {"request_ids": ids, "batch_size": batch_size, "config": cfg.to_dict(),
-                        "model_fingerprint": lm.fingerprint, "state": state, "batches": batches_info,
-                        "next": start + batch_size,
-                        "current": {n: params[n].detach().clone().cpu() for n in originals}}
-                atomic_write(progress_file, lambda tmp: torch.save(done, tmp))
+                done = {
+                    "request_ids": ids,
+                    "batch_size": batch_size,
+                    "config": cfg.to_dict(),
+                    "model_fingerprint": lm.fingerprint,
+                    "state": state,
+                    "batches": batches_info,
+                    "next": start + batch_size,
+                    "current": {n: params[n].detach().clone().cpu() for n in originals},
+                }
+                atomic_write(progress_file, lambda tmp, done=done: torch.save(done, tmp))
         weights = {n: (params[n].detach() - w).cpu() for n, w in originals.items()}
     finally:
         with torch.no_grad():
@@ -81,7 +122,10 @@ def edit_sequentially(lm: LoadedModel, requests: Sequence[EditRequest], editor, 
     if progress_file is not None and progress_file.exists():
         progress_file.unlink()
     return EditDelta(
-        weights=weights, method=editor.name, config=cfg.to_dict(), request_ids=ids,
+        weights=weights,
+        method=editor.name,
+        config=cfg.to_dict(),
+        request_ids=ids,
         model_fingerprint=lm.fingerprint,
         statistic_keys={str(l): stats[l].key for l in cfg.layers} if stats is not None else {},
         seeds={"templates": cfg.templates.seed} if hasattr(cfg, "templates") else {},

@@ -61,14 +61,25 @@ def corpus_texts(corpus: str) -> tuple[list[str], str]:
 
 
 def statistic_key(lm: LoadedModel, layer: int, spec: StatisticSpec, corpus_digest: str) -> str:
-    fields = {"v": STAT_VERSION, "model": lm.fingerprint, "module": lm.adapter.mlp_out_name(layer),
-              "corpus": spec.corpus, "corpus_digest": corpus_digest, "max_tokens": spec.max_tokens,
-              "window": spec.window, "dtype": spec.dtype}
+    fields = {
+        "v": STAT_VERSION,
+        "model": lm.fingerprint,
+        "module": lm.adapter.mlp_out_name(layer),
+        "corpus": spec.corpus,
+        "corpus_digest": corpus_digest,
+        "max_tokens": spec.max_tokens,
+        "window": spec.window,
+        "dtype": spec.dtype,
+    }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def second_moments(lm: LoadedModel, layers: list[int], spec: StatisticSpec = StatisticSpec(),
-                   cache_dir: Path | None = None) -> dict[int, SecondMoment]:
+def second_moments(
+    lm: LoadedModel,
+    layers: list[int],
+    spec: StatisticSpec = StatisticSpec(),
+    cache_dir: Path | None = None,
+) -> dict[int, SecondMoment]:
     """C for each layer, loaded from the cache where present and computed in one pass otherwise."""
     for layer in layers:
         lm.adapter.check_layer(lm.model, layer)
@@ -81,7 +92,9 @@ def second_moments(lm: LoadedModel, layers: list[int], spec: StatisticSpec = Sta
         path = cache_dir / f"{key}.safetensors"
         if path.exists():
             t = load_file(str(path))
-            out[layer] = SecondMoment(layer, lm.adapter.mlp_out_name(layer), t["matrix"], int(t["n_tokens"]), key)
+            out[layer] = SecondMoment(
+                layer, lm.adapter.mlp_out_name(layer), t["matrix"], int(t["n_tokens"]), key
+            )
             log.info("statistic for layer %d loaded from cache (%s)", layer, key)
         else:
             missing.append(layer)
@@ -90,14 +103,24 @@ def second_moments(lm: LoadedModel, layers: list[int], spec: StatisticSpec = Sta
         for layer, (mat, n) in computed.items():
             key = statistic_key(lm, layer, spec, digest)
             out[layer] = SecondMoment(layer, lm.adapter.mlp_out_name(layer), mat, n, key)
-            _save(cache_dir / f"{key}.safetensors", mat, n, {
-                **asdict(spec), "model": lm.fingerprint, "layer": layer, "corpus_digest": digest})
+            _save(
+                cache_dir / f"{key}.safetensors",
+                mat,
+                n,
+                {**asdict(spec), "model": lm.fingerprint, "layer": layer, "corpus_digest": digest},
+            )
     return {layer: out[layer] for layer in layers}
 
 
 def _save(path: Path, mat: torch.Tensor, n: int, meta: dict) -> None:
-    atomic_write(path, lambda tmp: save_file({"matrix": mat.contiguous(), "n_tokens": torch.tensor(n)}, str(tmp),
-                                             metadata={k: str(v) for k, v in meta.items()}))
+    atomic_write(
+        path,
+        lambda tmp: save_file(
+            {"matrix": mat.contiguous(), "n_tokens": torch.tensor(n)},
+            str(tmp),
+            metadata={k: str(v) for k, v in meta.items()},
+        ),
+    )
 
 
 @torch.no_grad()
@@ -113,11 +136,15 @@ def _compute(lm: LoadedModel, layers: list[int], spec: StatisticSpec, texts: lis
     count = 0
     n_tok = sum(len(w) for w in windows)
     log.info("computing C for layers %s over %d tokens (%d windows)", layers, n_tok, len(windows))
-    batches = [windows[i:i + spec.batch_windows] for i in range(0, len(windows), spec.batch_windows)]
+    batches = [
+        windows[i : i + spec.batch_windows] for i in range(0, len(windows), spec.batch_windows)
+    ]
     for batch in progress(batches, desc="statistic C=E[kk^T]"):
         ids, mask = pad_right(batch, lm.tokenizer.pad_token_id)
         with record(model, list(names.values()), inputs=True, stop_after=last) as rec:
-            run_until(model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            run_until(
+                model, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+            )
         keep = mask.bool().to(device)
         for layer, name in names.items():
             x = rec.inputs[name][keep].to(dtype)

@@ -59,7 +59,9 @@ class _Row:
     is_kl: bool
 
 
-def _rows_for(lm: LoadedModel, req_index: int, req: EditRequest, templates: Sequence[str]) -> list[_Row]:
+def _rows_for(
+    lm: LoadedModel, req_index: int, req: EditRequest, templates: Sequence[str]
+) -> list[_Row]:
     tok = lm.tokenizer
     rows = []
     for t in templates:
@@ -67,35 +69,56 @@ def _rows_for(lm: LoadedModel, req_index: int, req: EditRequest, templates: Sequ
         cont = encode_continuation(tok, filled.text, req.target_new)
         ids = list(cont.prompt_ids) + list(cont.target_ids[:-1])
         start = len(cont.prompt_ids) - 1
-        rows.append(_Row(req_index, ids, subject_last_index(tok, filled),
-                         [(start + j, t_) for j, t_ in enumerate(cont.target_ids)], False))
+        rows.append(
+            _Row(
+                req_index,
+                ids,
+                subject_last_index(tok, filled),
+                [(start + j, t_) for j, t_ in enumerate(cont.target_ids)],
+                False,
+            )
+        )
     kl = fill("{} is a", req.subject)
     rows.append(_Row(req_index, encode(tok, kl.text), subject_last_index(tok, kl), [], True))
     return rows
 
 
-def optimise_targets(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
-                     at: int | str, cfg: TargetConfig) -> TargetResult:
+def optimise_targets(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    at: int | str,
+    cfg: TargetConfig,
+) -> TargetResult:
     """z for every request, in chunks of `cfg.batch_requests` requests. `at` is a layer index (the
     block's output, MEMIT's residual stream) or a module name whose output is shifted."""
     if isinstance(at, int):
         lm.adapter.check_layer(lm.model, at)
         at = lm.adapter.block_name(at)
     parts = []
-    chunks = [list(range(i, min(i + cfg.batch_requests, len(requests))))
-              for i in range(0, len(requests), cfg.batch_requests)]
+    chunks = [
+        list(range(i, min(i + cfg.batch_requests, len(requests))))
+        for i in range(0, len(requests), cfg.batch_requests)
+    ]
     for chunk in chunks:
         parts.append(_optimise_chunk(lm, [requests[i] for i in chunk], templates, at, cfg))
     return TargetResult(
-        z=torch.cat([p.z for p in parts]), h_init=torch.cat([p.h_init for p in parts]),
-        delta_norm=[x for p in parts for x in p.delta_norm], final_nll=[x for p in parts for x in p.final_nll],
+        z=torch.cat([p.z for p in parts]),
+        h_init=torch.cat([p.h_init for p in parts]),
+        delta_norm=[x for p in parts for x in p.delta_norm],
+        final_nll=[x for p in parts for x in p.final_nll],
         steps=[x for p in parts for x in p.steps],
     )
 
 
-def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], module: str,
-                    cfg: TargetConfig) -> TargetResult:
-    model, adapter, tok = lm.model, lm.adapter, lm.tokenizer
+def _optimise_chunk(
+    lm: LoadedModel,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    module: str,
+    cfg: TargetConfig,
+) -> TargetResult:
+    model, adapter = lm.model, lm.adapter
     device = model_device(model)
     rows = [row for i, r in enumerate(requests) for row in _rows_for(lm, i, r, templates)]
     n, d = len(requests), adapter.hidden_dim(model)
@@ -106,7 +129,9 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
     active = torch.ones(n, dtype=torch.bool)
     h_init = kl_init = None
     final_nll = torch.full((n,), float("nan"))
-    plain_rows = [i * (len(templates) + 1) for i in range(n)]  # rows are request-major, plain template first
+    plain_rows = [
+        i * (len(templates) + 1) for i in range(n)
+    ]  # rows are request-major, plain template first
 
     for step in progress(range(cfg.steps), desc=f"targets z ({n} requests)"):
         act_rows = [i for i, r in enumerate(rows) if active[r.request]]
@@ -118,15 +143,24 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
 
         nll = _target_nll(lm, rows, batch, act_rows, hidden, req_of_row, n) / len(templates)
         kl_rows = [k for k, i in enumerate(act_rows) if rows[i].is_kl]
-        kl_logp = torch.log_softmax(adapter.logits(
-            model, hidden[kl_rows, [batch.lookup[act_rows[k]] for k in kl_rows]]).float(), -1)
+        kl_logp = torch.log_softmax(
+            adapter.logits(
+                model, hidden[kl_rows, [batch.lookup[act_rows[k]] for k in kl_rows]]
+            ).float(),
+            -1,
+        )
         kl_req = torch.tensor([rows[act_rows[k]].request for k in kl_rows], device=device)
         if kl_init is None:  # P_init: the distribution before any step
             kl_init = torch.zeros(n, kl_logp.shape[-1], device=device)
             kl_init[kl_req] = kl_logp.detach()
-        kl = torch.zeros(n, device=device).index_add(  # KL(P_now ‖ P_init), as the reference computes it (P15)
-            0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[kl_req])).sum(-1))
-        wd = cfg.weight_decay * d_var.norm(dim=-1) / h_init.norm(dim=-1).clamp(min=1e-6) ** 2  # ‖δ‖, not ‖δ‖² (P15)
+        kl = torch.zeros(
+            n, device=device
+        ).index_add(  # KL(P_now ‖ P_init), as the reference computes it (P15)
+            0, kl_req, (kl_logp.exp() * (kl_logp - kl_init[kl_req])).sum(-1)
+        )
+        wd = (
+            cfg.weight_decay * d_var.norm(dim=-1) / h_init.norm(dim=-1).clamp(min=1e-6) ** 2
+        )  # ‖δ‖, not ‖δ‖² (P15)
         loss = torch.where(active.to(device), nll + cfg.kl_factor * kl + wd, torch.zeros_like(nll))
 
         if not torch.isfinite(loss).all():
@@ -134,10 +168,18 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
             raise EditingError(f"non-finite target loss at step {step} for request(s) {bad[:5]}")
         final_nll = torch.where(active, nll.detach().cpu(), final_nll)
         a = active.to(device)
-        log.debug("step %d: %d active, mean nll %.3f kl %.3f wd %.4f", step, int(active.sum()),
-                  float(nll.detach()[a].mean()), float(kl.detach()[a].mean()), float(wd.detach()[a].mean()))
+        log.debug(
+            "step %d: %d active, mean nll %.3f kl %.3f wd %.4f",
+            step,
+            int(active.sum()),
+            float(nll.detach()[a].mean()),
+            float(kl.detach()[a].mean()),
+            float(wd.detach()[a].mean()),
+        )
         done = (loss.detach().cpu() < cfg.early_stop_loss) & active
-        if step == cfg.steps - 1:  # the last iteration measures but takes no step (reference behaviour)
+        if (
+            step == cfg.steps - 1
+        ):  # the last iteration measures but takes no step (reference behaviour)
             break
         loss.sum().backward()
         delta = adam.step(delta, d_var.grad, (active & ~done).to(device))
@@ -151,13 +193,26 @@ def _optimise_chunk(lm: LoadedModel, requests: Sequence[EditRequest], templates:
     z = (h_init + delta).detach().cpu()
     dn = delta.norm(dim=-1).cpu()
     for i, r in enumerate(requests):
-        log.debug("z %s: |delta|=%.3f |h_init|=%.3f nll=%.4f steps=%d", r.case_id, float(dn[i]),
-                  float(h_init[i].norm()), float(final_nll[i]), int(adam.steps[i]))
+        log.debug(
+            "z %s: |delta|=%.3f |h_init|=%.3f nll=%.4f steps=%d",
+            r.case_id,
+            float(dn[i]),
+            float(h_init[i].norm()),
+            float(final_nll[i]),
+            int(adam.steps[i]),
+        )
     return TargetResult(z, h_init.cpu(), dn.tolist(), final_nll.tolist(), adam.steps.cpu().tolist())
 
 
-def _target_nll(lm: LoadedModel, rows: list[_Row], batch: "_Batch", act_rows: list[int], hidden: torch.Tensor,
-                req_of_row: torch.Tensor, n: int) -> torch.Tensor:
+def _target_nll(
+    lm: LoadedModel,
+    rows: list[_Row],
+    batch: _Batch,
+    act_rows: list[int],
+    hidden: torch.Tensor,
+    req_of_row: torch.Tensor,
+    n: int,
+) -> torch.Tensor:
     """Per request, the sum over its template rows of the mean target-token NLL (logits only at targets)."""
     device = hidden.device
     pos_row, pos_col, labels = [], [], []
@@ -166,11 +221,17 @@ def _target_nll(lm: LoadedModel, rows: list[_Row], batch: "_Batch", act_rows: li
             pos_row.append(k)
             pos_col.append(p - batch.offset[i])
             labels.append(t)
-    logits = lm.adapter.logits(lm.model, hidden[torch.tensor(pos_row), torch.tensor(pos_col)]).float()
-    tok_nll = -torch.log_softmax(logits, -1).gather(1, torch.tensor(labels, device=device)[:, None])[:, 0]
+    logits = lm.adapter.logits(
+        lm.model, hidden[torch.tensor(pos_row), torch.tensor(pos_col)]
+    ).float()
+    tok_nll = -torch.log_softmax(logits, -1).gather(
+        1, torch.tensor(labels, device=device)[:, None]
+    )[:, 0]
     owner = torch.tensor(pos_row, device=device)
     row_nll = torch.zeros(len(act_rows), device=device).index_add(0, owner, tok_nll)
-    row_len = torch.zeros(len(act_rows), device=device).index_add(0, owner, torch.ones_like(tok_nll))
+    row_len = torch.zeros(len(act_rows), device=device).index_add(
+        0, owner, torch.ones_like(tok_nll)
+    )
     row_nll = row_nll / row_len.clamp(min=1)  # KL rows have no targets: 0
     return torch.zeros(n, device=device).index_add(0, req_of_row, row_nll)
 
@@ -179,7 +240,14 @@ class _RowAdam:
     """Adam over the rows of a matrix, each row with its own step count; rows outside `mask` stay frozen
     (moments included), so a request's trajectory does not depend on the others in its batch."""
 
-    def __init__(self, shape: torch.Size, device: torch.device, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        shape: torch.Size,
+        device: torch.device,
+        lr: float,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.lr, self.betas, self.eps = lr, betas, eps
         self.m = torch.zeros(shape, device=device)
         self.v = torch.zeros(shape, device=device)
@@ -192,7 +260,7 @@ class _RowAdam:
         self.m = torch.where(u, b1 * self.m + (1 - b1) * grad, self.m)
         self.v = torch.where(u, b2 * self.v + (1 - b2) * grad * grad, self.v)
         t = self.steps.clamp(min=1)[:, None].float()
-        update = self.lr * (self.m / (1 - b1 ** t)) / ((self.v / (1 - b2 ** t)).sqrt() + self.eps)
+        update = self.lr * (self.m / (1 - b1**t)) / ((self.v / (1 - b2**t)).sqrt() + self.eps)
         return torch.where(u, param - update, param)
 
 
@@ -211,7 +279,10 @@ class _Batch:
         p = int(self.prefix_len.max()) if rows else 0
         self.prefix_mask = torch.zeros((len(rows), p), dtype=torch.long)
         if p > 0 and not self._cache_prefixes(rows, p, pad):
-            log.debug("a cache layer keeps fewer than %d positions (sliding window); not reusing prefixes", p)
+            log.debug(
+                "a cache layer keeps fewer than %d positions (sliding window); not reusing prefixes",
+                p,
+            )
             self.__init__(lm, rows, False, device)
 
     @torch.no_grad()
@@ -219,13 +290,16 @@ class _Batch:
         ids = torch.full((len(rows), p), pad, dtype=torch.long)
         for i, (r, o) in enumerate(zip(rows, self.offset)):
             if o:
-                ids[i, p - o:] = torch.tensor(r.ids[:o])
-                self.prefix_mask[i, p - o:] = 1
+                ids[i, p - o :] = torch.tensor(r.ids[:o])
+                self.prefix_mask[i, p - o :] = 1
         pos = (self.prefix_mask.cumsum(-1) - 1).clamp(min=0)
         model = self.lm.model
         out = self.lm.adapter.backbone(model)(
-            input_ids=ids.to(self.device), attention_mask=self.prefix_mask.to(self.device),
-            position_ids=pos.to(self.device), use_cache=True)
+            input_ids=ids.to(self.device),
+            attention_mask=self.prefix_mask.to(self.device),
+            position_ids=pos.to(self.device),
+            use_cache=True,
+        )
         cache = output_cache(out)
         keep = self.prefix_mask.bool().to(self.device)[:, None, :, None]
         self.kv = []
@@ -238,7 +312,9 @@ class _Batch:
             self.kv.append((torch.where(keep, k, 0.0), torch.where(keep, v, 0.0)))
         return True
 
-    def forward(self, act_rows: list[int], block: str, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, act_rows: list[int], block: str, deltas: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the suffixes of `act_rows`, adding deltas[k] to `block`'s output at row k's lookup token.
 
         Returns the final hidden states (len(act_rows), width, d) and the block's output at the
@@ -266,8 +342,13 @@ class _Batch:
         first = next(iter(parts.values()))
         hidden = first.new_zeros(len(act_rows), max(lengths), first.shape[-1])
         for n, ks in buckets.items():
-            hidden = hidden.index_put((torch.tensor(ks, device=hidden.device)[:, None],
-                                       torch.arange(n, device=hidden.device)[None]), parts[n])
+            hidden = hidden.index_put(
+                (
+                    torch.tensor(ks, device=hidden.device)[:, None],
+                    torch.arange(n, device=hidden.device)[None],
+                ),
+                parts[n],
+            )
         return hidden, seen
 
     def _forward_rows(self, rows: list[int], width: int) -> torch.Tensor:
@@ -278,10 +359,16 @@ class _Batch:
         backbone = self.lm.adapter.backbone(self.lm.model)
         if self.kv is not None:
             dev_idx = idx.to(self.device)
-            cache = DynamicCache(ddp_cache_data=[(k[dev_idx], v[dev_idx]) for k, v in self.kv],
-                                 config=self.lm.model.config)
+            cache = DynamicCache(
+                ddp_cache_data=[(k[dev_idx], v[dev_idx]) for k, v in self.kv],
+                config=self.lm.model.config,
+            )
             mask = torch.cat([self.prefix_mask[idx], mask], dim=1)
             kwargs = {cache_argument(backbone): cache, "use_cache": True}
-        out = backbone(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                       position_ids=pos.to(self.device), **kwargs)
+        out = backbone(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=pos.to(self.device),
+            **kwargs,
+        )
         return out.last_hidden_state

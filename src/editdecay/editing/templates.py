@@ -23,10 +23,17 @@ def context_templates(lm: LoadedModel, cfg: TemplateConfig) -> list[str]:
     for word in cfg.seed_words:
         ids = encode(lm.tokenizer, word)
         for _ in range(cfg.length):
-            logits = lm.model(input_ids=torch.tensor([ids], device=device), use_cache=False).logits[0, -1].float().cpu()
+            logits = (
+                lm.model(input_ids=torch.tensor([ids], device=device), use_cache=False)
+                .logits[0, -1]
+                .float()
+                .cpu()
+            )
             top = torch.topk(logits, cfg.top_k)
             probs = torch.softmax(top.values, -1)
             ids.append(int(top.indices[torch.multinomial(probs, 1, generator=gen)]))
-        text = lm.tokenizer.decode(ids, skip_special_tokens=True).replace("{", " ").replace("}", " ")
+        text = (
+            lm.tokenizer.decode(ids, skip_special_tokens=True).replace("{", " ").replace("}", " ")
+        )
         out.append(text + ". {}")
     return out

@@ -20,25 +20,31 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 
 import pandas as pd
 import torch
 
-from ..data.instructions import COMMONSENSE_TASKS, LABELS, InstructionExample, alpaca_prompt, example_labels, \
-    load_commonsense
+from ..data.instructions import (
+    COMMONSENSE_TASKS,
+    LABELS,
+    InstructionExample,
+    alpaca_prompt,
+    example_labels,
+    load_commonsense,
+)
 from ..data.tokenization import encode
 from ..models.adapter import model_device
 from ..progress import progress
 from .scorer import Scorer
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MODES = ("rank", "generate")
 ANSWER_PREFIX = "the correct answer is"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _label_pattern(task: str) -> re.Pattern:
     labels = LABELS.get(task)
     if labels is None:
@@ -71,20 +77,33 @@ def rank_classify(scorer: Scorer, examples: Sequence[InstructionExample]) -> lis
     out: list[str] = []
     for start, labels in spans:
         nlls = [scores[start + j].nll for j in range(len(labels))]
-        out.append(labels[min(range(len(labels)), key=nlls.__getitem__)])  # min keeps the first of ties
+        out.append(
+            labels[min(range(len(labels)), key=nlls.__getitem__)]
+        )  # min keeps the first of ties
     return out
 
 
-def generate_answers(lm, examples: Sequence[InstructionExample], max_new_tokens: int = 32,
-                     batch_size: int = 8, show_progress: bool = False) -> list[str]:
+def generate_answers(
+    lm,
+    examples: Sequence[InstructionExample],
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> list[str]:
     """Greedy continuations of ``alpaca_prompt(ex)`` (decoded, special tokens dropped), one per example."""
-    return greedy_continuations(lm, [alpaca_prompt(ex) for ex in examples], max_new_tokens, batch_size,
-                                show_progress)
+    return greedy_continuations(
+        lm, [alpaca_prompt(ex) for ex in examples], max_new_tokens, batch_size, show_progress
+    )
 
 
 @torch.no_grad()
-def greedy_continuations(lm, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
-                         show_progress: bool = False) -> list[str]:
+def greedy_continuations(
+    lm,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> list[str]:
     """Greedy continuations of plain-text prompts (decoded, special tokens dropped), one per prompt.
 
     Prompts are left-padded here by hand (the tokenizer's own padding settings are not used or
@@ -97,7 +116,7 @@ def greedy_continuations(lm, prompts: Sequence[str], max_new_tokens: int = 32, b
     encoded = [encode(tok, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     answers: list[str] = [""] * len(encoded)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     was_training = lm.model.training
     lm.model.eval()
     try:
@@ -107,12 +126,19 @@ def greedy_continuations(lm, prompts: Sequence[str], max_new_tokens: int = 32, b
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for r, i in enumerate(batch):
                 n = len(encoded[i])
-                ids[r, width - n:] = torch.tensor(encoded[i], dtype=torch.long)
-                mask[r, width - n:] = 1
+                ids[r, width - n :] = torch.tensor(encoded[i], dtype=torch.long)
+                mask[r, width - n :] = 1
             out = lm.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
-                pad_token_id=pad_id, eos_token_id=tok.eos_token_id,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=pad_id,
+                eos_token_id=tok.eos_token_id,
             )
             for r, i in enumerate(batch):
                 answers[i] = tok.decode(out[r, width:].tolist(), skip_special_tokens=True)
@@ -121,9 +147,17 @@ def greedy_continuations(lm, prompts: Sequence[str], max_new_tokens: int = 32, b
     return answers
 
 
-def downstream_accuracy(lm, tasks: Iterable[str] | None = None, n_per_task: int | None = 50, seed: int = 0,
-                        modes: Sequence[str] = MODES, details: bool = False, max_new_tokens: int = 32,
-                        batch_size: int = 8, scorer: Scorer | None = None):
+def downstream_accuracy(
+    lm,
+    tasks: Iterable[str] | None = None,
+    n_per_task: int | None = 50,
+    seed: int = 0,
+    modes: Sequence[str] = MODES,
+    details: bool = False,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    scorer: Scorer | None = None,
+):
     """DS accuracy on the bundled commonsense test sets (a seeded sample of ``n_per_task`` per task;
     None = the whole test split).
 
@@ -151,13 +185,25 @@ def downstream_accuracy(lm, tasks: Iterable[str] | None = None, n_per_task: int 
             preds: list[str | None] = list(rank_classify(sc, examples))
             gens: list[str | None] = [None] * len(examples)
         else:
-            gens = list(generate_answers(lm, examples, max_new_tokens=max_new_tokens, batch_size=batch_size))
+            gens = list(
+                generate_answers(lm, examples, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            )
             preds = [extract_answer(ex.task, g) for ex, g in zip(examples, gens)]
         for ex, i, p, g in zip(examples, index_in_task, preds, gens):
-            rows.append({"task": ex.task, "mode": mode, "index": i, "answer": ex.answer, "prediction": p,
-                         "correct": p is not None and p == (ex.answer or "").lower(), "generation": g})
-    per_example = pd.DataFrame(rows, columns=["task", "mode", "index", "answer", "prediction", "correct",
-                                              "generation"])
+            rows.append(
+                {
+                    "task": ex.task,
+                    "mode": mode,
+                    "index": i,
+                    "answer": ex.answer,
+                    "prediction": p,
+                    "correct": p is not None and p == (ex.answer or "").lower(),
+                    "generation": g,
+                }
+            )
+    per_example = pd.DataFrame(
+        rows, columns=["task", "mode", "index", "answer", "prediction", "correct", "generation"]
+    )
     summary_rows: list[dict] = []
     task_order = list(counts)
     for mode in modes:
@@ -168,10 +214,21 @@ def downstream_accuracy(lm, tasks: Iterable[str] | None = None, n_per_task: int 
             acc = float(t["correct"].mean())
             accs.append(acc)
             summary_rows.append({"task": task, "mode": mode, "n": len(t), "accuracy": acc})
-        summary_rows.append({"task": "average", "mode": mode, "n": len(sub),
-                             "accuracy": float(sum(accs) / len(accs)) if accs else float("nan")})
-        logger.info("downstream %s accuracy: %s", mode,
-                    ", ".join(f"{r['task']}={r['accuracy']:.3f}" for r in summary_rows if r["mode"] == mode))
+        summary_rows.append(
+            {
+                "task": "average",
+                "mode": mode,
+                "n": len(sub),
+                "accuracy": float(sum(accs) / len(accs)) if accs else float("nan"),
+            }
+        )
+        log.info(
+            "downstream %s accuracy: %s",
+            mode,
+            ", ".join(
+                f"{r['task']}={r['accuracy']:.3f}" for r in summary_rows if r["mode"] == mode
+            ),
+        )
     summary = pd.DataFrame(summary_rows, columns=["task", "mode", "n", "accuracy"])
     if details:
         return summary, per_example

@@ -48,8 +48,12 @@ def _mean(xs) -> float:
     return float(np.mean(xs)) if xs else math.nan
 
 
-def evaluate_requests(scorer: Scorer, requests: Sequence[EditRequest], reference: pd.DataFrame | None = None,
-                      desc: str = "evaluating") -> pd.DataFrame:
+def evaluate_requests(
+    scorer: Scorer,
+    requests: Sequence[EditRequest],
+    reference: pd.DataFrame | None = None,
+    desc: str = "evaluating",
+) -> pd.DataFrame:
     """Score every request; `reference` is the same function's output on the unedited model."""
     all_pairs = [p for r in requests for p in _pairs(r)]
     scores = dict(zip(all_pairs, scorer.score(all_pairs, desc=desc)))
@@ -62,8 +66,13 @@ def evaluate_requests(scorer: Scorer, requests: Sequence[EditRequest], reference
 
 def _row(req: EditRequest, s: dict[tuple[str, str], TargetScore], ref_preds: dict | None) -> dict:
     new = lambda p: s[(p, req.target_new)]  # noqa: E731
-    row: dict = {"case_id": req.case_id, "source": req.source, "subject": req.subject,
-                 "target_new": req.target_new, "target_true": req.target_true}
+    row: dict = {
+        "case_id": req.case_id,
+        "source": req.source,
+        "subject": req.subject,
+        "target_new": req.target_new,
+        "target_true": req.target_true,
+    }
     row["rewrite_acc"] = new(req.text).accuracy
     row["paraphrase_acc"] = _mean(new(p).accuracy for p in req.paraphrases)
     row["neighbour_acc"] = _mean(s[(n.prompt, n.target)].accuracy for n in req.neighbours)
@@ -93,7 +102,18 @@ def _row(req: EditRequest, s: dict[tuple[str, str], TargetScore], ref_preds: dic
 def summarise(table: pd.DataFrame) -> dict[str, float]:
     """Means over edits, in percent for the scores (NaN columns are left out)."""
     out = {}
-    for col in ("es", "ps", "ns", "rewrite_acc", "paraphrase_acc", "neighbour_acc", "locality", "em", "pm", "nm"):
+    for col in (
+        "es",
+        "ps",
+        "ns",
+        "rewrite_acc",
+        "paraphrase_acc",
+        "neighbour_acc",
+        "locality",
+        "em",
+        "pm",
+        "nm",
+    ):
         if col in table and table[col].notna().any():
             out[col] = float(table[col].mean() * 100)
     return out

@@ -13,17 +13,22 @@ from ..models.registry import LoadedModel
 
 
 @torch.no_grad()
-def heldout_perplexity(lm: LoadedModel, max_tokens: int = 16384, window: int = 512, batch_windows: int = 4) -> float:
+def heldout_perplexity(
+    lm: LoadedModel, max_tokens: int = 16384, window: int = 512, batch_windows: int = 4
+) -> float:
     """exp(mean token NLL) over the held-out split, in windows of `window` tokens (deterministic)."""
     _, heldout = split_articles(wikitext_articles())
-    windows = token_windows(lm.tokenizer, [a.text for a in heldout], window=window, max_tokens=max_tokens)
+    windows = token_windows(
+        lm.tokenizer, [a.text for a in heldout], window=window, max_tokens=max_tokens
+    )
     device = model_device(lm.model)
     total, count = 0.0, 0
     for i in range(0, len(windows), batch_windows):
-        batch = windows[i:i + batch_windows]
+        batch = windows[i : i + batch_windows]
         ids, mask = pad_right(batch, lm.tokenizer.pad_token_id)
-        hidden = lm.adapter.backbone(lm.model)(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                               use_cache=False).last_hidden_state
+        hidden = lm.adapter.backbone(lm.model)(
+            input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+        ).last_hidden_state
         keep = mask[:, 1:].bool().to(device)
         logits = lm.adapter.logits(lm.model, hidden[:, :-1][keep]).float()
         labels = ids[:, 1:].to(device)[keep]

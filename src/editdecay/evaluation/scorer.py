@@ -44,8 +44,15 @@ class TargetScore:
 
 
 class Scorer:
-    def __init__(self, model: nn.Module, tokenizer, adapter: ArchAdapter, max_batch_tokens: int = 8192,
-                 show_progress: bool = False, share_rows: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        adapter: ArchAdapter,
+        max_batch_tokens: int = 8192,
+        show_progress: bool = False,
+        share_rows: bool = True,
+    ):
         self.model = model
         self.share_rows = share_rows  # False: one row per pair (same numbers, more compute)
         self.tokenizer = tokenizer
@@ -64,7 +71,11 @@ class Scorer:
     def score(self, pairs: Sequence[tuple[str, str]], desc: str = "scoring") -> list[TargetScore]:
         unique = list(dict.fromkeys(pairs))
         conts = [self.encode(p, t) for p, t in unique]
-        rows = _shared_rows(conts) if self.share_rows else [_Row(_own_row(c), (i,), (c,)) for i, c in enumerate(conts)]
+        rows = (
+            _shared_rows(conts)
+            if self.share_rows
+            else [_Row(_own_row(c), (i,), (c,)) for i, c in enumerate(conts)]
+        )
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r].ids))
         results: dict[int, TargetScore] = {}
         batches = list(self._batches(order, rows))
@@ -111,11 +122,13 @@ class Scorer:
             scores = []
             for c in row.conts:
                 n = len(c.target_ids)
-                scores.append(TargetScore(
-                    nll=float(tok_nll[k:k + n].mean()),
-                    predicted=tuple(int(x) for x in pred[k:k + n]),
-                    target_ids=tuple(c.target_ids),
-                ))
+                scores.append(
+                    TargetScore(
+                        nll=float(tok_nll[k : k + n].mean()),
+                        predicted=tuple(int(x) for x in pred[k : k + n]),
+                        target_ids=tuple(c.target_ids),
+                    )
+                )
                 k += n
             out.append(scores)
         return out
@@ -145,7 +158,9 @@ def _shared_rows(conts: list[Continuation]) -> list[_Row]:
     for prompt, members in by_prompt.items():
         prefixes = {tuple(conts[i].target_ids[:-1]) for i in members}
         if len(members) > 1 and len(prefixes) == 1:
-            rows.append(_Row(prompt + prefixes.pop(), tuple(members), tuple(conts[i] for i in members)))
+            rows.append(
+                _Row(prompt + prefixes.pop(), tuple(members), tuple(conts[i] for i in members))
+            )
             continue
         rows.extend(_Row(_own_row(conts[i]), (i,), (conts[i],)) for i in members)
     return rows

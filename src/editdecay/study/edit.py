@@ -48,7 +48,9 @@ class EditJob:
     offset: int = 0
     strict: bool = False
     seed: int = 0
-    batch_size: int | None = None  # sequential batches of this size; None edits all requests in one batch
+    batch_size: int | None = (
+        None  # sequential batches of this size; None edits all requests in one batch
+    )
     ppl_tokens: int = 8192  # held-out perplexity before and after (0 skips it)
     overrides: dict = field(default_factory=dict)
     out: Path = Path("runs/edit")
@@ -100,12 +102,27 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
     before = evaluate_requests(scorer, requests, desc="evaluating unedited")
     timings["eval_unedited_s"] = time.perf_counter() - t0
     summary = {
-        "editdecay_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "device": str(model_device(lm.model)), "model": job.model, "model_source": lm.source, "model_fingerprint": lm.fingerprint,
-        "method": job.method, "data": job.data, "n_requested": job.n, "offset": job.offset,
-        "n_edits": len(requests), "n_skipped": len(loaded.skipped),
-        "skipped": [{"index": s.index, "case_id": s.case_id, "reason": s.reason} for s in loaded.skipped[:50]],
-        "seed": job.seed, "config": cfg.to_dict(), "unedited": summarise(before), "timings": timings,
+        "editdecay_version": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(model_device(lm.model)),
+        "model": job.model,
+        "model_source": lm.source,
+        "model_fingerprint": lm.fingerprint,
+        "method": job.method,
+        "data": job.data,
+        "n_requested": job.n,
+        "offset": job.offset,
+        "n_edits": len(requests),
+        "n_skipped": len(loaded.skipped),
+        "skipped": [
+            {"index": s.index, "case_id": s.case_id, "reason": s.reason}
+            for s in loaded.skipped[:50]
+        ],
+        "seed": job.seed,
+        "config": cfg.to_dict(),
+        "unedited": summarise(before),
+        "timings": timings,
     }
     if job.ppl_tokens:
         t0 = time.perf_counter()
@@ -117,7 +134,9 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
 
     t0 = time.perf_counter()
     if job.batch_size and job.batch_size < len(requests):
-        delta = edit_sequentially(lm, requests, editor, cfg, job.batch_size, progress_file=out / "sequential.pt")
+        delta = edit_sequentially(
+            lm, requests, editor, cfg, job.batch_size, progress_file=out / "sequential.pt"
+        )
     else:
         delta = editor.edit(lm, requests, cfg)
     timings["edit_s"] = time.perf_counter() - t0
@@ -130,7 +149,9 @@ def _run(job: EditJob, out: Path) -> EditJobResult:
         after = evaluate_requests(scorer, requests, reference=before, desc="evaluating edited")
         timings["eval_edited_s"] = time.perf_counter() - t0
         ppl = heldout_perplexity(lm, max_tokens=job.ppl_tokens) if job.ppl_tokens else None
-    table = pd.concat([before.assign(state="unedited"), after.assign(state="edited")], ignore_index=True)
+    table = pd.concat(
+        [before.assign(state="unedited"), after.assign(state="edited")], ignore_index=True
+    )
     _write_tables(out, table)
     summary["edited"] = summarise(after)
     if ppl is not None:

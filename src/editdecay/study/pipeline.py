@@ -28,7 +28,7 @@ from ..analysis.decay import decay_summary, flip_table
 from ..io import atomic_write
 from ..models.registry import resolve_device
 from .config import RunConfig, Study
-from .stages import FINAL, ModelPool, plan, run_stage
+from .stages import ModelPool, plan, run_stage
 from .store import ArtifactStore, Stage, walk
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,26 @@ class StudyPlan:
         return [s for s in self.stages if not self.store.done(s)]
 
     def to_dict(self) -> dict:
-        return {"study": self.study.name, "store": str(self.store.root),
-                "configs": [{"config_id": c.config.config_id, "config": c.config.to_dict(),
-                             "stages": {f"{k[0]}@{k[1]}" if k[1] is not None else k[0]: s.name
-                                        for k, s in c.stages.items()}} for c in self.configs]}
+        return {
+            "study": self.study.name,
+            "store": str(self.store.root),
+            "configs": [
+                {
+                    "config_id": c.config.config_id,
+                    "config": c.config.to_dict(),
+                    "stages": {
+                        f"{k[0]}@{k[1]}" if k[1] is not None else k[0]: s.name
+                        for k, s in c.stages.items()
+                    },
+                }
+                for c in self.configs
+            ],
+        }
 
 
-def make_plan(study: Study, store: str | Path | None = None, pool: ModelPool | None = None) -> StudyPlan:
+def make_plan(
+    study: Study, store: str | Path | None = None, pool: ModelPool | None = None
+) -> StudyPlan:
     pool = pool or ModelPool()
     store = ArtifactStore(Path(store) if store else Path(study.out) / "store")
     configs = []
@@ -97,16 +110,21 @@ def _describe(stage: Stage) -> str:
     return " ".join(map(str, bits)) + f" ({stage.key})"
 
 
-def _ray_stage(stage_dict: dict, store_root: str, snapshot_every: int, threads: int, *_inputs_done) -> str:
+def _ray_stage(
+    stage_dict: dict, store_root: str, snapshot_every: int, threads: int, *_inputs_done
+) -> str:
     """Body of one Ray task: the inputs' results are only awaited (their outputs are in the store)."""
-    logging.getLogger("editdecay").setLevel(logging.INFO)  # so stage.log records the stage's progress
+    logging.getLogger("editdecay").setLevel(
+        logging.INFO
+    )  # so stage.log records the stage's progress
     torch.set_num_threads(threads)
     stage = Stage.from_dict(stage_dict)
     return str(run_stage(stage, ArtifactStore(store_root), snapshot_every=snapshot_every))
 
 
-def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1.0,
-                gpus_per_stage: float = 0.0) -> None:
+def execute_ray(
+    plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1.0, gpus_per_stage: float = 0.0
+) -> None:
     """One Ray task per pending stage, chained by their inputs; the store must be on a shared file system.
 
     Ray hides the GPUs from a task that reserves none, so stages run on the CPU unless `gpus_per_stage`
@@ -116,10 +134,16 @@ def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1
     except ImportError:
         raise RuntimeError("the Ray executor needs ray: pip install 'editdecay[ray]'") from None
     env = {k: v for k, v in os.environ.items() if k.startswith("EDITDECAY_")}
-    ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=True,
-             ignore_reinit_error=True)
+    ray.init(
+        address=address,
+        runtime_env={"env_vars": env} if env else None,
+        log_to_driver=True,
+        ignore_reinit_error=True,
+    )
     try:
-        remote = ray.remote(num_cpus=cpus_per_stage, num_gpus=gpus_per_stage, max_retries=1)(_ray_stage)
+        remote = ray.remote(num_cpus=cpus_per_stage, num_gpus=gpus_per_stage, max_retries=1)(
+            _ray_stage
+        )
         refs: dict[str, object] = {}
         root = str(plan_.store.root.resolve())
         pending = {s.key for s in plan_.pending()}
@@ -127,8 +151,13 @@ def execute_ray(plan_: StudyPlan, address: str | None, cpus_per_stage: float = 1
             if stage.key not in pending:
                 continue
             deps = [refs[i.key] for i in stage.inputs if i.key in refs]
-            refs[stage.key] = remote.remote(stage.to_dict(), root, plan_.study.snapshot_every,
-                                            max(1, int(cpus_per_stage)), *deps)
+            refs[stage.key] = remote.remote(
+                stage.to_dict(),
+                root,
+                plan_.study.snapshot_every,
+                max(1, int(cpus_per_stage)),
+                *deps,
+            )
         log.info("submitted %d stages to Ray at %s", len(refs), address or "a new local instance")
         ray.get(list(refs.values()))
     finally:
@@ -160,8 +189,14 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
                 ds = pd.read_csv(d / "downstream.csv")
                 ds = ds[ds["task"] != "average"]
                 downstream.append(ds.assign(config_id=cols["config_id"], state=state, step=step))
-            ppl.append({"config_id": cols["config_id"], "state": state, "step": step,
-                        "heldout_ppl": metrics.get("heldout_ppl")})
+            ppl.append(
+                {
+                    "config_id": cols["config_id"],
+                    "state": state,
+                    "step": step,
+                    "heldout_ppl": metrics.get("heldout_ppl"),
+                }
+            )
         for state, key in (("M_ft", ("finetune:M", None)), ("M_ed_ft", ("finetune:M_ed", None))):
             stage = pc.stages.get(key)
             if stage is not None and store.done(stage):
@@ -172,13 +207,17 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
     out = {
         "configs": pd.DataFrame(configs),
         "edits": _ordered(pd.concat(edits, ignore_index=True)),
-        "downstream": pd.concat(downstream, ignore_index=True) if downstream else pd.DataFrame(
-            columns=["config_id", "state", "step", "task", "mode", "n", "accuracy"]),
-        "training": pd.concat(training, ignore_index=True) if training else pd.DataFrame(
-            columns=["config_id", "state", "step", "loss"]),
+        "downstream": pd.concat(downstream, ignore_index=True)
+        if downstream
+        else pd.DataFrame(columns=["config_id", "state", "step", "task", "mode", "n", "accuracy"]),
+        "training": pd.concat(training, ignore_index=True)
+        if training
+        else pd.DataFrame(columns=["config_id", "state", "step", "loss"]),
         "perplexity": pd.DataFrame(ppl),
     }
-    out["decay"] = decay_summary(out["edits"], out["downstream"] if len(out["downstream"]) else None)
+    out["decay"] = decay_summary(
+        out["edits"], out["downstream"] if len(out["downstream"]) else None
+    )
     out["flips"] = _flips(out["edits"])
     results.mkdir(parents=True, exist_ok=True)
     for name, table in out.items():
@@ -189,7 +228,9 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
 
 def _ordered(edits: pd.DataFrame) -> pd.DataFrame:
     edits = edits.assign(_o=edits["state"].map(STATE_ORDER))
-    edits = edits.sort_values(["config_id", "_o", "step", "case_id"], kind="stable").drop(columns="_o")
+    edits = edits.sort_values(["config_id", "_o", "step", "case_id"], kind="stable").drop(
+        columns="_o"
+    )
     first = ["config_id", "state", "step", "case_id"]
     return edits[first + [c for c in edits.columns if c not in first]].reset_index(drop=True)
 
@@ -221,9 +262,17 @@ class StudyRun:
     seconds: float
 
 
-def run_study(study: Study, executor: str = "local", address: str | None = None, store: str | Path | None = None,
-              report: bool = True, command: str | None = None, cpus_per_stage: float = 1.0,
-              execute: bool = True, gpus_per_stage: float = 0.0) -> StudyRun:
+def run_study(
+    study: Study,
+    executor: str = "local",
+    address: str | None = None,
+    store: str | Path | None = None,
+    report: bool = True,
+    command: str | None = None,
+    cpus_per_stage: float = 1.0,
+    execute: bool = True,
+    gpus_per_stage: float = 0.0,
+) -> StudyRun:
     """Plan, run every pending stage, gather the tables and write the report.
 
     With `execute=False` nothing is run: the tables and report hold the stages finished so far (a long
@@ -238,22 +287,36 @@ def run_study(study: Study, executor: str = "local", address: str | None = None,
     try:
         pool = ModelPool()
         plan_ = make_plan(study, store, pool)
-        atomic_write(run_dir / "plan.json", lambda tmp: tmp.write_text(json.dumps(plan_.to_dict(), indent=1)))
-        log.info("study %s: %d configurations, %d distinct stages", study.name, len(plan_.configs),
-                 len(plan_.stages))
+        atomic_write(
+            run_dir / "plan.json", lambda tmp: tmp.write_text(json.dumps(plan_.to_dict(), indent=1))
+        )
+        log.info(
+            "study %s: %d configurations, %d distinct stages",
+            study.name,
+            len(plan_.configs),
+            len(plan_.stages),
+        )
         if executor not in ("local", "ray"):
             raise ValueError(f"unknown executor {executor!r}; use local or ray")
         if not execute:
-            log.info("gathering only: %d of %d stages finished", len(plan_.stages) - len(plan_.pending()),
-                     len(plan_.stages))
+            log.info(
+                "gathering only: %d of %d stages finished",
+                len(plan_.stages) - len(plan_.pending()),
+                len(plan_.stages),
+            )
         elif executor == "local":
             execute_local(plan_, pool)
         else:
             execute_ray(plan_, address, cpus_per_stage, gpus_per_stage)
         tables = gather(plan_, run_dir / "results")
-        _write_study_json(run_dir / "results" / "study.json", study, command,
-                          finished=len(plan_.stages) - len(plan_.pending()), total=len(plan_.stages),
-                          environments=stage_environments(plan_))
+        _write_study_json(
+            run_dir / "results" / "study.json",
+            study,
+            command,
+            finished=len(plan_.stages) - len(plan_.pending()),
+            total=len(plan_.stages),
+            environments=stage_environments(plan_),
+        )
         rep = None
         if report:
             from .report import write_report
@@ -272,23 +335,41 @@ def stage_environments(plan_: StudyPlan) -> dict[str, int]:
     for stage in plan_.stages:
         if plan_.store.done(stage):
             r = plan_.store.record(stage)
-            key = (f"{r.get('device', 'device not recorded')}, torch {r.get('torch', '?')}, "
-                   f"editdecay {r.get('editdecay_version', '?')}")
+            key = (
+                f"{r.get('device', 'device not recorded')}, torch {r.get('torch', '?')}, "
+                f"editdecay {r.get('editdecay_version', '?')}"
+            )
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def _write_study_json(path: Path, study: Study, command: str | None, finished: int, total: int,
-                      environments: dict[str, int] | None = None) -> None:
+def _write_study_json(
+    path: Path,
+    study: Study,
+    command: str | None,
+    finished: int,
+    total: int,
+    environments: dict[str, int] | None = None,
+) -> None:
     import peft
     import transformers
 
     seeds = sorted({c.seed for c in study.configs})
-    info = {"name": study.name, "command": command or " ".join(["editdecay", *sys.argv[1:]]),
-            "versions": {"editdecay": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                         "peft": peft.__version__, "python": platform.python_version()},
-            "device": str(resolve_device()),  # of this process; each stage's record names its own
-            "seeds": {"fine-tuning": seeds, "edit": sorted({c.edit_seed for c in study.configs})},
-            "study_file": study.source, "n_configs": len(study.configs),
-            "stages": {"finished": finished, "total": total}, "stage_environments": environments or {}}
+    info = {
+        "name": study.name,
+        "command": command or " ".join(["editdecay", *sys.argv[1:]]),
+        "versions": {
+            "editdecay": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "python": platform.python_version(),
+        },
+        "device": str(resolve_device()),  # of this process; each stage's record names its own
+        "seeds": {"fine-tuning": seeds, "edit": sorted({c.edit_seed for c in study.configs})},
+        "study_file": study.source,
+        "n_configs": len(study.configs),
+        "stages": {"finished": finished, "total": total},
+        "stage_environments": environments or {},
+    }
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(info, indent=1, default=str)))

@@ -50,26 +50,77 @@ FT_LABELS = {"none": "No FT", "lora": "LoRA", "dora": "DoRA", "full": "Full FT"}
 LAYER_ORDER = ("all", "edited", "non-edited")
 CATEGORY_ORDER = ("stable", "erased", "emergent", "impossible")
 
-CONFIG_COLUMNS = ("config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data",
-                  "ft_layers", "seed")
+CONFIG_COLUMNS = (
+    "config_id",
+    "model",
+    "edit_method",
+    "edit_data",
+    "n_edits",
+    "ft_method",
+    "ft_data",
+    "ft_layers",
+    "seed",
+)
 TEXT_CONFIG_COLUMNS = ("model", "edit_method", "edit_data", "ft_method", "ft_data", "ft_layers")
 INTEGER_COLUMNS = ("n_edits", "seed", "step")
 TEXT_COLUMNS = ("indicator", "efficacy_kind")
-DS_COLUMNS = ("ds_M", "ds_M_ed", "ds_M_ft", "ds_M_ed_ft", "ds_degradation_noft", "ds_degradation_ft")
-DS_RANK_COLUMNS = ("ds_rank_M", "ds_rank_M_ed", "ds_rank_M_ft", "ds_rank_M_ed_ft",
-                   "ds_rank_degradation_noft", "ds_rank_degradation_ft")
-METRIC_COLUMNS = ("es_ed", "es_ed_ft", "ps_ed", "ps_ed_ft", "ns_ed", "ns_ed_ft", "delta_es", "relative_decay",
-                  "efr", "emergent_ratio", "n_success_ed", "n_stable", "n_erased", "n_emergent",
-                  "n_impossible", "es_M", "es_M_ft", *DS_COLUMNS, *DS_RANK_COLUMNS)
+DS_COLUMNS = (
+    "ds_M",
+    "ds_M_ed",
+    "ds_M_ft",
+    "ds_M_ed_ft",
+    "ds_degradation_noft",
+    "ds_degradation_ft",
+)
+DS_RANK_COLUMNS = (
+    "ds_rank_M",
+    "ds_rank_M_ed",
+    "ds_rank_M_ft",
+    "ds_rank_M_ed_ft",
+    "ds_rank_degradation_noft",
+    "ds_rank_degradation_ft",
+)
+METRIC_COLUMNS = (
+    "es_ed",
+    "es_ed_ft",
+    "ps_ed",
+    "ps_ed_ft",
+    "ns_ed",
+    "ns_ed_ft",
+    "delta_es",
+    "relative_decay",
+    "efr",
+    "emergent_ratio",
+    "n_success_ed",
+    "n_stable",
+    "n_erased",
+    "n_emergent",
+    "n_impossible",
+    "es_M",
+    "es_M_ft",
+    *DS_COLUMNS,
+    *DS_RANK_COLUMNS,
+)
 # The settings that define one edit (everything before fine-tuning).
 EDIT_KEYS = ("model", "edit_method", "edit_data", "n_edits")
-SORT_KEYS = ("model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data", "ft_layers", "seed",
-             "config_id")
+SORT_KEYS = (
+    "model",
+    "edit_method",
+    "edit_data",
+    "n_edits",
+    "ft_method",
+    "ft_data",
+    "ft_layers",
+    "seed",
+    "config_id",
+)
 
 DECAY_LINK = "[results/decay.csv](results/decay.csv)"
 FLIPS_LINK = "[results/flips.csv](results/flips.csv)"
-SPREAD_NOTE = ("Configurations that differ only in their seed are averaged; with several seeds a cell reads "
-               "`mean ± SD` (sample standard deviation over the seeds) and `seeds` counts them.")
+SPREAD_NOTE = (
+    "Configurations that differ only in their seed are averaged; with several seeds a cell reads "
+    "`mean ± SD` (sample standard deviation over the seeds) and `seeds` counts them."
+)
 
 TITLE_DATA_FILES = "Data files"
 TITLE_KEY = "Key results"
@@ -192,7 +243,8 @@ def load_results(run_dir: Path) -> StudyResults:
     if not decay_path.is_file():
         raise FileNotFoundError(
             f"no decay table at {decay_path}: a study report needs RUN_DIR/results/decay.csv "
-            f"(is {run_dir} a finished study run directory?)")
+            f"(is {run_dir} a finished study run directory?)"
+        )
     decay = normalise_decay(pd.read_csv(decay_path))
     return StudyResults(
         run_dir=run_dir,
@@ -297,8 +349,17 @@ def _normalise_flips(flips: pd.DataFrame | None) -> pd.DataFrame | None:
     if flips is None:
         return None
     df = flips.copy()
-    for column in ("config_id", "step", "case_id", "subject", "target_new", "target_true", "category",
-                   "efficacy_before", "efficacy_after"):
+    for column in (
+        "config_id",
+        "step",
+        "case_id",
+        "subject",
+        "target_new",
+        "target_true",
+        "category",
+        "efficacy_before",
+        "efficacy_after",
+    ):
         if column not in df.columns:
             df[column] = np.nan
     df["config_id"] = df["config_id"].map(_text)
@@ -402,7 +463,10 @@ def _format_value(value: object, fmt: str, na: str) -> str:
 
 
 def _cell_strings(df: pd.DataFrame, floatfmt: str | Mapping[str, str], na: str) -> list[list[str]]:
-    formats = [floatfmt.get(str(c), ".2f") if isinstance(floatfmt, Mapping) else floatfmt for c in df.columns]
+    formats = [
+        floatfmt.get(str(c), ".2f") if isinstance(floatfmt, Mapping) else floatfmt
+        for c in df.columns
+    ]
     rows: list[list[str]] = []
     for values in df.itertuples(index=False, name=None):
         rows.append([_format_value(v, fmt, na) for v, fmt in zip(values, formats)])
@@ -431,7 +495,9 @@ def _markdown_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def format_markdown_table(df: pd.DataFrame, floatfmt: str | Mapping[str, str] = ".2f", na: str = NA) -> str:
+def format_markdown_table(
+    df: pd.DataFrame, floatfmt: str | Mapping[str, str] = ".2f", na: str = NA
+) -> str:
     """A GitHub-flavoured Markdown table: a header line, an alignment line, one line per row.
 
     Floats use `floatfmt` (one format, or one per column name with ".2f" for the rest), missing values
@@ -449,7 +515,11 @@ def format_markdown_table(df: pd.DataFrame, floatfmt: str | Mapping[str, str] = 
         padded = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right)]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "| " + " | ".join("-" * (w - 1) + ":" if r else "-" * w for w, r in zip(widths, right)) + " |"
+    rule = (
+        "| "
+        + " | ".join("-" * (w - 1) + ":" if r else "-" * w for w, r in zip(widths, right))
+        + " |"
+    )
     return "\n".join([line(header), rule, *(line(row) for row in body)])
 
 
@@ -502,9 +572,24 @@ def _mean_and_sd(values: pd.Series) -> str:
 # Tables computed from decay.csv
 
 
-KEY_TABLE_COLUMNS = ("config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data",
-                     "ft_layers", "seed", "ES before", "ES after", "ΔES", "rel. decay %", "EFR %", "DS M_ft",
-                     "DS M_ed_ft")
+KEY_TABLE_COLUMNS = (
+    "config_id",
+    "model",
+    "edit_method",
+    "edit_data",
+    "n_edits",
+    "ft_method",
+    "ft_data",
+    "ft_layers",
+    "seed",
+    "ES before",
+    "ES after",
+    "ΔES",
+    "rel. decay %",
+    "EFR %",
+    "DS M_ft",
+    "DS M_ed_ft",
+)
 
 
 def key_table(decay: pd.DataFrame) -> pd.DataFrame:
@@ -514,24 +599,27 @@ def key_table(decay: pd.DataFrame) -> pd.DataFrame:
     `relative_decay`, EFR `efr`; DS are the generation-protocol downstream accuracies of M_ft and M_ed_ft.
     """
     final = final_rows(decay)
-    table = pd.DataFrame({
-        "config_id": final["config_id"],
-        "model": final["model"],
-        "edit_method": final["edit_method"],
-        "edit_data": final["edit_data"],
-        "n_edits": final["n_edits"],
-        "ft_method": final["ft_method"],
-        "ft_data": final["ft_data"],
-        "ft_layers": final["ft_layers"],
-        "seed": final["seed"],
-        "ES before": final["es_ed"],
-        "ES after": final["es_ed_ft"],
-        "ΔES": final["delta_es"],
-        "rel. decay %": final["relative_decay"],
-        "EFR %": final["efr"],
-        "DS M_ft": final["ds_M_ft"],
-        "DS M_ed_ft": final["ds_M_ed_ft"],
-    }, columns=list(KEY_TABLE_COLUMNS))
+    table = pd.DataFrame(
+        {
+            "config_id": final["config_id"],
+            "model": final["model"],
+            "edit_method": final["edit_method"],
+            "edit_data": final["edit_data"],
+            "n_edits": final["n_edits"],
+            "ft_method": final["ft_method"],
+            "ft_data": final["ft_data"],
+            "ft_layers": final["ft_layers"],
+            "seed": final["seed"],
+            "ES before": final["es_ed"],
+            "ES after": final["es_ed_ft"],
+            "ΔES": final["delta_es"],
+            "rel. decay %": final["relative_decay"],
+            "EFR %": final["efr"],
+            "DS M_ft": final["ds_M_ft"],
+            "DS M_ed_ft": final["ds_M_ed_ft"],
+        },
+        columns=list(KEY_TABLE_COLUMNS),
+    )
     return table.reset_index(drop=True)
 
 
@@ -554,7 +642,10 @@ def _key_text(values: Iterable[object]) -> tuple[str, ...]:
 
 def _edit_rows(final: pd.DataFrame, row: Mapping[str, object]) -> pd.DataFrame:
     wanted = _key_text(row[k] for k in EDIT_KEYS)
-    mask = [_key_text(values) == wanted for values in final[list(EDIT_KEYS)].itertuples(index=False, name=None)]
+    mask = [
+        _key_text(values) == wanted
+        for values in final[list(EDIT_KEYS)].itertuples(index=False, name=None)
+    ]
     return final[mask]
 
 
@@ -580,12 +671,17 @@ class MethodTable:
     def formatted(self) -> pd.DataFrame:
         out = self.frame.copy()
         for column in self.value_columns:
-            out[column] = out[column].map(lambda s: s.format() if isinstance(s, SeedSummary) else _text(s))
+            out[column] = out[column].map(
+                lambda s: s.format() if isinstance(s, SeedSummary) else _text(s)
+            )
         return out
 
 
-def method_table(final: pd.DataFrame, cells: CellBuilder,
-                 no_ft: Callable[[pd.DataFrame], dict[str, SeedSummary]] | None = None) -> MethodTable:
+def method_table(
+    final: pd.DataFrame,
+    cells: CellBuilder,
+    no_ft: Callable[[pd.DataFrame], dict[str, SeedSummary]] | None = None,
+) -> MethodTable:
     """Rows model × edit method × edit data × n_edits (× ft_data when it varies), columns per FT method.
 
     Only the main layer choice is used (see :func:`_primary_layers`). `no_ft` fills the columns read
@@ -632,15 +728,19 @@ def method_table(final: pd.DataFrame, cells: CellBuilder,
     frame = pd.DataFrame.from_records(records, columns=[*keys, *value_columns, "seeds"])
     frame = sort_configurations(frame, keys)
     for column in value_columns:
-        frame[column] = frame[column].map(lambda s: s if isinstance(s, SeedSummary) else EMPTY_SUMMARY)
+        frame[column] = frame[column].map(
+            lambda s: s if isinstance(s, SeedSummary) else EMPTY_SUMMARY
+        )
     return MethodTable(frame, keys, value_columns, primary, excluded)
 
 
 def _layers_note(table: MethodTable) -> str | None:
     if not table.excluded:
         return None
-    return (f"Only fine-tuning with `ft_layers = {table.primary_layers}` is shown; {table.excluded} "
-            f"configuration(s) with other layer choices are in “{TITLE_SELECTIVE}”.")
+    return (
+        f"Only fine-tuning with `ft_layers = {table.primary_layers}` is shown; {table.excluded} "
+        f"configuration(s) with other layer choices are in “{TITLE_SELECTIVE}”."
+    )
 
 
 def es_table(final: pd.DataFrame) -> MethodTable:
@@ -654,16 +754,21 @@ def es_table(final: pd.DataFrame) -> MethodTable:
 
 def relative_decay_table(final: pd.DataFrame) -> MethodTable:
     """Paper Table 4: `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 per FT method."""
-    return method_table(final, cells=lambda rows, label: {label: over_seeds(rows, "relative_decay")})
+    return method_table(
+        final, cells=lambda rows, label: {label: over_seeds(rows, "relative_decay")}
+    )
 
 
 def flip_ratio_table(final: pd.DataFrame) -> MethodTable:
     """Paper Table 5: `delta_es`, `efr` and `emergent_ratio` per FT method."""
-    return method_table(final, cells=lambda rows, label: {
-        f"{label} ΔES": over_seeds(rows, "delta_es"),
-        f"{label} EFR": over_seeds(rows, "efr"),
-        f"{label} emergent": over_seeds(rows, "emergent_ratio"),
-    })
+    return method_table(
+        final,
+        cells=lambda rows, label: {
+            f"{label} ΔES": over_seeds(rows, "delta_es"),
+            f"{label} EFR": over_seeds(rows, "efr"),
+            f"{label} emergent": over_seeds(rows, "emergent_ratio"),
+        },
+    )
 
 
 def _with_model_averages(table: MethodTable) -> pd.DataFrame:
@@ -719,9 +824,13 @@ def plot_labels(frame: pd.DataFrame) -> dict[str, str]:
     """
     configs = frame.drop_duplicates("config_id").set_index("config_id")
     settings = [c for c in CONFIG_COLUMNS[1:] if c in configs.columns]
-    varying = [c for c in settings if configs[c].astype(str).nunique() > 1] or \
-        [c for c in ("ft_method", "ft_layers") if c in configs.columns]
-    labels = {str(cid): " · ".join(_setting_label(c, row[c]) for c in varying) for cid, row in configs.iterrows()}
+    varying = [c for c in settings if configs[c].astype(str).nunique() > 1] or [
+        c for c in ("ft_method", "ft_layers") if c in configs.columns
+    ]
+    labels = {
+        str(cid): " · ".join(_setting_label(c, row[c]) for c in varying)
+        for cid, row in configs.iterrows()
+    }
     if len(set(labels.values())) < len(labels) or not all(labels.values()):
         return {cid: cid for cid in labels}
     return labels
@@ -739,8 +848,20 @@ def plot_decay_bars(final: pd.DataFrame) -> MplFigure | None:
     # horizontal bars: one row per configuration, however long its label
     figure = _figure(5.0 + 0.065 * max(len(n) for n in names), 1.6 + 0.3 * len(rows))
     axes = figure.add_subplot()
-    axes.barh(y - 0.2, rows["es_ed"].to_numpy(float), height=0.4, label="before: ES(M_ed)", color="#4878a8")
-    axes.barh(y + 0.2, rows["es_ed_ft"].to_numpy(float), height=0.4, label="after: ES(M_ed_ft)", color="#d9843b")
+    axes.barh(
+        y - 0.2,
+        rows["es_ed"].to_numpy(float),
+        height=0.4,
+        label="before: ES(M_ed)",
+        color="#4878a8",
+    )
+    axes.barh(
+        y + 0.2,
+        rows["es_ed_ft"].to_numpy(float),
+        height=0.4,
+        label="after: ES(M_ed_ft)",
+        color="#d9843b",
+    )
     axes.set_yticks(y, names, fontsize=8)
     axes.set_ylim(len(rows) - 0.5, -0.5)  # first configuration on top
     top = float(np.nanmax(rows[["es_ed", "es_ed_ft"]].to_numpy(float)))
@@ -792,12 +913,25 @@ def plot_training(training: pd.DataFrame, labels: Mapping[str, str] | None = Non
     axes = figure.add_subplot()
     groups = list(training.groupby(["config_id", "state"], sort=True))[:MAX_LINES_PER_PLOT]
     palette = [entry["color"] for entry in matplotlib.rcParams["axes.prop_cycle"]]
-    colours = {cid: palette[i % len(palette)] for i, cid in enumerate(dict.fromkeys(c for (c, _), _ in groups))}
+    colours = {
+        cid: palette[i % len(palette)]
+        for i, cid in enumerate(dict.fromkeys(c for (c, _), _ in groups))
+    }
     for (config_id, state), rows in groups:
         rows = rows.sort_values("step")
         style = "--" if state == "M_ft" else "-"
-        axes.plot(rows["step"], rows["loss"], style, color=colours[config_id], label=f"{labels.get(config_id, config_id)} ({state})")
-    axes.set(xlabel="fine-tuning step", ylabel="training loss", title="fine-tuning loss (solid M_ed_ft, dashed M_ft)")
+        axes.plot(
+            rows["step"],
+            rows["loss"],
+            style,
+            color=colours[config_id],
+            label=f"{labels.get(config_id, config_id)} ({state})",
+        )
+    axes.set(
+        xlabel="fine-tuning step",
+        ylabel="training loss",
+        title="fine-tuning loss (solid M_ed_ft, dashed M_ft)",
+    )
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best")
     return figure
@@ -812,9 +946,11 @@ def partial_notice(study: Mapping | None) -> Paragraph | None:
     stages = (study or {}).get("stages")
     if not isinstance(stages, Mapping) or stages.get("finished", 0) >= stages.get("total", 0):
         return None
-    return Paragraph(f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
-                     "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
-                     "the command to finish the study.")
+    return Paragraph(
+        f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
+        "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
+        "the command to finish the study."
+    )
 
 
 def header_section(ctx: ReportContext) -> Section:
@@ -823,7 +959,11 @@ def header_section(ctx: ReportContext) -> Section:
     blocks: list[Block] = [Paragraph(f"Run directory: `{results.run_dir}`")]
     study = results.study
     if study is None:
-        blocks.append(Paragraph("No `results/study.json`: the study's name, command and versions were not recorded."))
+        blocks.append(
+            Paragraph(
+                "No `results/study.json`: the study's name, command and versions were not recorded."
+            )
+        )
     else:
         if "name" in study:
             blocks.append(Paragraph(f"Study: **{_text(study['name'])}**"))
@@ -832,7 +972,9 @@ def header_section(ctx: ReportContext) -> Section:
             blocks.append(notice)
         command = study.get("command")
         if command:
-            text = shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)
+            text = (
+                shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)
+            )
             blocks.extend([Paragraph("Command:"), CodeBlock(text)])
         if "seeds" in study:
             seeds = study["seeds"]
@@ -840,42 +982,67 @@ def header_section(ctx: ReportContext) -> Section:
             blocks.append(Paragraph(f"Seeds: {shown}"))
         versions = study.get("versions")
         if isinstance(versions, Mapping) and versions:
-            frame = pd.DataFrame({"package": [str(k) for k in versions],
-                                  "version": [_text(v) if not isinstance(v, (dict, list)) else json.dumps(v)
-                                              for v in versions.values()]})
+            frame = pd.DataFrame(
+                {
+                    "package": [str(k) for k in versions],
+                    "version": [
+                        _text(v) if not isinstance(v, (dict, list)) else json.dumps(v)
+                        for v in versions.values()
+                    ],
+                }
+            )
             blocks.append(Table(frame, source="Versions from `results/study.json`."))
         elif versions:
             blocks.append(Paragraph(f"Versions: {_text(versions)}"))
         environments = study.get("stage_environments")
         if isinstance(environments, Mapping) and environments:
-            frame = pd.DataFrame({"device, versions": [str(k) for k in environments],
-                                  "stages": [_text(v) for v in environments.values()]})
-            blocks.append(Table(frame, source="Where the finished stages ran, from each stage's record in the store."))
+            frame = pd.DataFrame(
+                {
+                    "device, versions": [str(k) for k in environments],
+                    "stages": [_text(v) for v in environments.values()],
+                }
+            )
+            blocks.append(
+                Table(
+                    frame,
+                    source="Where the finished stages ran, from each stage's record in the store.",
+                )
+            )
     n_ft = len(_fine_tuned(final))
 
     def listing(column: str) -> str:
         values = [v for v in dict.fromkeys(final[column].map(_text)) if v != NA]
         return ", ".join(values) if values else NA
 
-    blocks.append(BulletList([
-        f"{len(final)} configurations ({n_ft} fine-tuned, {len(final) - n_ft} edited only)",
-        f"models: {listing('model')}",
-        f"edit methods: {listing('edit_method')}; edit data: {listing('edit_data')}; "
-        f"edits per configuration: {listing('n_edits')}",
-        f"fine-tuning methods: {', '.join(_ft_label(m) for m in _ordered(final['ft_method'], FT_ORDER)) or NA}; "
-        f"fine-tuning data: {listing('ft_data')}; layers: {listing('ft_layers')}",
-        f"seeds: {listing('seed')}",
-    ]))
+    blocks.append(
+        BulletList(
+            [
+                f"{len(final)} configurations ({n_ft} fine-tuned, {len(final) - n_ft} edited only)",
+                f"models: {listing('model')}",
+                f"edit methods: {listing('edit_method')}; edit data: {listing('edit_data')}; "
+                f"edits per configuration: {listing('n_edits')}",
+                f"fine-tuning methods: {', '.join(_ft_label(m) for m in _ordered(final['ft_method'], FT_ORDER)) or NA}; "
+                f"fine-tuning data: {listing('ft_data')}; layers: {listing('ft_layers')}",
+                f"seeds: {listing('seed')}",
+            ]
+        )
+    )
     return Section(ctx.title, blocks, level=1)
 
 
 def data_files_section(ctx: ReportContext) -> Section:
     results_dir = ctx.results.results_dir
     described = [
-        ("decay.csv", "one row per (configuration, fine-tuning step); every table below comes from its final rows "
-                      "unless it says otherwise"),
+        (
+            "decay.csv",
+            "one row per (configuration, fine-tuning step); every table below comes from its final rows "
+            "unless it says otherwise",
+        ),
         ("configs.csv", "one row per configuration, with any extra settings"),
-        ("flips.csv", "per-edit flip category (stable / erased / emergent / impossible) per configuration"),
+        (
+            "flips.csv",
+            "per-edit flip category (stable / erased / emergent / impossible) per configuration",
+        ),
         ("edits.csv", "the long per-edit table: ES, PS, NS per edit, model state and step"),
         ("edits.parquet", "the same per-edit table in Parquet"),
         ("training.csv", "fine-tuning loss per step"),
@@ -895,20 +1062,34 @@ def key_results_section(ctx: ReportContext) -> Section:
     if table.empty:
         return Section(TITLE_KEY, [Paragraph(f"No configurations in {DECAY_LINK}.")])
     shown = table.drop(columns=["ES before", "ES after"])
-    shown.insert(shown.columns.get_loc("ΔES"), "ES before → after",
-                 [_arrow(b, a) for b, a in zip(table["ES before"], table["ES after"])])
+    shown.insert(
+        shown.columns.get_loc("ΔES"),
+        "ES before → after",
+        [_arrow(b, a) for b, a in zip(table["ES before"], table["ES after"])],
+    )
     kinds = [k for k in dict.fromkeys(ctx.final["efficacy_kind"]) if k != NA]
-    blocks: list[Block] = [Table(
-        shown,
-        source=(f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → `es_ed_ft`, "
-                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol)."),
-    )]
+    blocks: list[Block] = [
+        Table(
+            shown,
+            source=(
+                f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → `es_ed_ft`, "
+                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol)."
+            ),
+        )
+    ]
     if kinds:
-        rules = {"counterfact": "`counterfact`: P(new object) > P(true object) on the rewrite prompt",
-                 "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an edit "
-                         "succeeds when every token is the argmax, or most of them: column `indicator`)"}
-        blocks.append(Paragraph("Efficacy measured as (column `efficacy_kind`, PAPER §2.7): "
-                                + "; ".join(rules.get(k, f"`{k}`") for k in kinds) + "."))
+        rules = {
+            "counterfact": "`counterfact`: P(new object) > P(true object) on the rewrite prompt",
+            "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an edit "
+            "succeeds when every token is the argmax, or most of them: column `indicator`)",
+        }
+        blocks.append(
+            Paragraph(
+                "Efficacy measured as (column `efficacy_kind`, PAPER §2.7): "
+                + "; ".join(rules.get(k, f"`{k}`") for k in kinds)
+                + "."
+            )
+        )
     return Section(TITLE_KEY, blocks)
 
 
@@ -916,11 +1097,17 @@ def es_section(ctx: ReportContext) -> Section:
     table = es_table(ctx.final)
     if table.frame.empty:
         return Section(TITLE_ES, [Paragraph("No ES measured.")])
-    return _method_table_section(TITLE_ES, table, Table(
-        table.formatted(),
-        source=(f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning column = "
-                f"`es_ed_ft` (ES of M_ed_ft), in %. {SPREAD_NOTE}"),
-    ))
+    return _method_table_section(
+        TITLE_ES,
+        table,
+        Table(
+            table.formatted(),
+            source=(
+                f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning column = "
+                f"`es_ed_ft` (ES of M_ed_ft), in %. {SPREAD_NOTE}"
+            ),
+        ),
+    )
 
 
 def _method_table_section(title: str, table: MethodTable, rendered: Table) -> Section:
@@ -936,11 +1123,17 @@ def relative_decay_section(ctx: ReportContext) -> Section:
     table = relative_decay_table(ctx.final)
     if table.frame.empty or not table.value_columns:
         return Section(TITLE_RELATIVE, [Paragraph("Not measured: no fine-tuned configurations.")])
-    return _method_table_section(TITLE_RELATIVE, table, Table(
-        _with_model_averages(table),
-        source=(f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 "
-                f"(%; positive = edits lost). Rows “average” are the mean of that model's rows. {SPREAD_NOTE}"),
-    ))
+    return _method_table_section(
+        TITLE_RELATIVE,
+        table,
+        Table(
+            _with_model_averages(table),
+            source=(
+                f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 "
+                f"(%; positive = edits lost). Rows “average” are the mean of that model's rows. {SPREAD_NOTE}"
+            ),
+        ),
+    )
 
 
 def flip_ratio_section(ctx: ReportContext) -> Section:
@@ -948,9 +1141,11 @@ def flip_ratio_section(ctx: ReportContext) -> Section:
     if table.frame.empty or not table.value_columns:
         return Section(TITLE_FLIP_RATIO, [Paragraph("Not measured: no fine-tuned configurations.")])
     indicators = [i for i in dict.fromkeys(ctx.final["indicator"]) if i != NA]
-    source = (f"Source: {DECAY_LINK}, final rows; ΔES = `delta_es` = ES_ed − ES_ed_ft (points), EFR = `efr` = "
-              "share of edits successful on M_ed that fail on M_ed_ft (%), emergent = `emergent_ratio` "
-              f"(edits failing on M_ed that succeed on M_ed_ft, %). {SPREAD_NOTE}")
+    source = (
+        f"Source: {DECAY_LINK}, final rows; ΔES = `delta_es` = ES_ed − ES_ed_ft (points), EFR = `efr` = "
+        "share of edits successful on M_ed that fail on M_ed_ft (%), emergent = `emergent_ratio` "
+        f"(edits failing on M_ed that succeed on M_ed_ft, %). {SPREAD_NOTE}"
+    )
     if indicators:
         source += " Per-edit success indicator: " + ", ".join(f"`{i}`" for i in indicators) + "."
     return _method_table_section(TITLE_FLIP_RATIO, table, Table(table.formatted(), source=source))
@@ -968,18 +1163,39 @@ def flip_counts(flips: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     for category in CATEGORY_ORDER:
         if category not in categories:
             categories.append(category)
-    counts = (last.groupby(["config_id", "step"])["category"].value_counts().unstack(fill_value=0)
-              .reindex(columns=categories, fill_value=0).reset_index())
+    counts = (
+        last.groupby(["config_id", "step"])["category"]
+        .value_counts()
+        .unstack(fill_value=0)
+        .reindex(columns=categories, fill_value=0)
+        .reset_index()
+    )
     counts.columns.name = None
     counts["total"] = counts[categories].sum(axis=1)
-    settings = final[["config_id", "model", "edit_method", "n_edits", "ft_method", "ft_layers", "seed"]]
+    settings = final[
+        ["config_id", "model", "edit_method", "n_edits", "ft_method", "ft_layers", "seed"]
+    ]
     merged = counts.merge(settings, on="config_id", how="left")
-    ordered = merged[["config_id", "model", "edit_method", "n_edits", "ft_method", "ft_layers", "seed", "step",
-                      *categories, "total"]]
+    ordered = merged[
+        [
+            "config_id",
+            "model",
+            "edit_method",
+            "n_edits",
+            "ft_method",
+            "ft_layers",
+            "seed",
+            "step",
+            *categories,
+            "total",
+        ]
+    ]
     return sort_configurations(ordered)
 
 
-def flip_examples(flips: pd.DataFrame, per_category: int = MAX_EXAMPLES_PER_CATEGORY) -> pd.DataFrame:
+def flip_examples(
+    flips: pd.DataFrame, per_category: int = MAX_EXAMPLES_PER_CATEGORY
+) -> pd.DataFrame:
     """A few edits per category (first by config_id and case_id) at each configuration's last step."""
     last = _last_flip_step(flips)
     has_answers = "answer_before" in last.columns and "answer_after" in last.columns
@@ -997,8 +1213,12 @@ def flip_examples(flips: pd.DataFrame, per_category: int = MAX_EXAMPLES_PER_CATE
                 "true → new target": f"{_text(row.target_true)} → {_text(row.target_new)}",
             }
             if has_answers:
-                record["answer M_ed → M_ed_ft"] = f"{_text(row.answer_before)} → {_text(row.answer_after)}"
-            record["efficacy before → after"] = _arrow(row.efficacy_before, row.efficacy_after, ".3g")
+                record["answer M_ed → M_ed_ft"] = (
+                    f"{_text(row.answer_before)} → {_text(row.answer_after)}"
+                )
+            record["efficacy before → after"] = _arrow(
+                row.efficacy_before, row.efficacy_after, ".3g"
+            )
             records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -1006,21 +1226,40 @@ def flip_examples(flips: pd.DataFrame, per_category: int = MAX_EXAMPLES_PER_CATE
 def flips_section(ctx: ReportContext) -> Section:
     flips = ctx.results.flips
     if flips is None or flips.empty:
-        return Section(TITLE_FLIPS, [Paragraph(
-            "Per-edit flip categories not measured (`results/flips.csv` absent or empty). "
-            f"Aggregate counts, where recorded, are in {DECAY_LINK} (`n_stable`, `n_erased`, `n_emergent`, "
-            "`n_impossible`).")])
+        return Section(
+            TITLE_FLIPS,
+            [
+                Paragraph(
+                    "Per-edit flip categories not measured (`results/flips.csv` absent or empty). "
+                    f"Aggregate counts, where recorded, are in {DECAY_LINK} (`n_stable`, `n_erased`, `n_emergent`, "
+                    "`n_impossible`)."
+                )
+            ],
+        )
     blocks: list[Block] = [
-        Paragraph("stable: succeeds on M_ed and on M_ed_ft; erased: succeeds on M_ed, fails on M_ed_ft; "
-                  "emergent: fails on M_ed, succeeds on M_ed_ft; impossible: fails on both."),
-        Table(flip_counts(flips, ctx.final), floatfmt=".0f",
-              source=(f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per `category`.")),
+        Paragraph(
+            "stable: succeeds on M_ed and on M_ed_ft; erased: succeeds on M_ed, fails on M_ed_ft; "
+            "emergent: fails on M_ed, succeeds on M_ed_ft; impossible: fails on both."
+        ),
+        Table(
+            flip_counts(flips, ctx.final),
+            floatfmt=".0f",
+            source=(
+                f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per `category`."
+            ),
+        ),
     ]
     examples = flip_examples(flips)
     if not examples.empty:
-        blocks.append(Table(examples, source=(
-            f"Examples: the first {MAX_EXAMPLES_PER_CATEGORY} edits per category (by `config_id`, `case_id`) "
-            f"from {FLIPS_LINK}; efficacy columns `efficacy_before` → `efficacy_after`.")))
+        blocks.append(
+            Table(
+                examples,
+                source=(
+                    f"Examples: the first {MAX_EXAMPLES_PER_CATEGORY} edits per category (by `config_id`, `case_id`) "
+                    f"from {FLIPS_LINK}; efficacy columns `efficacy_before` → `efficacy_after`."
+                ),
+            )
+        )
     return Section(TITLE_FLIPS, blocks)
 
 
@@ -1040,7 +1279,9 @@ def selective_layer_groups(final: pd.DataFrame) -> pd.DataFrame:
     fine_tuned = _fine_tuned(final)
     if fine_tuned.empty or fine_tuned["ft_layers"].nunique() < 2:
         return fine_tuned.iloc[0:0]
-    group_ids = fine_tuned.groupby(list(SELECTIVE_GROUP), dropna=False)["ft_layers"].transform("nunique")
+    group_ids = fine_tuned.groupby(list(SELECTIVE_GROUP), dropna=False)["ft_layers"].transform(
+        "nunique"
+    )
     return fine_tuned[group_ids > 1]
 
 
@@ -1054,13 +1295,20 @@ def selective_table(final: pd.DataFrame) -> pd.DataFrame:
         before = _before_ft(_edit_rows(final, settings))
         for label, base_column, edited_column, tuned_column in SELECTIVE_METRICS:
             values = {
-                "M": over_seeds(before, base_column) if base_column in final.columns else EMPTY_SUMMARY,
+                "M": over_seeds(before, base_column)
+                if base_column in final.columns
+                else EMPTY_SUMMARY,
                 "M_ed": over_seeds(before, edited_column),
-                **{f"ft {layer}": over_seeds(group[group["ft_layers"] == layer], tuned_column) for layer in layers},
+                **{
+                    f"ft {layer}": over_seeds(group[group["ft_layers"] == layer], tuned_column)
+                    for layer in layers
+                },
             }
             if all(v.n == 0 for v in values.values()) and label != "ES":
                 continue
-            records.append({**settings, "metric": label, **{k: v.format() for k, v in values.items()}})
+            records.append(
+                {**settings, "metric": label, **{k: v.format() for k, v in values.items()}}
+            )
     columns = [*SELECTIVE_GROUP, "metric", "M", "M_ed", *(f"ft {layer}" for layer in layers)]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -1069,17 +1317,34 @@ def selective_layers_section(ctx: ReportContext) -> Section | None:
     rows = selective_layer_groups(ctx.final)
     if rows.empty:
         return None
-    configurations = rows[["config_id", "model", "edit_method", "n_edits", "ft_method", "ft_data", "ft_layers",
-                           "seed"]]
-    return Section(TITLE_SELECTIVE, [
-        Table(selective_table(ctx.final), source=(
-            f"Source: {DECAY_LINK}, final rows. M = base model (`es_M`, `ds_M`, `ds_rank_M`; PS and NS of M are "
-            "not in decay.csv unless `ps_M` / `ns_M` columns exist), M_ed = `es_ed`, `ps_ed`, `ns_ed`, "
-            "`ds_M_ed`, `ds_rank_M_ed`; ft <layers> = the M_ed_ft columns (`es_ed_ft`, `ps_ed_ft`, `ns_ed_ft`, "
-            f"`ds_M_ed_ft`, `ds_rank_M_ed_ft`) of the configurations fine-tuned on those layers. DS = generation "
-            f"protocol, DS (rank) = rank classification; all in %. {SPREAD_NOTE}")),
-        Table(sort_configurations(configurations), source="Configurations compared above."),
-    ])
+    configurations = rows[
+        [
+            "config_id",
+            "model",
+            "edit_method",
+            "n_edits",
+            "ft_method",
+            "ft_data",
+            "ft_layers",
+            "seed",
+        ]
+    ]
+    return Section(
+        TITLE_SELECTIVE,
+        [
+            Table(
+                selective_table(ctx.final),
+                source=(
+                    f"Source: {DECAY_LINK}, final rows. M = base model (`es_M`, `ds_M`, `ds_rank_M`; PS and NS of M are "
+                    "not in decay.csv unless `ps_M` / `ns_M` columns exist), M_ed = `es_ed`, `ps_ed`, `ns_ed`, "
+                    "`ds_M_ed`, `ds_rank_M_ed`; ft <layers> = the M_ed_ft columns (`es_ed_ft`, `ps_ed_ft`, `ns_ed_ft`, "
+                    f"`ds_M_ed_ft`, `ds_rank_M_ed_ft`) of the configurations fine-tuned on those layers. DS = generation "
+                    f"protocol, DS (rank) = rank classification; all in %. {SPREAD_NOTE}"
+                ),
+            ),
+            Table(sort_configurations(configurations), source="Configurations compared above."),
+        ],
+    )
 
 
 def _downstream_summary(final: pd.DataFrame, noft_column: str, ft_column: str) -> pd.DataFrame:
@@ -1087,7 +1352,11 @@ def _downstream_summary(final: pd.DataFrame, noft_column: str, ft_column: str) -
     fine_tuned, _, _ = _primary_layers(_fine_tuned(final))
     keys = ["model"] + (["ft_data"] if fine_tuned["ft_data"].nunique() > 1 else [])
     methods = _ordered(fine_tuned["ft_method"], FT_ORDER)
-    per_edit = final.groupby([*EDIT_KEYS, "seed"], dropna=False, sort=False)[noft_column].mean().reset_index()
+    per_edit = (
+        final.groupby([*EDIT_KEYS, "seed"], dropna=False, sort=False)[noft_column]
+        .mean()
+        .reset_index()
+    )
     records: list[dict[str, object]] = []
     for model in _ordered(final["model"], ()):
         model_rows = fine_tuned[fine_tuned["model"] == model]
@@ -1099,36 +1368,70 @@ def _downstream_summary(final: pd.DataFrame, noft_column: str, ft_column: str) -
             record["No FT"] = _mean_and_sd(per_edit.loc[per_edit["model"] == model, noft_column])
             rows = model_rows if ft_data is None else model_rows[model_rows["ft_data"] == ft_data]
             for method in methods:
-                record[_ft_label(method)] = _mean_and_sd(rows.loc[rows["ft_method"] == method, ft_column])
+                record[_ft_label(method)] = _mean_and_sd(
+                    rows.loc[rows["ft_method"] == method, ft_column]
+                )
             records.append(record)
-    return pd.DataFrame.from_records(records, columns=[*keys, "No FT", *(_ft_label(m) for m in methods)])
+    return pd.DataFrame.from_records(
+        records, columns=[*keys, "No FT", *(_ft_label(m) for m in methods)]
+    )
 
 
 def _downstream_detail(final: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     rows = final[final[list(columns)].notna().any(axis=1)]
     labels = ["DS M", "DS M_ed", "DS M_ft", "DS M_ed_ft", "degradation no FT %", "degradation FT %"]
-    detail = rows[["config_id", "model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_layers", "seed",
-                   *columns]]
+    detail = rows[
+        [
+            "config_id",
+            "model",
+            "edit_method",
+            "edit_data",
+            "n_edits",
+            "ft_method",
+            "ft_layers",
+            "seed",
+            *columns,
+        ]
+    ]
     return detail.rename(columns=dict(zip(columns, labels)))
 
 
 def downstream_section(ctx: ReportContext) -> Section:
     final = ctx.final
-    protocols = (("generation protocol", DS_COLUMNS), ("rank-classification protocol", DS_RANK_COLUMNS))
+    protocols = (
+        ("generation protocol", DS_COLUMNS),
+        ("rank-classification protocol", DS_RANK_COLUMNS),
+    )
     blocks: list[Block] = []
     for name, columns in protocols:
         if _all_missing(final, columns):
-            blocks.append(Paragraph(f"Downstream accuracy, {name}: not measured (`{'`, `'.join(columns)}` empty)."))
+            blocks.append(
+                Paragraph(
+                    f"Downstream accuracy, {name}: not measured (`{'`, `'.join(columns)}` empty)."
+                )
+            )
             continue
         ds_m, ds_ed, ds_ft, ds_ed_ft, noft, ft = columns
         blocks.append(Paragraph(f"**Downstream accuracy, {name}**"))
-        blocks.append(Table(_downstream_summary(final, noft, ft), source=(
-            f"Degradation (%) caused by the prior edit, per model: mean ± SD (n values) from {DECAY_LINK}, final "
-            f"rows. No FT = `{noft}` (M_ed against M; one value per edit setting and seed), fine-tuning columns = "
-            f"`{ft}` (M_ed_ft against M_ft). Positive = the edit costs downstream accuracy.")))
-        blocks.append(Table(sort_configurations(_downstream_detail(final, columns)), source=(
-            f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, `{ds_ed_ft}` (accuracy, %), "
-            f"`{noft}`, `{ft}` (degradation, %).")))
+        blocks.append(
+            Table(
+                _downstream_summary(final, noft, ft),
+                source=(
+                    f"Degradation (%) caused by the prior edit, per model: mean ± SD (n values) from {DECAY_LINK}, final "
+                    f"rows. No FT = `{noft}` (M_ed against M; one value per edit setting and seed), fine-tuning columns = "
+                    f"`{ft}` (M_ed_ft against M_ft). Positive = the edit costs downstream accuracy."
+                ),
+            )
+        )
+        blocks.append(
+            Table(
+                sort_configurations(_downstream_detail(final, columns)),
+                source=(
+                    f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, `{ds_ed_ft}` (accuracy, %), "
+                    f"`{noft}`, `{ft}` (degradation, %)."
+                ),
+            )
+        )
     return Section(TITLE_DOWNSTREAM, blocks)
 
 
@@ -1137,9 +1440,18 @@ def decay_plot_section(ctx: ReportContext) -> Section | None:
     if figure is None:
         return None
     path = ctx.save_plot("decay_bars.png", figure)
-    return Section(TITLE_DECAY_PLOT, [Figure(path, (
-        f"ES(M_ed) (`es_ed`) and ES(M_ed_ft) (`es_ed_ft`) of each fine-tuned configuration at its final step, "
-        f"from {DECAY_LINK}; numbers in “{TITLE_KEY}”."))])
+    return Section(
+        TITLE_DECAY_PLOT,
+        [
+            Figure(
+                path,
+                (
+                    f"ES(M_ed) (`es_ed`) and ES(M_ed_ft) (`es_ed_ft`) of each fine-tuned configuration at its final step, "
+                    f"from {DECAY_LINK}; numbers in “{TITLE_KEY}”."
+                ),
+            )
+        ],
+    )
 
 
 def steps_section(ctx: ReportContext) -> Section | None:
@@ -1149,16 +1461,41 @@ def steps_section(ctx: ReportContext) -> Section | None:
         return None
     path = ctx.save_plot("decay_steps.png", plot_decay_steps(decay, config_ids))
     rows = decay[decay["config_id"].isin(config_ids)]
-    table = sort_configurations(rows[["config_id", "step", "final", "es_ed", "es_ed_ft", "delta_es",
-                                      "relative_decay", "efr", "emergent_ratio"]], ("config_id", "step"))
+    table = sort_configurations(
+        rows[
+            [
+                "config_id",
+                "step",
+                "final",
+                "es_ed",
+                "es_ed_ft",
+                "delta_es",
+                "relative_decay",
+                "efr",
+                "emergent_ratio",
+            ]
+        ],
+        ("config_id", "step"),
+    )
     blocks: list[Block] = [
-        Figure(path, f"ES(M_ed_ft) and EFR against the fine-tuning step (step 0 of the ES line = ES(M_ed)), "
-                     f"from {DECAY_LINK}."),
-        Table(table, source=f"Source: every row of {DECAY_LINK} for configurations with several steps."),
+        Figure(
+            path,
+            f"ES(M_ed_ft) and EFR against the fine-tuning step (step 0 of the ES line = ES(M_ed)), "
+            f"from {DECAY_LINK}.",
+        ),
+        Table(
+            table,
+            source=f"Source: every row of {DECAY_LINK} for configurations with several steps.",
+        ),
     ]
     if len(config_ids) > MAX_LINES_PER_PLOT:
-        blocks.insert(1, Paragraph(f"The plot shows the first {MAX_LINES_PER_PLOT} of {len(config_ids)} "
-                                   "configurations; the table lists all."))
+        blocks.insert(
+            1,
+            Paragraph(
+                f"The plot shows the first {MAX_LINES_PER_PLOT} of {len(config_ids)} "
+                "configurations; the table lists all."
+            ),
+        )
     return Section(TITLE_STEPS, blocks)
 
 
@@ -1170,19 +1507,39 @@ def training_section(ctx: ReportContext) -> Section | None:
         return Section(TITLE_TRAINING, [Paragraph("`results/training.csv` holds no loss values.")])
     decay = ctx.results.decay
     same_configs = decay is not None and set(training["config_id"]) <= set(decay["config_id"])
-    labels = plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
+    labels = (
+        plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
+    )
     path = ctx.save_plot("training_loss.png", plot_training(training, labels))
-    summary = (training.sort_values("step").groupby(["config_id", "state"])
-               .agg(points=("loss", "size"), last_step=("step", "last"), first_loss=("loss", "first"),
-                    last_loss=("loss", "last"), min_loss=("loss", "min"))
-               .reset_index())
+    summary = (
+        training.sort_values("step")
+        .groupby(["config_id", "state"])
+        .agg(
+            points=("loss", "size"),
+            last_step=("step", "last"),
+            first_loss=("loss", "first"),
+            last_loss=("loss", "last"),
+            min_loss=("loss", "min"),
+        )
+        .reset_index()
+    )
     blocks: list[Block] = [
-        Figure(path, "Fine-tuning loss per step from [results/training.csv](results/training.csv)."),
-        Table(summary, floatfmt=".4f",
-              source="Source: [results/training.csv](results/training.csv), columns `step`, `loss`."),
+        Figure(
+            path, "Fine-tuning loss per step from [results/training.csv](results/training.csv)."
+        ),
+        Table(
+            summary,
+            floatfmt=".4f",
+            source="Source: [results/training.csv](results/training.csv), columns `step`, `loss`.",
+        ),
     ]
     if summary.shape[0] > MAX_LINES_PER_PLOT:
-        blocks.insert(1, Paragraph(f"The plot shows the first {MAX_LINES_PER_PLOT} of {summary.shape[0]} curves."))
+        blocks.insert(
+            1,
+            Paragraph(
+                f"The plot shows the first {MAX_LINES_PER_PLOT} of {summary.shape[0]} curves."
+            ),
+        )
     return Section(TITLE_TRAINING, blocks)
 
 
@@ -1190,9 +1547,16 @@ def configurations_section(ctx: ReportContext) -> Section | None:
     configs = ctx.results.configs
     if configs is None or configs.empty:
         return None
-    return Section(TITLE_CONFIGS, [Table(
-        configs, floatfmt="g",
-        source="Every configuration with its settings, from [results/configs.csv](results/configs.csv).")])
+    return Section(
+        TITLE_CONFIGS,
+        [
+            Table(
+                configs,
+                floatfmt="g",
+                source="Every configuration with its settings, from [results/configs.csv](results/configs.csv).",
+            )
+        ],
+    )
 
 
 SECTION_BUILDERS: list[SectionBuilder] = [
@@ -1258,7 +1622,7 @@ def _inline_html(text: str) -> str:
     pieces: list[str] = []
     position = 0
     for match in _CODE_SPAN.finditer(text):
-        pieces.append(plain(text[position:match.start()]))
+        pieces.append(plain(text[position : match.start()]))
         pieces.append(f"<code>{html.escape(match.group(1))}</code>")
         position = match.end()
     pieces.append(plain(text[position:]))
@@ -1271,21 +1635,30 @@ def _html_table(table: Table) -> str:
     right = _right_aligned(frame, rows, NA)
     header = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "\n".join(
-        "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if r else f"<td>{html.escape(c)}</td>"
-                         for c, r in zip(row, right)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{html.escape(c)}</td>' if r else f"<td>{html.escape(c)}</td>"
+            for c, r in zip(row, right)
+        )
+        + "</tr>"
+        for row in rows
+    )
     parts = []
     if table.source:
         parts.append(f'<p class="source">{_inline_html(table.source)}</p>')
-    parts.append(f'<div class="scroll"><table>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>'
-                 "\n</table></div>")
+    parts.append(
+        f'<div class="scroll"><table>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>'
+        "\n</table></div>"
+    )
     return "\n".join(parts)
 
 
 def _html_figure(figure: Figure) -> str:
     encoded = base64.b64encode(figure.path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(figure.path.stem, quote=True)}" src="data:image/png;base64,{encoded}">'
-            f"<figcaption>{_inline_html(figure.caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(figure.path.stem, quote=True)}" src="data:image/png;base64,{encoded}">'
+        f"<figcaption>{_inline_html(figure.caption)}</figcaption></figure>"
+    )
 
 
 CSS = """
@@ -1309,8 +1682,16 @@ figcaption { color: #555; font-size: .88em; }
 
 
 def render_html(sections: Sequence[Section], title: str) -> str:
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+    ]
     for section in sections:
         level = min(max(section.level, 1), 6)
         parts.append(f"<h{level}>{html.escape(section.title)}</h{level}>")
@@ -1318,7 +1699,11 @@ def render_html(sections: Sequence[Section], title: str) -> str:
             if isinstance(block, Paragraph):
                 parts.append(f"<p>{_inline_html(block.text)}</p>")
             elif isinstance(block, BulletList):
-                parts.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block.items) + "</ul>")
+                parts.append(
+                    "<ul>"
+                    + "".join(f"<li>{_inline_html(item)}</li>" for item in block.items)
+                    + "</ul>"
+                )
             elif isinstance(block, CodeBlock):
                 parts.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
             elif isinstance(block, Table):
@@ -1345,27 +1730,50 @@ def _build(builder: SectionBuilder, ctx: ReportContext) -> Section | None:
         return builder(ctx)
     except Exception as error:  # one broken section must not cost the rest of the report
         log.exception("report section %s failed", name)
-        return Section(name.removesuffix("_section").replace("_", " ").capitalize(),
-                       [Paragraph(f"This section could not be built: {type(error).__name__}: {error}")])
+        return Section(
+            name.removesuffix("_section").replace("_", " ").capitalize(),
+            [Paragraph(f"This section could not be built: {type(error).__name__}: {error}")],
+        )
 
 
-def write_report(run_dir: Path, title: str | None = None, *,
-                 builders: Sequence[SectionBuilder] | None = None) -> Report:
+def write_report(
+    run_dir: Path, title: str | None = None, *, builders: Sequence[SectionBuilder] | None = None
+) -> Report:
     """Write RUN_DIR/report.md, RUN_DIR/report.html and RUN_DIR/plots/*.png from RUN_DIR/results/.
 
     Raises FileNotFoundError when RUN_DIR/results/decay.csv is missing; every other input is optional.
     """
     run_dir = Path(run_dir)
     results = load_results(run_dir)
-    ctx = ReportContext(results=results, title=title or _default_title(results),
-                        final=final_rows(results.decay), plots_dir=run_dir / "plots")
-    sections = [s for s in (_build(b, ctx) for b in (builders or SECTION_BUILDERS)) if s is not None]
+    ctx = ReportContext(
+        results=results,
+        title=title or _default_title(results),
+        final=final_rows(results.decay),
+        plots_dir=run_dir / "plots",
+    )
+    sections = [
+        s for s in (_build(b, ctx) for b in (builders or SECTION_BUILDERS)) if s is not None
+    ]
 
     markdown = render_markdown(sections, run_dir)
     page = render_html(sections, ctx.title)
-    markdown_path = atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
-    html_path = atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    log.info("wrote %s and %s (%d sections, %d plots)", markdown_path, html_path, len(sections),
-             len(ctx.plot_paths))
-    return Report(markdown_path=markdown_path, html_path=html_path, plot_paths=list(ctx.plot_paths),
-                  key_table=key_table(results.decay), sections=[s.title for s in sections])
+    markdown_path = atomic_write(
+        run_dir / "report.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8")
+    )
+    html_path = atomic_write(
+        run_dir / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8")
+    )
+    log.info(
+        "wrote %s and %s (%d sections, %d plots)",
+        markdown_path,
+        html_path,
+        len(sections),
+        len(ctx.plot_paths),
+    )
+    return Report(
+        markdown_path=markdown_path,
+        html_path=html_path,
+        plot_paths=list(ctx.plot_paths),
+        key_table=key_table(results.decay),
+        sections=[s.title for s in sections],
+    )

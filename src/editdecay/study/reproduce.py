@@ -62,76 +62,121 @@ BUNDLED_FT_RECORDS = {"commonsense": 107_675, "hotpotqa": 7_405}
 
 # --------------------------------------------------------------------------- CPU cost model
 # Measured on the project's 2-core CPU with SmolLM2-135M (benchmarks/RESULTS.md, docs/hyperparameters.md).
-Z_SECONDS_PER_EDIT = 2.8          # target (z) optimisation, shared by MEMIT and AlphaEdit on the same requests
-KEYS_SECONDS_PER_EDIT = 0.21      # keys + solve of a MEMIT/AlphaEdit edit stage (21.3 s + 0.3 s per 100 edits)
-MEND_SECONDS_PER_EDIT = 0.06      # MEND edit (5.9 s per 100 requests)
-ROME_SECONDS_PER_EDIT = 6.5       # ROME, one z optimisation per request
-STATISTIC_SECONDS = 107.0         # C = E[kk^T] over the WikiText statistic split, once per model and layer set
+Z_SECONDS_PER_EDIT = (
+    2.8  # target (z) optimisation, shared by MEMIT and AlphaEdit on the same requests
+)
+KEYS_SECONDS_PER_EDIT = (
+    0.21  # keys + solve of a MEMIT/AlphaEdit edit stage (21.3 s + 0.3 s per 100 edits)
+)
+MEND_SECONDS_PER_EDIT = 0.06  # MEND edit (5.9 s per 100 requests)
+ROME_SECONDS_PER_EDIT = 6.5  # ROME, one z optimisation per request
+STATISTIC_SECONDS = (
+    107.0  # C = E[kk^T] over the WikiText statistic split, once per model and layer set
+)
 # fp32, batch 16 in micro-batches of 4, unpadded tokens (the 1,000-example ft-methods runs: DoRA 105)
 FT_TOKENS_PER_SECOND = {"lora": 150.0, "dora": 105.0, "full": 137.0}
 FT_TOKENS_PER_EXAMPLE = {"commonsense": 100.0, "hotpotqa": 75.0}
 FT_TOKENS_PER_EXAMPLE_DEFAULT = 100.0
-EVAL_SECONDS_PER_EDIT = 0.25      # ES/PS/NS scoring and the greedy answer of one edit
+EVAL_SECONDS_PER_EDIT = 0.25  # ES/PS/NS scoring and the greedy answer of one edit
 # one commonsense test item per protocol: both together took 1.2 s; split by their single-thread
 # times (generate 0.82 s, rank 1.58 s), then rank with one shared row per item (0.46 s single-thread)
 DS_SECONDS_PER_ITEM = {"generate": 0.41, "rank": 0.23}
 DS_TASKS = 7
 PPL_SECONDS_PER_1K_TOKENS = 3.0
-SMALL_BUDGET_HOURS = 3.0          # per model, in SmolLM2-135M hours on that CPU (times relative_cost)
+SMALL_BUDGET_HOURS = 3.0  # per model, in SmolLM2-135M hours on that CPU (times relative_cost)
 
 # --------------------------------------------------------------------------- the scales
 
 
 @dataclass(frozen=True)
 class ScaleSettings:
-    n_edits: tuple[int, ...]          # the edit counts of the main grid (claims 1-6), every FT method
+    n_edits: tuple[int, ...]  # the edit counts of the main grid (claims 1-6), every FT method
     hotpotqa_edits: tuple[int, ...]
     selective_edits: tuple[int, ...]
-    seed_edits: int                   # edit count of the seed replicates
-    seeds: tuple[int, ...]            # extra fine-tuning seeds (seed 0 is in the main grid)
+    seed_edits: int  # edit count of the seed replicates
+    seeds: tuple[int, ...]  # extra fine-tuning seeds (seed 0 is in the main grid)
     seed_ft_methods: tuple[str, ...]
     mend_edits: tuple[int, ...]
     ft_examples: int | None
-    finetune: dict                    # FinetuneConfig overrides shared by every configuration
-    lr: dict                          # per fine-tuning method; absent = FinetuneConfig's default (the paper's)
+    finetune: dict  # FinetuneConfig overrides shared by every configuration
+    lr: dict  # per fine-tuning method; absent = FinetuneConfig's default (the paper's)
     evaluate: dict
-    hotpotqa_rows: tuple[tuple[int, str, str, str], ...] = ()  # (n, method, data, ft) instead of a product
-    count_edits: tuple[int, ...] = ()  # further edit counts, fine-tuned with `count_ft_methods` only (claim 5)
+    hotpotqa_rows: tuple[
+        tuple[int, str, str, str], ...
+    ] = ()  # (n, method, data, ft) instead of a product
+    count_edits: tuple[
+        int, ...
+    ] = ()  # further edit counts, fine-tuned with `count_ft_methods` only (claim 5)
     count_ft_methods: tuple[str, ...] = ("lora",)
 
 
 SMALL = ScaleSettings(
-    n_edits=(50,), hotpotqa_edits=(50,), selective_edits=(50, 150), seed_edits=50, seeds=(1,),
-    seed_ft_methods=("lora",), mend_edits=(50,), ft_examples=200,
+    n_edits=(50,),
+    hotpotqa_edits=(50,),
+    selective_edits=(50, 150),
+    seed_edits=50,
+    seeds=(1,),
+    seed_ft_methods=("lora",),
+    mend_edits=(50,),
+    ft_examples=200,
     # the edit-count comparison (claim 5) on both datasets and both editors, LoRA only, as the paper's
     # own evidence for it (GPT-J MEMIT zsRE LoRA)
-    count_edits=(150,), count_ft_methods=("lora",),
+    count_edits=(150,),
+    count_ft_methods=("lora",),
     # 25 optimiser steps instead of the paper's thousands: batch 8, and the paper's learning rates
     # times 5 (LoRA/DoRA 1e-3 as in the bundled default study, full FT 2.5e-5: the paper's 40:1 ratio)
-    finetune={"epochs": 1, "batch_size": 8, "micro_batch_size": 4, "warmup_steps": 3, "checkpoint_steps": []},
+    finetune={
+        "epochs": 1,
+        "batch_size": 8,
+        "micro_batch_size": 4,
+        "warmup_steps": 3,
+        "checkpoint_steps": [],
+    },
     lr={"lora": 1e-3, "dora": 1e-3, "full": 2.5e-5},
     evaluate={"ds_per_task": 5, "ds_max_new_tokens": 16, "ppl_tokens": 1024, "answer_tokens": 6},
 )
 
 MEDIUM = ScaleSettings(
-    n_edits=(100, 500), hotpotqa_edits=(100,), selective_edits=(100, 500), seed_edits=100, seeds=(1, 2),
-    seed_ft_methods=("lora", "dora"), mend_edits=(100, 500), ft_examples=1000,
+    n_edits=(100, 500),
+    hotpotqa_edits=(100,),
+    selective_edits=(100, 500),
+    seed_edits=100,
+    seeds=(1, 2),
+    seed_ft_methods=("lora", "dora"),
+    mend_edits=(100, 500),
+    ft_examples=1000,
     # the bundled ft-methods / selective-layers studies' settings: the paper's learning rates, one epoch
-    finetune={"epochs": 1, "batch_size": 16, "micro_batch_size": 4, "warmup_steps": 6, "checkpoint_steps": [16, 32]},
+    finetune={
+        "epochs": 1,
+        "batch_size": 16,
+        "micro_batch_size": 4,
+        "warmup_steps": 6,
+        "checkpoint_steps": [16, 32],
+    },
     lr={},
     evaluate={"ds_per_task": 10, "ppl_tokens": 4096},
 )
 
 PAPER = ScaleSettings(
-    n_edits=(100, 1000, 10000), hotpotqa_edits=(), selective_edits=(100, 1000), seed_edits=1000, seeds=(1, 2),
-    seed_ft_methods=("lora", "dora"), mend_edits=(1000, 10000), ft_examples=None,
+    n_edits=(100, 1000, 10000),
+    hotpotqa_edits=(),
+    selective_edits=(100, 1000),
+    seed_edits=1000,
+    seeds=(1, 2),
+    seed_ft_methods=("lora", "dora"),
+    mend_edits=(1000, 10000),
+    ft_examples=None,
     # the paper's recipe is FinetuneConfig's default; bf16 autocast as the paper ("bf16 when available")
     finetune={"precision": "bf16"},
     lr={},
     evaluate={"ds_per_task": 250, "ppl_tokens": 8192},
     # PAPER Table 9's rows: (#edits, KE, data, FT); their Commonsense twins are in the main grid
-    hotpotqa_rows=((100, "memit", "zsre", "dora"), (10000, "alphaedit", "counterfact", "lora"),
-                   (1000, "memit", "counterfact", "lora"), (1000, "memit", "zsre", "dora")),
+    hotpotqa_rows=(
+        (100, "memit", "zsre", "dora"),
+        (10000, "alphaedit", "counterfact", "lora"),
+        (1000, "memit", "counterfact", "lora"),
+        (1000, "memit", "zsre", "dora"),
+    ),
 )
 
 SCALE_SETTINGS = {"small": SMALL, "medium": MEDIUM, "paper": PAPER}
@@ -140,7 +185,7 @@ SCALE_SETTINGS = {"small": SMALL, "medium": MEDIUM, "paper": PAPER}
 BLOCK_PURPOSES = {
     "edited, no FT": "claims 1-6 (ES of M_ed), 14 (edit sanity), 11 (DS of M_ed)",
     "LoRA / DoRA / full FT": "claims 1 (decay), 2 (full vs PEFT), 3 (LoRA vs DoRA), 4 (AlphaEdit vs MEMIT), "
-                             "5 (edit count), 6 (zsRE vs CF), 7 (EFR vs ΔES), 11 (DS degradation), t-tests",
+    "5 (edit count), 6 (zsRE vs CF), 7 (EFR vs ΔES), 11 (DS degradation), t-tests",
     "HotpotQA FT": "claim 9 (knowledge-rich FT data)",
     "selective layers": "claim 10 (LoRA on edited / non-edited layers, AlphaEdit, CounterFact)",
     "seed replicates": "claim 15 and the noise level every verdict is judged against",
@@ -161,8 +206,12 @@ def _fits(data: str, n: int, data_paths: dict[str, str]) -> bool:
     return data in data_paths or n <= BUNDLED_EDIT_RECORDS.get(data, n)
 
 
-def grid_blocks(scale: str, models: Iterable[str], mend_available: Callable[[str], bool] | None = None,
-                data: dict[str, str] | None = None) -> list[tuple[str, dict]]:
+def grid_blocks(
+    scale: str,
+    models: Iterable[str],
+    mend_available: Callable[[str], bool] | None = None,
+    data: dict[str, str] | None = None,
+) -> list[tuple[str, dict]]:
     """The grid as (purpose, block) pairs; each block is a study `extra` block (axes over the base)."""
     if scale not in SCALE_SETTINGS:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
@@ -194,63 +243,148 @@ def grid_blocks(scale: str, models: Iterable[str], mend_available: Callable[[str
             per_model["edit"] = EDIT_OVERRIDES[model]
         main = sized((d, n) for d in EDIT_DATA for n in s.n_edits)
         for d, counts in main.items():
-            axes = {**per_model, "edit_method": list(LOCATE_THEN_EDIT), "edit_data": name[d], "n_edits": counts}
+            axes = {
+                **per_model,
+                "edit_method": list(LOCATE_THEN_EDIT),
+                "edit_data": name[d],
+                "n_edits": counts,
+            }
             blocks.append(("edited, no FT", {**axes, **ft_block("none")}))
             for method in ("lora", "dora", "full"):
                 blocks.append(("LoRA / DoRA / full FT", {**axes, **ft_block(method)}))
         for d, counts in sized((d, n) for d in EDIT_DATA for n in s.count_edits).items():
-            axes = {**per_model, "edit_method": list(LOCATE_THEN_EDIT), "edit_data": name[d], "n_edits": counts}
+            axes = {
+                **per_model,
+                "edit_method": list(LOCATE_THEN_EDIT),
+                "edit_data": name[d],
+                "n_edits": counts,
+            }
             blocks.append(("edited, no FT", {**axes, **ft_block("none")}))
             for method in s.count_ft_methods:
                 blocks.append(("LoRA / DoRA / full FT", {**axes, **ft_block(method)}))
         if s.hotpotqa_rows:
             for n, method, d, ft in s.hotpotqa_rows:
                 if _fits(d, n, data):
-                    blocks.append(("HotpotQA FT", {**per_model, "edit_method": method, "edit_data": name[d],
-                                                   "n_edits": n, **ft_block(ft), "ft_data": "hotpotqa"}))
+                    blocks.append(
+                        (
+                            "HotpotQA FT",
+                            {
+                                **per_model,
+                                "edit_method": method,
+                                "edit_data": name[d],
+                                "n_edits": n,
+                                **ft_block(ft),
+                                "ft_data": "hotpotqa",
+                            },
+                        )
+                    )
         else:
             for d, counts in sized((d, n) for d in EDIT_DATA for n in s.hotpotqa_edits).items():
-                blocks.append(("HotpotQA FT", {**per_model, "edit_method": list(LOCATE_THEN_EDIT),
-                                               "edit_data": name[d], "n_edits": counts, **ft_block("lora"),
-                                               "ft_data": "hotpotqa"}))
+                blocks.append(
+                    (
+                        "HotpotQA FT",
+                        {
+                            **per_model,
+                            "edit_method": list(LOCATE_THEN_EDIT),
+                            "edit_data": name[d],
+                            "n_edits": counts,
+                            **ft_block("lora"),
+                            "ft_data": "hotpotqa",
+                        },
+                    )
+                )
         counts = sized(("counterfact", n) for n in s.selective_edits).get("counterfact", [])
         if counts:
-            blocks.append(("selective layers", {**per_model, "edit_method": "alphaedit",
-                                                "edit_data": name["counterfact"], "n_edits": counts,
-                                                **ft_block("lora"), "ft_layers": ["edited", "non-edited"]}))
+            blocks.append(
+                (
+                    "selective layers",
+                    {
+                        **per_model,
+                        "edit_method": "alphaedit",
+                        "edit_data": name["counterfact"],
+                        "n_edits": counts,
+                        **ft_block("lora"),
+                        "ft_layers": ["edited", "non-edited"],
+                    },
+                )
+            )
         for d, counts in sized((d, s.seed_edits) for d in EDIT_DATA).items():
             for method in s.seed_ft_methods:
-                blocks.append(("seed replicates", {**per_model, "edit_method": list(LOCATE_THEN_EDIT),
-                                                   "edit_data": name[d], "n_edits": counts, **ft_block(method),
-                                                   "seed": list(s.seeds)}))
+                blocks.append(
+                    (
+                        "seed replicates",
+                        {
+                            **per_model,
+                            "edit_method": list(LOCATE_THEN_EDIT),
+                            "edit_data": name[d],
+                            "n_edits": counts,
+                            **ft_block(method),
+                            "seed": list(s.seeds),
+                        },
+                    )
+                )
         if mend_available(model):
             for d, counts in sized((d, n) for d in EDIT_DATA for n in s.mend_edits).items():
                 for method in ("none", "dora"):
-                    blocks.append(("MEND", {**per_model, "edit_method": "mend", "edit_data": name[d],
-                                            "n_edits": counts, **ft_block(method)}))
+                    blocks.append(
+                        (
+                            "MEND",
+                            {
+                                **per_model,
+                                "edit_method": "mend",
+                                "edit_data": name[d],
+                                "n_edits": counts,
+                                **ft_block(method),
+                            },
+                        )
+                    )
     return blocks
 
 
-def study_source(scale: str, models: Iterable[str], out: Path | str,
-                 mend_available: Callable[[str], bool] | None = None, data: dict[str, str] | None = None) -> dict:
+def study_source(
+    scale: str,
+    models: Iterable[str],
+    out: Path | str,
+    mend_available: Callable[[str], bool] | None = None,
+    data: dict[str, str] | None = None,
+) -> dict:
     """The grid as a study description: what a study TOML would hold (recorded in results/study.json)."""
     s = SCALE_SETTINGS.get(scale)
     if s is None:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
     blocks = grid_blocks(scale, models, mend_available, data)
-    base = {"edit_data": "counterfact", "ft_data": "commonsense", "ft_examples": s.ft_examples,
-            "ft_layers": "all", "seed": 0, "finetune": dict(s.finetune), "evaluate": dict(s.evaluate)}
+    base = {
+        "edit_data": "counterfact",
+        "ft_data": "commonsense",
+        "ft_examples": s.ft_examples,
+        "ft_layers": "all",
+        "seed": 0,
+        "finetune": dict(s.finetune),
+        "evaluate": dict(s.evaluate),
+    }
     purposes = sorted({p for p, _ in blocks}, key=list(BLOCK_PURPOSES).index)
-    description = (f"Reproduction of the paper's claims, scale {scale}. Blocks: "
-                   + "; ".join(f"{p}: {BLOCK_PURPOSES[p]}" for p in purposes))
+    description = f"Reproduction of the paper's claims, scale {scale}. Blocks: " + "; ".join(
+        f"{p}: {BLOCK_PURPOSES[p]}" for p in purposes
+    )
     # the first block is the [grid], the others [[extra]] blocks, each merged over [config]
-    return {"name": f"reproduction-{scale}", "out": str(out), "description": description,
-            "config": base, "grid": blocks[0][1], "extra": [block for _, block in blocks[1:]]}
+    return {
+        "name": f"reproduction-{scale}",
+        "out": str(out),
+        "description": description,
+        "config": base,
+        "grid": blocks[0][1],
+        "extra": [block for _, block in blocks[1:]],
+    }
 
 
-def reproduction_study(scale: str, models: list[str], out: Path, *,
-                       mend_available: Callable[[str], bool] | None = None,
-                       data: dict[str, str] | None = None) -> Study:
+def reproduction_study(
+    scale: str,
+    models: list[str],
+    out: Path,
+    *,
+    mend_available: Callable[[str], bool] | None = None,
+    data: dict[str, str] | None = None,
+) -> Study:
     """The reproduction grid for `models` at `scale`, as a Study writing into `out`.
 
     `mend_available(model)` decides whether MEND configurations are added (default: a trained editor
@@ -267,12 +401,22 @@ EDITOR_NAMES = ("memit", "alphaedit", "rome", "mend")
 
 
 def _common_overrides(cfg: RunConfig) -> dict:
-    return {k: v for k, v in cfg.edit.items() if k not in EDITOR_NAMES and k.partition(".")[0] not in EDITOR_NAMES}
+    return {
+        k: v
+        for k, v in cfg.edit.items()
+        if k not in EDITOR_NAMES and k.partition(".")[0] not in EDITOR_NAMES
+    }
 
 
 def _edit_overrides(cfg: RunConfig) -> str:
     own = dict(cfg.edit.get(cfg.edit_method, {}))
-    own.update({k.partition(".")[2]: v for k, v in cfg.edit.items() if k.partition(".")[0] == cfg.edit_method})
+    own.update(
+        {
+            k.partition(".")[2]: v
+            for k, v in cfg.edit.items()
+            if k.partition(".")[0] == cfg.edit_method
+        }
+    )
     return canonical_json({"common": _common_overrides(cfg), "method": own, "seed": cfg.edit_seed})
 
 
@@ -288,7 +432,9 @@ _FT_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig)}
 
 def _ft_tokens(cfg: RunConfig) -> float:
     settings = {**_FT_DEFAULTS, **cfg.finetune}
-    examples = cfg.ft_examples if cfg.ft_examples is not None else BUNDLED_FT_RECORDS.get(cfg.ft_data, 0)
+    examples = (
+        cfg.ft_examples if cfg.ft_examples is not None else BUNDLED_FT_RECORDS.get(cfg.ft_data, 0)
+    )
     seen = examples * settings["epochs"]
     if settings.get("max_steps"):
         seen = min(seen, settings["max_steps"] * settings["batch_size"])
@@ -298,7 +444,11 @@ def _ft_tokens(cfg: RunConfig) -> float:
 def _evaluate_seconds(cfg: RunConfig) -> float:
     ev = cfg.evaluate
     ds = sum(DS_SECONDS_PER_ITEM[m] for m in ev.ds_modes) * ev.ds_per_task * DS_TASKS
-    return EVAL_SECONDS_PER_EDIT * _n_requests(cfg) + ds + PPL_SECONDS_PER_1K_TOKENS * ev.ppl_tokens / 1000
+    return (
+        EVAL_SECONDS_PER_EDIT * _n_requests(cfg)
+        + ds
+        + PPL_SECONDS_PER_1K_TOKENS * ev.ppl_tokens / 1000
+    )
 
 
 def _edit_seconds(cfg: RunConfig) -> float:
@@ -343,7 +493,12 @@ def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
             add(("statistic", m, layers), m, "statistic", STATISTIC_SECONDS)
             if cfg.edit_method != "rome" and not cfg.edit_batch_size:
                 common = canonical_json(_common_overrides(cfg))
-                add(("targets", m, reqs, common, cfg.edit_seed), m, "targets", Z_SECONDS_PER_EDIT * _n_requests(cfg))
+                add(
+                    ("targets", m, reqs, common, cfg.edit_seed),
+                    m,
+                    "targets",
+                    Z_SECONDS_PER_EDIT * _n_requests(cfg),
+                )
         edit = ("edit", m, cfg.edit_method, reqs, overrides, cfg.edit_batch_size)
         add(edit, m, "edit", _edit_seconds(cfg))
         evaluate = _evaluate_seconds(cfg)
@@ -351,9 +506,18 @@ def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
         add(("evaluate", edit, "M_ed", ev), m, "evaluate", evaluate)
         if cfg.ft_method == "none":
             continue
-        ft = (cfg.ft_method, cfg.ft_layers_label, canonical_json(cfg.finetune), cfg.seed, cfg.ft_data,
-              cfg.ft_examples, canonical_json(cfg.edit.get("layers")) if cfg.ft_layers_label != "all" else "")
-        seconds = _ft_tokens(cfg) / FT_TOKENS_PER_SECOND.get(cfg.ft_method, FT_TOKENS_PER_SECOND["lora"])
+        ft = (
+            cfg.ft_method,
+            cfg.ft_layers_label,
+            canonical_json(cfg.finetune),
+            cfg.seed,
+            cfg.ft_data,
+            cfg.ft_examples,
+            canonical_json(cfg.edit.get("layers")) if cfg.ft_layers_label != "all" else "",
+        )
+        seconds = _ft_tokens(cfg) / FT_TOKENS_PER_SECOND.get(
+            cfg.ft_method, FT_TOKENS_PER_SECOND["lora"]
+        )
         ft_base, ft_edited = ("finetune", m, ft, reqs), ("finetune", edit, ft)
         add(ft_base, m, "finetune", seconds)
         add(ft_edited, m, "finetune", seconds)
@@ -361,8 +525,10 @@ def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
         for step in [*steps, "final"]:
             add(("evaluate", ft_base, step, ev), m, "evaluate", evaluate)
             add(("evaluate", ft_edited, step, ev), m, "evaluate", evaluate)
-    rows = [{"model": m, "kind": k, "key": json.dumps(key, default=str), "seconds": s}
-            for key, (m, k, s) in seen.items()]
+    rows = [
+        {"model": m, "kind": k, "key": json.dumps(key, default=str), "seconds": s}
+        for key, (m, k, s) in seen.items()
+    ]
     return pd.DataFrame(rows, columns=["model", "kind", "key", "seconds"])
 
 
@@ -385,7 +551,10 @@ def estimate_table(study: Study) -> pd.DataFrame:
     records = []
     for model in dict.fromkeys(c.model for c in study.configs):
         rows = stages[stages["model"] == model]
-        record: dict[str, object] = {"model": model, "configs": sum(c.model == model for c in study.configs)}
+        record: dict[str, object] = {
+            "model": model,
+            "configs": sum(c.model == model for c in study.configs),
+        }
         for kind in ("statistic", "targets", "edit", "finetune", "evaluate"):
             record[kind] = int((rows["kind"] == kind).sum())
         record["hours"] = float(rows["seconds"].sum()) / 3600
@@ -434,8 +603,15 @@ def _tables_of(results) -> dict[str, pd.DataFrame]:
 
 def claims_section(ctx):
     """Report section: the claims table, the paired t-tests and the seed spreads (for REPRODUCTION.md)."""
-    from ..analysis.claims import (VERDICTS, Z, check_claims, check_claims_per_model, claims_frame, seed_spreads,
-                                   t_tests)
+    from ..analysis.claims import (
+        VERDICTS,
+        Z,
+        check_claims,
+        check_claims_per_model,
+        claims_frame,
+        seed_spreads,
+        t_tests,
+    )
     from .report import BulletList, Paragraph, Section, Table
 
     tables = _tables_of(ctx.results)
@@ -443,55 +619,103 @@ def claims_section(ctx):
     per_model = check_claims_per_model(tables)
     frame = claims_frame(results)
     counts = ", ".join(f"{v}: {int((frame['verdict'] == v).sum())}" for v in VERDICTS)
-    source = ("Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
-              "(final rows) and [results/downstream.csv](results/downstream.csv)")
+    source = (
+        "Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
+        "(final rows) and [results/downstream.csv](results/downstream.csv)"
+    )
 
     def shown(claims) -> pd.DataFrame:
-        return claims_frame(claims)[["id", "claim", "paper", "ours", "verdict"]].rename(columns={"ours": "this run"})
+        return claims_frame(claims)[["id", "claim", "paper", "ours", "verdict"]].rename(
+            columns={"ours": "this run"}
+        )
 
     blocks = [
-        Paragraph(f"Verdicts ({counts}). Claims compare directions and orderings, not absolute numbers. "
-                  f"**holds** / **does not hold**: the difference points the paper's way / the other way and lies "
-                  f"outside the noise band (±{Z:g} standard errors; the standard error comes from the seed-to-seed "
-                  "SD of the compared quantity, or, without seed replicates, from the binomial SE of the edit "
-                  "sample); **inconclusive**: inside the band; **not tested**: the run lacks what the claim needs."),
+        Paragraph(
+            f"Verdicts ({counts}). Claims compare directions and orderings, not absolute numbers. "
+            f"**holds** / **does not hold**: the difference points the paper's way / the other way and lies "
+            f"outside the noise band (±{Z:g} standard errors; the standard error comes from the seed-to-seed "
+            "SD of the compared quantity, or, without seed replicates, from the binomial SE of the edit "
+            "sample); **inconclusive**: inside the band; **not tested**: the run lacks what the claim needs."
+        ),
     ]
     if len(per_model) > 1:
         verdicts = frame[["id", "claim"]].copy()
         for model, claims in per_model.items():
             verdicts[model] = [c.verdict for c in claims]
         verdicts["all models"] = frame["verdict"]
-        blocks.append(Table(verdicts, source=f"{source}: each model's configurations alone, then all together."))
+        blocks.append(
+            Table(
+                verdicts, source=f"{source}: each model's configurations alone, then all together."
+            )
+        )
         for model, claims in per_model.items():
-            blocks += [Paragraph(f"**{model}**"), Table(shown(claims), source=f"{source}, rows of `{model}` only.")]
+            blocks += [
+                Paragraph(f"**{model}**"),
+                Table(shown(claims), source=f"{source}, rows of `{model}` only."),
+            ]
         blocks += [Paragraph("**All models together**"), Table(shown(results), source=f"{source}.")]
     else:
         blocks.append(Table(shown(results), source=f"{source}."))
-    blocks += [Paragraph("**How each verdict was computed**"), BulletList([f"{r.id}. {r.detail}" for r in results])]
+    blocks += [
+        Paragraph("**How each verdict was computed**"),
+        BulletList([f"{r.id}. {r.detail}" for r in results]),
+    ]
     if len(per_model) > 1:
         for model, claims in per_model.items():
-            blocks += [Paragraph(f"*{model} only:*"), BulletList([f"{r.id}. {r.detail}" for r in claims])]
+            blocks += [
+                Paragraph(f"*{model} only:*"),
+                BulletList([f"{r.id}. {r.detail}" for r in claims]),
+            ]
     tests = t_tests(tables["decay"])
     if tests.empty:
-        blocks.append(Paragraph("Paired t-tests of ES(M_ed) vs ES(M_ed_ft): no fine-tuned MEMIT/AlphaEdit "
-                                "configurations."))
+        blocks.append(
+            Paragraph(
+                "Paired t-tests of ES(M_ed) vs ES(M_ed_ft): no fine-tuned MEMIT/AlphaEdit "
+                "configurations."
+            )
+        )
     else:
-        blocks.append(Paragraph("**Paired t-tests, ES(M_ed) vs ES(M_ed_ft), per fine-tuning method** (paper "
-                                "App. C: DoRA p = 3.29e-5, LoRA p = 4.46e-5, full FT p = 0.009)"))
-        blocks.append(Table(tests, floatfmt={"ES M_ed": ".2f", "ES M_ed_ft": ".2f", "mean drop": ".2f", "t": ".3f",
-                                             "p": ".3g"},
-                            source="Pairs: configurations (model × MEMIT/AlphaEdit × edit data × edit count; "
-                                   "Commonsense, all layers), each averaged over its seeds; two-sided Student t, "
-                                   "df = pairs − 1. `mean drop` = ES(M_ed) − ES(M_ed_ft) in points."))
+        blocks.append(
+            Paragraph(
+                "**Paired t-tests, ES(M_ed) vs ES(M_ed_ft), per fine-tuning method** (paper "
+                "App. C: DoRA p = 3.29e-5, LoRA p = 4.46e-5, full FT p = 0.009)"
+            )
+        )
+        blocks.append(
+            Table(
+                tests,
+                floatfmt={
+                    "ES M_ed": ".2f",
+                    "ES M_ed_ft": ".2f",
+                    "mean drop": ".2f",
+                    "t": ".3f",
+                    "p": ".3g",
+                },
+                source="Pairs: configurations (model × MEMIT/AlphaEdit × edit data × edit count; "
+                "Commonsense, all layers), each averaged over its seeds; two-sided Student t, "
+                "df = pairs − 1. `mean drop` = ES(M_ed) − ES(M_ed_ft) in points.",
+            )
+        )
     spreads = seed_spreads(tables["decay"])
     if spreads.empty:
-        blocks.append(Paragraph("Seed spreads: no configuration was repeated with another fine-tuning seed."))
+        blocks.append(
+            Paragraph("Seed spreads: no configuration was repeated with another fine-tuning seed.")
+        )
     else:
-        blocks.append(Paragraph("**Seed-to-seed spread** (paper: DS differs by 3.7–5.4% across seeds; ES SD ≤ "
-                                "0.5 pp across sampled edit sets)"))
-        blocks.append(Table(spreads, source="Per group of configurations differing only in the fine-tuning seed: "
-                                            "mean and sample SD over seeds of `es_ed_ft`, `delta_es`, `ds_M_ed_ft`, "
-                                            "`ds_M_ft` (points); DS range = max − min over seeds."))
+        blocks.append(
+            Paragraph(
+                "**Seed-to-seed spread** (paper: DS differs by 3.7–5.4% across seeds; ES SD ≤ "
+                "0.5 pp across sampled edit sets)"
+            )
+        )
+        blocks.append(
+            Table(
+                spreads,
+                source="Per group of configurations differing only in the fine-tuning seed: "
+                "mean and sample SD over seeds of `es_ed_ft`, `delta_es`, `ds_M_ed_ft`, "
+                "`ds_M_ft` (points); DS range = max − min over seeds.",
+            )
+        )
     return Section(TITLE_CLAIMS, blocks)
 
 
@@ -512,30 +736,63 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
     """
     from ..analysis.claims import check_claims, check_claims_per_model
     from ..io import atomic_write
-    from .report import (SECTION_BUILDERS, Paragraph, ReportContext, Section, _build, final_rows, header_section,
-                         load_results, partial_notice, render_markdown)
+    from .report import (
+        SECTION_BUILDERS,
+        Paragraph,
+        ReportContext,
+        Section,
+        _build,
+        final_rows,
+        header_section,
+        load_results,
+        partial_notice,
+        render_markdown,
+    )
 
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     name = (results.study or {}).get("name") or run_dir.resolve().name
-    ctx = ReportContext(results=results, title=title or f"Reproduction of the paper's claims: {name}",
-                        final=final_rows(results.decay), plots_dir=run_dir / "plots")
+    ctx = ReportContext(
+        results=results,
+        title=title or f"Reproduction of the paper's claims: {name}",
+        final=final_rows(results.decay),
+        plots_dir=run_dir / "plots",
+    )
 
     def title_section(c):
         notice = partial_notice(c.results.study)
-        return Section(c.title, [Paragraph(
-            "Tests the claims of \"Can Fine-Tuning Erase Your Edits?\" (PAPER §4) on this run; the paper-style "
-            "tables and plots from the study report follow."), *([notice] if notice else [])], level=1)
+        return Section(
+            c.title,
+            [
+                Paragraph(
+                    'Tests the claims of "Can Fine-Tuning Erase Your Edits?" (PAPER §4) on this run; the paper-style '
+                    "tables and plots from the study report follow."
+                ),
+                *([notice] if notice else []),
+            ],
+            level=1,
+        )
 
     def run_section(c):
         section = header_section(c)
         return Section("Run", section.blocks, level=2)
 
-    builders = [title_section, claims_section, run_section,
-                *[b for b in SECTION_BUILDERS if b is not header_section]]
+    builders = [
+        title_section,
+        claims_section,
+        run_section,
+        *[b for b in SECTION_BUILDERS if b is not header_section],
+    ]
     sections = [s for s in (_build(b, ctx) for b in builders) if s is not None]
     markdown = render_markdown(sections, run_dir)
-    path = atomic_write(run_dir / REPRODUCTION_FILE, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
+    path = atomic_write(
+        run_dir / REPRODUCTION_FILE, lambda tmp: tmp.write_text(markdown, encoding="utf-8")
+    )
     tables = _tables_of(results)
-    return Reproduction(path, check_claims(tables), check_claims_per_model(tables), list(ctx.plot_paths),
-                        [s.title for s in sections])
+    return Reproduction(
+        path,
+        check_claims(tables),
+        check_claims_per_model(tables),
+        list(ctx.plot_paths),
+        [s.title for s in sections],
+    )

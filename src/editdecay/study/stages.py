@@ -39,7 +39,13 @@ from ..evaluation.downstream import downstream_accuracy, greedy_continuations
 from ..evaluation.edit_metrics import evaluate_requests, summarise
 from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
-from ..finetuning.tuner import FinetuneConfig, finetune, load_finetuned, select_layers, trainable_state
+from ..finetuning.tuner import (
+    FinetuneConfig,
+    finetune,
+    load_finetuned,
+    select_layers,
+    trainable_state,
+)
 from ..io import atomic_write
 from ..models.registry import LoadedModel, fingerprint, load_model, resolve_device
 from .config import RunConfig
@@ -109,12 +115,18 @@ def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
     overrides = dict(cfg.finetune)
     bad = sorted(set(overrides) - set(FinetuneConfig.__dataclass_fields__))
     if bad:
-        raise ValueError(f"unknown finetune setting(s) {bad}; known: {', '.join(FinetuneConfig.__dataclass_fields__)}")
+        raise ValueError(
+            f"unknown finetune setting(s) {bad}; known: {', '.join(FinetuneConfig.__dataclass_fields__)}"
+        )
     for key in ("method", "layers", "seed"):
         if key in overrides:
-            raise ValueError(f"set finetune.{key} through the configuration's ft_method / ft_layers / seed")
+            raise ValueError(
+                f"set finetune.{key} through the configuration's ft_method / ft_layers / seed"
+            )
     if "checkpoint_steps" in overrides:
-        overrides["checkpoint_steps"] = tuple(sorted({int(s) for s in overrides["checkpoint_steps"]}))
+        overrides["checkpoint_steps"] = tuple(
+            sorted({int(s) for s in overrides["checkpoint_steps"]})
+        )
     if "target_modules" in overrides and overrides["target_modules"] is not None:
         overrides["target_modules"] = tuple(overrides["target_modules"])
     fcfg = FinetuneConfig(method=cfg.ft_method, layers=tuple(layers), seed=cfg.seed, **overrides)
@@ -153,34 +165,71 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
     editor = get_editor(cfg.edit_method)
     edit_inputs: list[Stage] = []
     if hasattr(ecfg, "statistic"):
-        stat = Stage.make("statistic", {**model, "layers": list(ecfg.layers), "spec": asdict(ecfg.statistic)})
+        stat = Stage.make(
+            "statistic", {**model, "layers": list(ecfg.layers), "spec": asdict(ecfg.statistic)}
+        )
         edit_inputs.append(stat)
         if editor.shares_targets and not cfg.edit_batch_size:
-            edit_inputs.append(Stage.make("targets", {
-                **model, "requests": reqs, "layers": list(ecfg.layers), "targets": asdict(ecfg.targets),
-                "templates": ecfg.to_dict()["templates"]}, (stat,)))
-    edit_settings = {**model, "method": cfg.edit_method, "config": ecfg.to_dict(), "requests": reqs,
-                     "batch_size": cfg.edit_batch_size, "seed": cfg.edit_seed}
-    if editor.artifact_digest is not None:  # a trained editor (MEND): its weights determine the edit
+            edit_inputs.append(
+                Stage.make(
+                    "targets",
+                    {
+                        **model,
+                        "requests": reqs,
+                        "layers": list(ecfg.layers),
+                        "targets": asdict(ecfg.targets),
+                        "templates": ecfg.to_dict()["templates"],
+                    },
+                    (stat,),
+                )
+            )
+    edit_settings = {
+        **model,
+        "method": cfg.edit_method,
+        "config": ecfg.to_dict(),
+        "requests": reqs,
+        "batch_size": cfg.edit_batch_size,
+        "seed": cfg.edit_seed,
+    }
+    if (
+        editor.artifact_digest is not None
+    ):  # a trained editor (MEND): its weights determine the edit
         edit_settings["editor_artifact"] = editor.artifact_digest(lm, ecfg)
     edit = Stage.make("edit", edit_settings, tuple(edit_inputs))
     ev = asdict(cfg.evaluate)
-    base_eval = Stage.make("evaluate", {**model, "state": "M", "step": 0, "requests": reqs, "evaluate": ev})
+    base_eval = Stage.make(
+        "evaluate", {**model, "state": "M", "step": 0, "requests": reqs, "evaluate": ev}
+    )
     stages: dict[tuple[str, object], Stage] = {("edit", None): edit, ("M", 0): base_eval}
-    stages[("M_ed", 0)] = Stage.make("evaluate", {**model, "state": "M_ed", "step": 0, "requests": reqs,
-                                                  "evaluate": ev}, (edit, base_eval))
+    stages[("M_ed", 0)] = Stage.make(
+        "evaluate",
+        {**model, "state": "M_ed", "step": 0, "requests": reqs, "evaluate": ev},
+        (edit, base_eval),
+    )
     if cfg.ft_method == "none":
         return stages
     layers = select_layers(cfg.ft_layers, lm.n_layers, tuple(ecfg.layers))
     fcfg = finetune_config(cfg, layers)
-    data = {"source": cfg.ft_data, "n": cfg.ft_examples, "seed": cfg.seed, "without_subjects_of": reqs}
+    data = {
+        "source": cfg.ft_data,
+        "n": cfg.ft_examples,
+        "seed": cfg.seed,
+        "without_subjects_of": reqs,
+    }
     if Path(cfg.ft_data).is_file():
         data["source_sha256"] = hashlib.sha256(Path(cfg.ft_data).read_bytes()).hexdigest()
     n_steps = planned_steps(fcfg, len(finetune_examples(data)[0]))
     dropped = [s for s in fcfg.checkpoint_steps if s >= n_steps]
     if dropped:
-        log.warning("%s: checkpoint steps %s dropped: fine-tuning takes %d steps", cfg.config_id, dropped, n_steps)
-        fcfg = replace(fcfg, checkpoint_steps=tuple(s for s in fcfg.checkpoint_steps if s < n_steps))
+        log.warning(
+            "%s: checkpoint steps %s dropped: fine-tuning takes %d steps",
+            cfg.config_id,
+            dropped,
+            n_steps,
+        )
+        fcfg = replace(
+            fcfg, checkpoint_steps=tuple(s for s in fcfg.checkpoint_steps if s < n_steps)
+        )
     ft_settings = {**model, "finetune": fcfg.to_dict(), "data": data}
     ft_base = Stage.make("finetune", {**ft_settings, "edited": False})
     ft_edited = Stage.make("finetune", {**ft_settings, "edited": True}, (edit,))
@@ -188,16 +237,23 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
     stages[("finetune:M_ed", None)] = ft_edited
     for step in [*sorted(set(fcfg.checkpoint_steps)), FINAL]:
         for state, ft, extra in (("M_ft", ft_base, ()), ("M_ed_ft", ft_edited, (edit,))):
-            stages[(state, step)] = Stage.make("evaluate", {
-                **model, "state": state, "step": step, "requests": reqs, "evaluate": ev}, (*extra, ft, base_eval))
+            stages[(state, step)] = Stage.make(
+                "evaluate",
+                {**model, "state": state, "step": step, "requests": reqs, "evaluate": ev},
+                (*extra, ft, base_eval),
+            )
     return stages
 
 
 # --------------------------------------------------------------------------- running
 
 
-def run_stage(stage: Stage, store: ArtifactStore, pool: ModelPool | None = None,
-              snapshot_every: int = SNAPSHOT_EVERY) -> Path:
+def run_stage(
+    stage: Stage,
+    store: ArtifactStore,
+    pool: ModelPool | None = None,
+    snapshot_every: int = SNAPSHOT_EVERY,
+) -> Path:
     """Compute `stage` into the store unless it is already there; returns its directory.
 
     `snapshot_every` only sets how often a fine-tuning stage saves a resumable snapshot (it does not
@@ -214,14 +270,23 @@ def run_stage(stage: Stage, store: ArtifactStore, pool: ModelPool | None = None,
         try:
             log.info("stage %s: running", stage.name)
             runner = RUNNERS[stage.kind]
-            record = (runner(stage, store, work, pool, snapshot_every) if stage.kind == "finetune"
-                      else runner(stage, store, work, pool)) or {}
+            record = (
+                runner(stage, store, work, pool, snapshot_every)
+                if stage.kind == "finetune"
+                else runner(stage, store, work, pool)
+            ) or {}
         finally:
             logging.getLogger("editdecay").removeHandler(handler)
             handler.close()
-        record.update({"seconds": time.perf_counter() - t0, "editdecay_version": __version__,
-                       "torch": torch.__version__, "python": platform.python_version(),
-                       "device": str(resolve_device())})
+        record.update(
+            {
+                "seconds": time.perf_counter() - t0,
+                "editdecay_version": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": str(resolve_device()),
+            }
+        )
         path = store.publish(stage, work, record)
         log.info("stage %s: done in %.1f s", stage.name, record["seconds"])
         return path
@@ -236,8 +301,10 @@ def _requests(settings: dict):
 
 def _check_model(lm: LoadedModel, settings: dict) -> None:
     if lm.fingerprint != settings["fingerprint"]:
-        raise RuntimeError(f"model {settings['model']!r} now has fingerprint {lm.fingerprint}, but the study was "
-                           f"planned with {settings['fingerprint']}: the weights changed; rerun into a new directory")
+        raise RuntimeError(
+            f"model {settings['model']!r} now has fingerprint {lm.fingerprint}, but the study was "
+            f"planned with {settings['fingerprint']}: the weights changed; rerun into a new directory"
+        )
 
 
 def _run_statistic(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
@@ -247,14 +314,18 @@ def _run_statistic(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPo
     from ..editing.statistics import StatisticSpec
 
     stats = second_moments(lm, s["layers"], StatisticSpec(**s["spec"]))
-    return {"statistic_keys": {str(l): m.key for l, m in stats.items()},
-            "n_tokens": {str(l): m.n_tokens for l, m in stats.items()}}
+    return {
+        "statistic_keys": {str(l): m.key for l, m in stats.items()},
+        "n_tokens": {str(l): m.n_tokens for l, m in stats.items()},
+    }
 
 
 def _stats_for(stage: Stage, lm: LoadedModel, cfg) -> dict | None:
     if stage.find_input("statistic") is None:
         return None
-    return second_moments(lm, list(cfg.layers), cfg.statistic)  # from the statistic cache the input filled
+    return second_moments(
+        lm, list(cfg.layers), cfg.statistic
+    )  # from the statistic cache the input filled
 
 
 def _run_targets(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
@@ -265,14 +336,26 @@ def _run_targets(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool
     from ..editing.config import MemitConfig
 
     spec = stage.input("statistic").settings["spec"]
-    cfg = MemitConfig().with_overrides(layers=s["layers"], targets=s["targets"], templates=s["templates"],
-                                       statistic=spec)
+    cfg = MemitConfig().with_overrides(
+        layers=s["layers"], targets=s["targets"], templates=s["templates"], statistic=spec
+    )
     prep = prepare(lm, requests, cfg, _stats_for(stage, lm, cfg))
     t = prep.targets
-    save_file({"z": t.z.contiguous(), "h_init": t.h_init.contiguous()}, str(work / "targets.safetensors"))
-    (work / "targets.json").write_text(json.dumps({
-        "templates": prep.templates, "delta_norm": t.delta_norm, "final_nll": t.final_nll, "steps": t.steps,
-        "timings": prep.timings}, indent=1))
+    save_file(
+        {"z": t.z.contiguous(), "h_init": t.h_init.contiguous()}, str(work / "targets.safetensors")
+    )
+    (work / "targets.json").write_text(
+        json.dumps(
+            {
+                "templates": prep.templates,
+                "delta_norm": t.delta_norm,
+                "final_nll": t.final_nll,
+                "steps": t.steps,
+                "timings": prep.timings,
+            },
+            indent=1,
+        )
+    )
     return {"n_requests": len(requests), "timings": prep.timings}
 
 
@@ -280,8 +363,12 @@ def _load_prepared(store: ArtifactStore, stage: Stage, stats) -> Prepared:
     d = store.path(stage)
     tensors = load_file(str(d / "targets.safetensors"))
     meta = json.loads((d / "targets.json").read_text())
-    result = TargetResult(tensors["z"], tensors["h_init"], meta["delta_norm"], meta["final_nll"], meta["steps"])
-    return Prepared(stats, meta["templates"], result, {"targets_s": meta["timings"].get("targets_s", 0.0)})
+    result = TargetResult(
+        tensors["z"], tensors["h_init"], meta["delta_norm"], meta["final_nll"], meta["steps"]
+    )
+    return Prepared(
+        stats, meta["templates"], result, {"targets_s": meta["timings"].get("targets_s", 0.0)}
+    )
 
 
 def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -> dict:
@@ -296,7 +383,9 @@ def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -
     torch.manual_seed(s["seed"])
     t0 = time.perf_counter()
     if s["batch_size"] and s["batch_size"] < len(requests):
-        delta = edit_sequentially(lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential.pt")
+        delta = edit_sequentially(
+            lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential.pt"
+        )
     else:
         targets = stage.find_input("targets")
         if targets is not None:
@@ -307,19 +396,32 @@ def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -
     delta.save(work / "delta")
     save_requests_jsonl(requests, work / "requests.jsonl")
     norms = delta.norms(lm.model)
-    return {"n_edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / len(requests),
-            "delta_relative_norms": norms, "layers": list(cfg.layers)}
+    return {
+        "n_edits": len(requests),
+        "edit_seconds": seconds,
+        "seconds_per_edit": seconds / len(requests),
+        "delta_relative_norms": norms,
+        "layers": list(cfg.layers),
+    }
 
 
-def _run_finetune(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool,
-                  snapshot_every: int = SNAPSHOT_EVERY) -> dict:
+def _run_finetune(
+    stage: Stage,
+    store: ArtifactStore,
+    work: Path,
+    pool: ModelPool,
+    snapshot_every: int = SNAPSHOT_EVERY,
+) -> dict:
     s = stage.settings
     lm = pool.get(s["model"])
     _check_model(lm, s)
     data = s["data"]
     kept, overlap = finetune_examples(data)
-    log.info("fine-tuning data: %d examples, %d removed for mentioning an edited subject", len(kept),
-             overlap.n_removed)
+    log.info(
+        "fine-tuning data: %d examples, %d removed for mentioning an edited subject",
+        len(kept),
+        overlap.n_removed,
+    )
     fcfg = _finetune_config(s["finetune"])
     edited_layers: list[int] = []
     pool.spoil(s["model"])  # the weights change from here on
@@ -331,16 +433,32 @@ def _run_finetune(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPoo
     def save_checkpoint(step: int, model) -> None:
         _save_weights(work / f"step-{step}", trainable_state(model))
 
-    res = finetune(lm, kept, fcfg, edited_layers, on_checkpoint=save_checkpoint,
-                   snapshot=work / "snapshot.pt", snapshot_every=snapshot_every)
+    res = finetune(
+        lm,
+        kept,
+        fcfg,
+        edited_layers,
+        on_checkpoint=save_checkpoint,
+        snapshot=work / "snapshot.pt",
+        snapshot_every=snapshot_every,
+    )
     _save_weights(work / FINAL, trainable_state(res.model))
     losses = pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses})
     atomic_write(work / "losses.csv", lambda tmp: losses.to_csv(tmp, index=False))
-    return {"steps": res.steps, "tokens": res.tokens, "train_seconds": res.seconds,
-            "tokens_per_second": res.tokens_per_second, "trainable_parameters": res.trainable_parameters,
-            "layers": res.layers, "n_examples": len(kept),
-            "overlap": {"n_checked": overlap.n_checked, "n_removed": overlap.n_removed,
-                        "per_subject": overlap.per_subject}}
+    return {
+        "steps": res.steps,
+        "tokens": res.tokens,
+        "train_seconds": res.seconds,
+        "tokens_per_second": res.tokens_per_second,
+        "trainable_parameters": res.trainable_parameters,
+        "layers": res.layers,
+        "n_examples": len(kept),
+        "overlap": {
+            "n_checked": overlap.n_checked,
+            "n_removed": overlap.n_removed,
+            "per_subject": overlap.per_subject,
+        },
+    }
 
 
 def _finetune_config(d: dict) -> FinetuneConfig:
@@ -354,17 +472,23 @@ def _finetune_config(d: dict) -> FinetuneConfig:
 
 def _save_weights(directory: Path, weights: dict[str, torch.Tensor]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / "weights.safetensors",
-                 lambda tmp: save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp)))
+    atomic_write(
+        directory / "weights.safetensors",
+        lambda tmp: save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp)),
+    )
 
 
-def model_state(stage: Stage, store: ArtifactStore, pool: ModelPool) -> tuple[LoadedModel, int, object]:
+def model_state(
+    stage: Stage, store: ArtifactStore, pool: ModelPool
+) -> tuple[LoadedModel, int, object]:
     """Build the model state an evaluate stage names: returns (lm, fine-tuning step, cleanup)."""
     s = stage.settings
     lm = pool.get(s["model"])
     _check_model(lm, s)
     edit, ft = stage.find_input("edit"), stage.find_input("finetune")
-    applied = EditDelta.load(store.path(edit) / "delta").apply(lm.model) if edit is not None else None
+    applied = (
+        EditDelta.load(store.path(edit) / "delta").apply(lm.model) if edit is not None else None
+    )
     if ft is None:
         return lm, 0, (applied.revert if applied else (lambda: None))
     pool.spoil(s["model"])
@@ -373,9 +497,13 @@ def model_state(stage: Stage, store: ArtifactStore, pool: ModelPool) -> tuple[Lo
     step = record["steps"] if s["step"] == FINAL else int(s["step"])
     sub = FINAL if s["step"] == FINAL else f"step-{s['step']}"
     if not (ft_dir / sub / "weights.safetensors").exists():
-        raise FileNotFoundError(f"fine-tuning run {ft.key} has no weights for step {s['step']} (it ran {record['steps']} steps)")
+        raise FileNotFoundError(
+            f"fine-tuning run {ft.key} has no weights for step {s['step']} (it ran {record['steps']} steps)"
+        )
     fcfg = _finetune_config(ft.settings["finetune"])
-    model = load_finetuned(lm, fcfg, record["layers"], load_file(str(ft_dir / sub / "weights.safetensors")))
+    model = load_finetuned(
+        lm, fcfg, record["layers"], load_file(str(ft_dir / sub / "weights.safetensors"))
+    )
     tuned = LoadedModel(lm.name, model, lm.tokenizer, lm.adapter, fingerprint(model), lm.source)
     return tuned, step, (lambda: None)
 
@@ -390,23 +518,44 @@ def _run_evaluate(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPoo
     lm, step, cleanup = model_state(stage, store, pool)
     try:
         scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
-        table = evaluate_requests(scorer, requests, reference=reference, desc=f"evaluating {s['state']}")
+        table = evaluate_requests(
+            scorer, requests, reference=reference, desc=f"evaluating {s['state']}"
+        )
         if ev["answer_tokens"]:
-            table["answer"] = greedy_continuations(lm, [r.text for r in requests], ev["answer_tokens"])
+            table["answer"] = greedy_continuations(
+                lm, [r.text for r in requests], ev["answer_tokens"]
+            )
         table.to_parquet(work / "edits.parquet", index=False)
         metrics = {"state": s["state"], "step": step, "edit_metrics": summarise(table)}
         if ev["ds_per_task"]:
-            ds = downstream_accuracy(lm, n_per_task=ev["ds_per_task"], seed=ev["ds_seed"], modes=ev["ds_modes"],
-                                     max_new_tokens=ev["ds_max_new_tokens"], scorer=scorer)
+            ds = downstream_accuracy(
+                lm,
+                n_per_task=ev["ds_per_task"],
+                seed=ev["ds_seed"],
+                modes=ev["ds_modes"],
+                max_new_tokens=ev["ds_max_new_tokens"],
+                scorer=scorer,
+            )
             ds.to_csv(work / "downstream.csv", index=False)
-            metrics["ds"] = {m: float(ds[(ds["task"] == "average") & (ds["mode"] == m)]["accuracy"].iloc[0] * 100)
-                             for m in ev["ds_modes"]}
-        metrics["heldout_ppl"] = heldout_perplexity(lm, max_tokens=ev["ppl_tokens"]) if ev["ppl_tokens"] else math.nan
+            metrics["ds"] = {
+                m: float(
+                    ds[(ds["task"] == "average") & (ds["mode"] == m)]["accuracy"].iloc[0] * 100
+                )
+                for m in ev["ds_modes"]
+            }
+        metrics["heldout_ppl"] = (
+            heldout_perplexity(lm, max_tokens=ev["ppl_tokens"]) if ev["ppl_tokens"] else math.nan
+        )
     finally:
         cleanup()
     (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
-RUNNERS = {"statistic": _run_statistic, "targets": _run_targets, "edit": _run_edit, "finetune": _run_finetune,
-           "evaluate": _run_evaluate}
+RUNNERS = {
+    "statistic": _run_statistic,
+    "targets": _run_targets,
+    "edit": _run_edit,
+    "finetune": _run_finetune,
+    "evaluate": _run_evaluate,
+}

@@ -45,13 +45,17 @@ class Stage:
 
     kind: str
     settings: dict = field(hash=False, compare=False)
-    inputs: tuple["Stage", ...] = field(default=(), hash=False, compare=False)
+    inputs: tuple[Stage, ...] = field(default=(), hash=False, compare=False)
     key: str = field(default="", compare=True)
 
     @staticmethod
-    def make(kind: str, settings: dict, inputs: tuple["Stage", ...] = ()) -> "Stage":
-        settings = json.loads(canonical_json(settings))  # normalised: tuples become lists, keys sorted
-        text = canonical_json({"kind": kind, "settings": settings, "inputs": [s.key for s in inputs]})
+    def make(kind: str, settings: dict, inputs: tuple[Stage, ...] = ()) -> Stage:
+        settings = json.loads(
+            canonical_json(settings)
+        )  # normalised: tuples become lists, keys sorted
+        text = canonical_json(
+            {"kind": kind, "settings": settings, "inputs": [s.key for s in inputs]}
+        )
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
         return Stage(kind, settings, tuple(inputs), key)
 
@@ -59,25 +63,31 @@ class Stage:
     def name(self) -> str:
         return f"{self.kind}/{self.key}"
 
-    def input(self, kind: str) -> "Stage":
+    def input(self, kind: str) -> Stage:
         found = [s for s in self.inputs if s.kind == kind]
         if len(found) != 1:
             raise KeyError(f"stage {self.name} has {len(found)} inputs of kind {kind!r}")
         return found[0]
 
-    def find_input(self, kind: str) -> "Stage | None":
+    def find_input(self, kind: str) -> Stage | None:
         found = [s for s in self.inputs if s.kind == kind]
         return found[0] if found else None
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "key": self.key, "settings": self.settings,
-                "inputs": [s.to_dict() for s in self.inputs]}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "settings": self.settings,
+            "inputs": [s.to_dict() for s in self.inputs],
+        }
 
     @staticmethod
-    def from_dict(d: dict) -> "Stage":
+    def from_dict(d: dict) -> Stage:
         stage = Stage.make(d["kind"], d["settings"], tuple(Stage.from_dict(i) for i in d["inputs"]))
         if stage.key != d["key"]:
-            raise ValueError(f"stage {d['kind']}/{d['key']} does not match its settings (key {stage.key})")
+            raise ValueError(
+                f"stage {d['kind']}/{d['key']} does not match its settings (key {stage.key})"
+            )
         return stage
 
 
@@ -131,11 +141,26 @@ class ArtifactStore:
 
     def publish(self, stage: Stage, work: Path, record: dict) -> Path:
         """Write stage.json last, then move the work directory onto the stage's final path."""
-        atomic_write(work / "stage.json", lambda tmp: tmp.write_text(json.dumps(
-            {**record, "kind": stage.kind, "key": stage.key, "settings": stage.settings,
-             "inputs": {s.kind: s.key for s in stage.inputs}}, indent=1, default=_jsonable)))
+        atomic_write(
+            work / "stage.json",
+            lambda tmp: tmp.write_text(
+                json.dumps(
+                    {
+                        **record,
+                        "kind": stage.kind,
+                        "key": stage.key,
+                        "settings": stage.settings,
+                        "inputs": {s.kind: s.key for s in stage.inputs},
+                    },
+                    indent=1,
+                    default=_jsonable,
+                )
+            ),
+        )
         final = self.path(stage)
-        if final.exists():  # an unfinished leftover without stage.json (cannot happen with rename, but be safe)
+        if (
+            final.exists()
+        ):  # an unfinished leftover without stage.json (cannot happen with rename, but be safe)
             shutil.rmtree(final)
         os.replace(work, final)
         return final

@@ -10,13 +10,37 @@ Modules: `network` (normalisers, low-rank residual MLP, per-shape networks, step
 (the meta-training loop) and `artifact` (the versioned on-disk editor).
 """
 
-from .artifact import FORMAT_VERSION, MendEditor, MendNotTrainedError, default_editor_dir, load_editor
+from .artifact import (
+    FORMAT_VERSION,
+    MendEditor,
+    MendNotTrainedError,
+    default_editor_dir,
+    load_editor,
+)
 from .editor import compute_deltas, edited_weights, mend_edit
 from .forward import PrefixRunner, SequenceCache, build_targets, capture
 from .network import EditTarget, GradientNet, LowRankResidual, MendHypernet, RunningNorm
 from .train import MendTrainer, train_mend, training_requests
 
-__all__ = ["FORMAT_VERSION", "MendEditor", "MendNotTrainedError", "default_editor_dir", "load_editor",
-           "compute_deltas", "edited_weights", "mend_edit", "PrefixRunner", "SequenceCache", "build_targets",
-           "capture", "EditTarget", "GradientNet", "LowRankResidual", "MendHypernet", "RunningNorm",
-           "MendTrainer", "train_mend", "training_requests"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MendEditor",
+    "MendNotTrainedError",
+    "default_editor_dir",
+    "load_editor",
+    "compute_deltas",
+    "edited_weights",
+    "mend_edit",
+    "PrefixRunner",
+    "SequenceCache",
+    "build_targets",
+    "capture",
+    "EditTarget",
+    "GradientNet",
+    "LowRankResidual",
+    "MendHypernet",
+    "RunningNorm",
+    "MendTrainer",
+    "train_mend",
+    "training_requests",
+]

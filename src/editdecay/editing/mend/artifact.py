@@ -54,45 +54,78 @@ class MendEditor:
     curve: list[dict] = field(default_factory=list)
 
     def save(self, directory: str | Path | None = None) -> Path:
-        directory = Path(directory) if directory is not None else default_editor_dir(self.model_name)
+        directory = (
+            Path(directory) if directory is not None else default_editor_dir(self.model_name)
+        )
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.hypernet.state_dict().items()}
         meta = {
-            "format_version": FORMAT_VERSION, "method": "mend", "config": self.config.to_dict(),
-            "targets": self.hypernet.describe(), "model_name": self.model_name, "model_source": self.model_source,
-            "model_fingerprint": self.model_fingerprint, "training": self.training, "curve": self.curve,
+            "format_version": FORMAT_VERSION,
+            "method": "mend",
+            "config": self.config.to_dict(),
+            "targets": self.hypernet.describe(),
+            "model_name": self.model_name,
+            "model_source": self.model_source,
+            "model_fingerprint": self.model_fingerprint,
+            "training": self.training,
+            "curve": self.curve,
         }
-        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(
-            state, str(p), metadata={"method": "mend", "model_fingerprint": self.model_fingerprint,
-                                     "format_version": str(FORMAT_VERSION)}))
+        atomic_write(
+            directory / WEIGHTS_FILE,
+            lambda p: save_file(
+                state,
+                str(p),
+                metadata={
+                    "method": "mend",
+                    "model_fingerprint": self.model_fingerprint,
+                    "format_version": str(FORMAT_VERSION),
+                },
+            ),
+        )
         if self.curve:
-            atomic_write(directory / CURVE_FILE, lambda p: pd.DataFrame(self.curve).to_csv(p, index=False))
-        atomic_write(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+            atomic_write(
+                directory / CURVE_FILE, lambda p: pd.DataFrame(self.curve).to_csv(p, index=False)
+            )
+        atomic_write(
+            directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=1, default=str))
+        )
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, lm: LoadedModel | None = None, *, force: bool = False) -> "MendEditor":
+    def load(
+        cls, directory: str | Path, lm: LoadedModel | None = None, *, force: bool = False
+    ) -> MendEditor:
         """Read an editor; with `lm`, check that it was trained on exactly this model (unless `force`)."""
         directory = Path(directory)
         if not (directory / META_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
             raise MendNotTrainedError(f"no trained MEND editor in {directory}")
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported MEND editor format version {meta.get('format_version')} "
-                             f"(this editdecay reads version {FORMAT_VERSION}); retrain it with `editdecay mend-train`")
+            raise ValueError(
+                f"{directory}: unsupported MEND editor format version {meta.get('format_version')} "
+                f"(this editdecay reads version {FORMAT_VERSION}); retrain it with `editdecay mend-train`"
+            )
         if lm is not None and not force and meta["model_fingerprint"] != lm.fingerprint:
             raise FingerprintMismatchError(
                 f"the MEND editor in {directory} was trained on model {meta['model_name']!r} with fingerprint "
                 f"{meta['model_fingerprint']}, but {lm.name!r} has fingerprint {lm.fingerprint} (a different or "
-                f"changed model); train one for it with `editdecay mend-train --model {lm.name}`")
+                f"changed model); train one for it with `editdecay mend-train --model {lm.name}`"
+            )
         config = MendConfig.from_dict(meta["config"])
         targets = [EditTarget(**t) for t in meta["targets"]]
         hypernet = MendHypernet(targets, config.rank, config.n_hidden, config.edit_lr, config.seed)
         hypernet.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
         if lm is not None:
             hypernet.to(next(lm.model.parameters()).device)
-        return cls(hypernet, config, meta["model_name"], meta["model_fingerprint"], meta.get("model_source", ""),
-                   meta.get("training", {}), meta.get("curve", []))
+        return cls(
+            hypernet,
+            config,
+            meta["model_name"],
+            meta["model_fingerprint"],
+            meta.get("model_source", ""),
+            meta.get("training", {}),
+            meta.get("curve", []),
+        )
 
 
 def load_editor(lm: LoadedModel, directory: str | Path | None = None) -> MendEditor:
@@ -103,7 +136,8 @@ def load_editor(lm: LoadedModel, directory: str | Path | None = None) -> MendEdi
     except MendNotTrainedError:
         raise MendNotTrainedError(
             f"no trained MEND editor for model {lm.name!r} in {where}; train one with "
-            f"`editdecay mend-train --model {lm.name}`" + ("" if directory is None else f" --out {where}")
+            f"`editdecay mend-train --model {lm.name}`"
+            + ("" if directory is None else f" --out {where}")
         ) from None
 
 
@@ -113,8 +147,10 @@ def artifact_digest(lm: LoadedModel, cfg) -> str:
     where = Path(cfg.artifact) if cfg.artifact else default_editor_dir(lm.name)
     weights = where / WEIGHTS_FILE
     if not weights.exists():
-        raise MendNotTrainedError(f"no trained MEND editor for model {lm.name!r} in {where}; train one with "
-                                  f"`editdecay mend-train --model {lm.name}`")
+        raise MendNotTrainedError(
+            f"no trained MEND editor for model {lm.name!r} in {where}; train one with "
+            f"`editdecay mend-train --model {lm.name}`"
+        )
     h = hashlib.sha256()
     for path in (weights, where / META_FILE):
         with open(path, "rb") as fh:
@@ -123,5 +159,11 @@ def artifact_digest(lm: LoadedModel, cfg) -> str:
     return h.hexdigest()[:20]
 
 
-__all__ = ["FORMAT_VERSION", "MendEditor", "MendNotTrainedError", "artifact_digest", "default_editor_dir",
-           "load_editor"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MendEditor",
+    "MendNotTrainedError",
+    "artifact_digest",
+    "default_editor_dir",
+    "load_editor",
+]

@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 CHUNK = 32  # requests per gradient capture at edit time (the sum is the same for any chunking)
 
 
-def compute_deltas(hypernet: MendHypernet, runner: PrefixRunner, batch: SeqBatch, *,
-                   update_statistics: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+def compute_deltas(
+    hypernet: MendHypernet,
+    runner: PrefixRunner,
+    batch: SeqBatch,
+    *,
+    update_statistics: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict]:
     """ΔW for every edited weight from one batch of edit sequences, plus diagnostics.
 
     With `update_statistics` (training) the normalisers first absorb this batch's u and δ.
@@ -49,7 +54,9 @@ def edited_weights(lm: LoadedModel, deltas: dict[str, torch.Tensor]) -> dict[str
     return {n: params[n] + dw.to(params[n].dtype) for n, dw in deltas.items()}
 
 
-def mend_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MendConfig, stats=None) -> EditDelta:
+def mend_edit(
+    lm: LoadedModel, requests: Sequence[EditRequest], cfg: MendConfig, stats=None
+) -> EditDelta:
     """Edit `requests` in one batch with the trained editor for `lm` (`cfg.artifact` or the default place).
 
     `stats` is accepted for the common editor signature and ignored. The model is left unchanged.
@@ -63,7 +70,8 @@ def mend_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MendConfig,
         raise ValueError(
             f"the trained MEND editor edits layers {list(trained.layers)} / modules {list(trained.modules)}, "
             f"but layers {list(cfg.layers)} / modules {list(cfg.modules)} were asked for; retrain with "
-            f"`editdecay mend-train --set layers=...` or drop the layer override")
+            f"`editdecay mend-train --set layers=...` or drop the layer override"
+        )
     load_s = time.perf_counter() - t0
     hypernet = editor.hypernet.eval()
     runner = PrefixRunner(lm, min(trained.layers), split=False)
@@ -73,7 +81,7 @@ def mend_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MendConfig,
     n_tokens, nll = 0, []
     with torch.no_grad():
         for start in range(0, len(requests), CHUNK):
-            chunk = requests[start:start + CHUNK]
+            chunk = requests[start : start + CHUNK]
             batch = cache.batch([(r.text, r.target_new) for r in chunk])
             deltas, diag = compute_deltas(hypernet, runner, batch)
             for name, dw in deltas.items():
@@ -86,18 +94,32 @@ def mend_edit(lm: LoadedModel, requests: Sequence[EditRequest], cfg: MendConfig,
         raise RuntimeError(f"MEND produced a non-finite update for {bad}")
     edit_s = time.perf_counter() - t0
     where = str(cfg.artifact) if cfg.artifact else "default"
-    log.info("MEND: %d edits, %d tokens, |ΔW| %s", len(requests), n_tokens,
-             ", ".join(f"{float(w.norm()):.3g}" for w in weights.values()))
+    log.info(
+        "MEND: %d edits, %d tokens, |ΔW| %s",
+        len(requests),
+        n_tokens,
+        ", ".join(f"{float(w.norm()):.3g}" for w in weights.values()),
+    )
     config = trained.to_dict()
     config["artifact"] = cfg.artifact
     return EditDelta(
-        weights=weights, method="mend", config=config, request_ids=[r.case_id for r in requests],
-        model_fingerprint=lm.fingerprint, seeds={"train": trained.seed},
-        info={"editor": {"artifact": where, "model_name": editor.model_name,
-                         "training_steps": editor.training.get("steps"),
-                         "edit_lrs": [float(x) for x in hypernet.edit_lrs.detach().cpu()]},
-              "n_tokens": n_tokens, "timings": {"load_editor_s": load_s, "solve_s": edit_s},
-              "targets": {"nll_before": nll}},
+        weights=weights,
+        method="mend",
+        config=config,
+        request_ids=[r.case_id for r in requests],
+        model_fingerprint=lm.fingerprint,
+        seeds={"train": trained.seed},
+        info={
+            "editor": {
+                "artifact": where,
+                "model_name": editor.model_name,
+                "training_steps": editor.training.get("steps"),
+                "edit_lrs": [float(x) for x in hypernet.edit_lrs.detach().cpu()],
+            },
+            "n_tokens": n_tokens,
+            "timings": {"load_editor_s": load_s, "solve_s": edit_s},
+            "targets": {"nll_before": nll},
+        },
     )
 
 

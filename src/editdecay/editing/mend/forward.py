@@ -28,7 +28,9 @@ from .network import EditTarget
 log = logging.getLogger(__name__)
 
 
-def build_targets(lm: LoadedModel, layers: Sequence[int], modules: Sequence[str]) -> list[EditTarget]:
+def build_targets(
+    lm: LoadedModel, layers: Sequence[int], modules: Sequence[str]
+) -> list[EditTarget]:
     """The edited weights, layer-major: `modules` (relative to each block) of every layer in `layers`."""
     model, adapter = lm.model, lm.adapter
     params = dict(model.named_parameters())
@@ -42,14 +44,18 @@ def build_targets(lm: LoadedModel, layers: Sequence[int], modules: Sequence[str]
             if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
                 raise ValueError(f"MEND edits 2-D projection weights; {name} has none")
             if f"{name}.weight" not in params:
-                raise ValueError(f"{name}.weight is not a parameter of the model (tied or frozen buffer?)")
+                raise ValueError(
+                    f"{name}.weight is not a parameter of the model (tied or frozen buffer?)"
+                )
             if isinstance(module, nn.Linear):
                 d_in, d_out, transposed = module.in_features, module.out_features, False
             elif adapter.mlp_out_transposed:  # Conv1D-style (in, out) storage
                 (d_in, d_out), transposed = weight.shape, True
             else:
                 raise ValueError(f"cannot tell the orientation of {name} ({type(module).__name__})")
-            targets.append(EditTarget(f"{name}.weight", name, layer, int(d_in), int(d_out), transposed))
+            targets.append(
+                EditTarget(f"{name}.weight", name, layer, int(d_in), int(d_out), transposed)
+            )
     return targets
 
 
@@ -102,8 +108,15 @@ def collate(seqs: Sequence[Seq], pad_id: int, device: torch.device) -> SeqBatch:
         for r, s in enumerate(seqs):
             hidden[r, : len(s.ids)] = s.hidden.to(device)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-    return SeqBatch(ids.to(device), mask.to(device), hidden, as_long(rows), as_long(cols), as_long(labels),
-                    grad_mask.to(device))
+    return SeqBatch(
+        ids.to(device),
+        mask.to(device),
+        hidden,
+        as_long(rows),
+        as_long(cols),
+        as_long(labels),
+        grad_mask.to(device),
+    )
 
 
 class _SkipBlock(nn.Module):
@@ -157,15 +170,21 @@ class PrefixRunner:
             handle.remove()
         return seen["hidden"]
 
-    def final_hidden(self, batch: SeqBatch, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def final_hidden(
+        self, batch: SeqBatch, weights: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Final-normed hidden states (B, T, d); `weights` (full parameter names) replace the model's."""
         params = {self._relative(n): w for n, w in (weights or {}).items()}
         if self.split and batch.hidden is not None:
-            kwargs = dict(inputs_embeds=batch.hidden, attention_mask=batch.attention_mask, use_cache=False)
+            kwargs = dict(
+                inputs_embeds=batch.hidden, attention_mask=batch.attention_mask, use_cache=False
+            )
             with self._skipping():
                 out = functional_call(self.backbone, params, args=(), kwargs=kwargs)
         else:
-            kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            kwargs = dict(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+            )
             out = functional_call(self.backbone, params, args=(), kwargs=kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -176,7 +195,7 @@ class PrefixRunner:
     def _relative(self, name: str) -> str:
         if not name.startswith(self._strip):
             raise KeyError(f"{name!r} is not inside the model's backbone")
-        return name[len(self._strip):]
+        return name[len(self._strip) :]
 
     @contextmanager
     def _skipping(self) -> Iterator[None]:
@@ -193,7 +212,10 @@ class PrefixRunner:
     def _verify_split(self) -> bool:
         """Does prefix + top reproduce the plain pass on a probe? Also learns the blocks' output type."""
         tok = self.lm.tokenizer
-        ids = torch.tensor([tok("The Eiffel Tower is located in the city of Paris")["input_ids"]], device=self.device)
+        ids = torch.tensor(
+            [tok("The Eiffel Tower is located in the city of Paris")["input_ids"]],
+            device=self.device,
+        )
         mask = torch.ones_like(ids)
         seen = {}
 
@@ -207,14 +229,22 @@ class PrefixRunner:
             handle.remove()
         self._returns_tuple = bool(seen.get("tuple", False))
         full = full.last_hidden_state if hasattr(full, "last_hidden_state") else full[0]
-        batch = SeqBatch(ids, mask, self.prefix(ids, mask), *(torch.zeros(0, dtype=torch.long),) * 3,
-                         torch.ones_like(mask, dtype=torch.bool))
+        batch = SeqBatch(
+            ids,
+            mask,
+            self.prefix(ids, mask),
+            *(torch.zeros(0, dtype=torch.long),) * 3,
+            torch.ones_like(mask, dtype=torch.bool),
+        )
         self.split = True
         top = self.final_hidden(batch)
         ok = torch.allclose(top, full, rtol=1e-4, atol=1e-4 * float(full.abs().max()))
         if not ok:
-            log.info("MEND: splitting the forward pass at block %d does not reproduce it for this model; "
-                     "every pass will start from the token ids", self.first_layer)
+            log.info(
+                "MEND: splitting the forward pass at block %d does not reproduce it for this model; "
+                "every pass will start from the token ids",
+                self.first_layer,
+            )
         return ok
 
 
@@ -251,7 +281,7 @@ class SequenceCache:
             start = 0
             while start < len(order):
                 size = max(1, self.max_batch_tokens // len(seqs[order[start]].ids))
-                chunk = order[start:start + size]
+                chunk = order[start : start + size]
                 start += size
                 ids, mask = pad_right([seqs[i].ids for i in chunk], self.tokenizer.pad_token_id)
                 hidden = self.runner.prefix(ids.to(self.runner.device), mask.to(self.runner.device))
@@ -264,13 +294,16 @@ class SequenceCache:
 def target_nll(logits: torch.Tensor, batch: SeqBatch) -> torch.Tensor:
     """Per-sequence mean NLL of the target tokens, (B,)."""
     tok_nll = torch.nn.functional.cross_entropy(logits, batch.labels, reduction="none")
-    total = torch.zeros(batch.size, dtype=tok_nll.dtype, device=tok_nll.device).index_add(0, batch.pred_rows, tok_nll)
+    total = torch.zeros(batch.size, dtype=tok_nll.dtype, device=tok_nll.device).index_add(
+        0, batch.pred_rows, tok_nll
+    )
     count = torch.zeros_like(total).index_add(0, batch.pred_rows, torch.ones_like(tok_nll))
     return total / count.clamp(min=1)
 
 
-def capture(runner: PrefixRunner, batch: SeqBatch, targets: Sequence[EditTarget]
-            ) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+def capture(
+    runner: PrefixRunner, batch: SeqBatch, targets: Sequence[EditTarget]
+) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
     """Each target's layer inputs u and output gradients δ of Σ_rows NLL(target), at `batch.grad_mask` tokens.
 
     Returns {target index: (u (N, d_in), δ (N, d_out))} and the per-sequence NLL. Every row's loss is
@@ -295,7 +328,9 @@ def capture(runner: PrefixRunner, batch: SeqBatch, targets: Sequence[EditTarget]
 
     model = runner.model
     for i, t in enumerate(targets):
-        handles.append(get_module(model, t.module).register_forward_hook(make_hook(i), with_kwargs=True))
+        handles.append(
+            get_module(model, t.module).register_forward_hook(make_hook(i), with_kwargs=True)
+        )
     try:
         with torch.enable_grad():
             hidden = runner.final_hidden(batch)
@@ -303,7 +338,9 @@ def capture(runner: PrefixRunner, batch: SeqBatch, targets: Sequence[EditTarget]
             missing = [targets[i].module for i in range(len(targets)) if i not in outputs]
             if missing:
                 raise RuntimeError(f"the forward pass never reached {missing}")
-            grads = torch.autograd.grad(nll.sum(), [outputs[i] for i in range(len(targets))], allow_unused=True)
+            grads = torch.autograd.grad(
+                nll.sum(), [outputs[i] for i in range(len(targets))], allow_unused=True
+            )
     finally:
         for h in handles:
             h.remove()
@@ -311,9 +348,22 @@ def capture(runner: PrefixRunner, batch: SeqBatch, targets: Sequence[EditTarget]
     result = {}
     for i, g in enumerate(grads):
         u = inputs[i]
-        g = torch.zeros(*u.shape[:-1], targets[i].d_out, device=u.device, dtype=u.dtype) if g is None else g
+        g = (
+            torch.zeros(*u.shape[:-1], targets[i].d_out, device=u.device, dtype=u.dtype)
+            if g is None
+            else g
+        )
         result[i] = (u[mask].float(), g[mask].float())
     return result, nll.detach()
 
 
-__all__ = ["build_targets", "Seq", "SeqBatch", "collate", "PrefixRunner", "SequenceCache", "target_nll", "capture"]
+__all__ = [
+    "build_targets",
+    "Seq",
+    "SeqBatch",
+    "collate",
+    "PrefixRunner",
+    "SequenceCache",
+    "target_nll",
+    "capture",
+]

@@ -61,7 +61,7 @@ class RunningNorm(nn.Module):
         total = self.count + n
         diff = batch_mean - self.mean
         self.mean += diff * (n / total)
-        self.m2 += batch_m2 + diff ** 2 * (self.count * n / total)
+        self.m2 += batch_m2 + diff**2 * (self.count * n / total)
         self.count.fill_(total.item())
 
     @property
@@ -100,25 +100,38 @@ class LowRankResidual(nn.Module):
 class GradientNet(nn.Module):
     """The per-shape MEND network on [ũ; δ̃]: `n_hidden` ReLU layers and one linear layer, all residual."""
 
-    def __init__(self, d_in: int, d_out: int, rank: int, n_hidden: int, n_modes: int, generator: torch.Generator):
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        rank: int,
+        n_hidden: int,
+        n_modes: int,
+        generator: torch.Generator,
+    ):
         super().__init__()
         self.d_in, self.d_out = d_in, d_out
         dim = d_in + d_out
         self.layers = nn.ModuleList(
             LowRankResidual(dim, min(rank, dim), n_modes, relu=i < n_hidden, generator=generator)
-            for i in range(n_hidden + 1))
+            for i in range(n_hidden + 1)
+        )
 
-    def forward(self, u: torch.Tensor, delta: torch.Tensor, mode: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, u: torch.Tensor, delta: torch.Tensor, mode: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([u, delta], dim=-1)
         for layer in self.layers:
             x = layer(x, mode)
-        return x[..., : self.d_in], x[..., self.d_in:]
+        return x[..., : self.d_in], x[..., self.d_in :]
 
 
 class MendHypernet(nn.Module):
     """Every edited weight's normalisers, the shared per-shape networks and the learned step sizes."""
 
-    def __init__(self, targets: list[EditTarget], rank: int, n_hidden: int, edit_lr: float, seed: int = 0):
+    def __init__(
+        self, targets: list[EditTarget], rank: int, n_hidden: int, edit_lr: float, seed: int = 0
+    ):
         super().__init__()
         if not targets:
             raise ValueError("MEND needs at least one edited weight")
@@ -128,13 +141,22 @@ class MendHypernet(nn.Module):
         for i, t in enumerate(self.targets):
             shapes.setdefault(t.shape_key, []).append(i)
         self._mode = {}
-        for key, members in shapes.items():
+        for members in shapes.values():
             for m, i in enumerate(members):
                 self._mode[i] = m
-        self.nets = nn.ModuleDict({
-            key: GradientNet(self.targets[members[0]].d_in, self.targets[members[0]].d_out, rank, n_hidden,
-                             len(members), generator)
-            for key, members in shapes.items()})
+        self.nets = nn.ModuleDict(
+            {
+                key: GradientNet(
+                    self.targets[members[0]].d_in,
+                    self.targets[members[0]].d_out,
+                    rank,
+                    n_hidden,
+                    len(members),
+                    generator,
+                )
+                for key, members in shapes.items()
+            }
+        )
         self.u_norms = nn.ModuleList(RunningNorm(t.d_in) for t in self.targets)
         self.delta_norms = nn.ModuleList(RunningNorm(t.d_out) for t in self.targets)
         self.edit_lrs = nn.Parameter(torch.full((len(self.targets),), float(edit_lr)))
@@ -149,7 +171,9 @@ class MendHypernet(nn.Module):
         self.u_norms[i].update(u)
         self.delta_norms[i].update(delta)
 
-    def transform(self, i: int, u: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform(
+        self, i: int, u: torch.Tensor, delta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ũ', δ̃') for weight i from rows of layer inputs u (N, d_in) and output gradients δ (N, d_out)."""
         t = self.targets[i]
         net = self.nets[t.shape_key]
