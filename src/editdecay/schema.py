@@ -1,0 +1,346 @@
+"""The result tables of a study: every column, its type, and what a blank cell means.
+
+Producers (analysis.decay, study.pipeline, the evaluators) write these columns; consumers (the report,
+the claims) read a table through :meth:`TableSchema.normalise`, so a blank cell is interpreted in one
+place. docs/study.md shows :func:`markdown` of every table (a test keeps the two equal).
+
+Blank rules: a column with a ``blank`` value reads as that value when the cell is empty (an empty
+``ft_method`` is ``"none"``); otherwise an empty text cell is ``""`` and an empty number stays missing
+(NaN, or <NA> for integers). Cells written as ``"—"``, ``"nan"`` or ``"None"`` (a table that passed
+through a report or a spreadsheet) count as empty.
+
+The vocabularies of the settings (fine-tuning methods, layer choices, model states, flip categories)
+live here too, beside the columns that hold them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+# Settings vocabularies ---------------------------------------------------------------------------
+
+FT_NONE = "none"
+FT_METHODS = (
+    "none",
+    "lora",
+    "dora",
+    "full",
+)  # paper order; "none" = the edited model is not fine-tuned
+PEFT_METHODS = ("lora", "dora")
+FT_LABELS = {"none": "No FT", "lora": "LoRA", "dora": "DoRA", "full": "Full FT"}
+LAYER_CHOICES = ("all", "edited", "non-edited")  # or an explicit list of layer indices
+LOCATE_THEN_EDIT = ("memit", "alphaedit")  # the editors that share the target (z) optimisation
+STATES = ("M", "M_ed", "M_ft", "M_ed_ft")  # base, edited, base fine-tuned, edited fine-tuned
+FLIP_CATEGORIES = ("stable", "erased", "emergent", "impossible")  # PAPER Table 6
+EFFICACY_KINDS = ("counterfact", "zsre")
+DS_MODES = {"generate": "ds_", "rank": "ds_rank_"}  # DS protocol → decay.csv column prefix
+
+_BLANK_TEXT = frozenset({"", "—", "nan", "NaN", "None", "<NA>"})
+
+Kind = Literal["text", "int", "float", "bool"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    doc: str
+    blank: Any = None  # what an empty cell stands for; None: it stays empty ("" / NaN / <NA>)
+    lower: bool = False  # text compared case-insensitively (stored lower-case)
+
+    def normalise(self, values: pd.Series) -> pd.Series:
+        if self.kind == "text":
+            return values.map(self._text)
+        if self.kind == "bool":
+            return values.map(self._bool).astype(bool)
+        numeric = pd.to_numeric(values.map(_blank_to_nan), errors="coerce").astype(float)
+        if self.blank is not None:
+            numeric = numeric.fillna(float(self.blank))
+        if self.kind == "int":
+            present = numeric.dropna()
+            if (present == np.floor(present)).all():
+                return numeric.astype("Int64")
+        return numeric
+
+    def _text(self, value: object) -> str:
+        text = "" if _is_blank(value) else str(value).strip()
+        if text in _BLANK_TEXT:
+            text = "" if self.blank is None else str(self.blank)
+        return text.lower() if self.lower else text
+
+    def _bool(self, value: object) -> bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if _is_blank(value):
+            return bool(self.blank)
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return bool(value)
+        return str(value).strip().lower() in {"true", "t", "yes", "y", "1"}
+
+    @property
+    def blank_rule(self) -> str:
+        if self.blank is not None:
+            return f"`{self.blank}`"
+        return {"text": "empty", "bool": "false", "int": "missing", "float": "missing"}[self.kind]
+
+
+def _is_blank(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _blank_to_nan(value: object) -> object:
+    if isinstance(value, str) and value.strip() in _BLANK_TEXT:
+        return math.nan
+    return value
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    row: str  # what one row is
+    columns: tuple[Column, ...]
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.csv"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def __getitem__(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.file} has no column {name!r}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def normalise(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Every schema column present with its type and blank rule applied; other columns kept after them.
+
+        Idempotent: normalising a normalised table changes nothing.
+        """
+        df = frame.copy()
+        for column in self.columns:
+            values = (
+                df[column.name] if column.name in df.columns else pd.Series(np.nan, index=df.index)
+            )
+            df[column.name] = column.normalise(values)
+        extra = [c for c in df.columns if c not in self.names]
+        return df[[*self.names, *extra]]
+
+    def markdown(self) -> str:
+        """The table's documentation: one line per column with its type, blank rule and meaning."""
+        lines = [
+            f"`{self.file}`: one row per {self.row}.",
+            "",
+            "| column | type | blank | meaning |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| `{c.name}` | {c.kind} | {c.blank_rule} | {c.doc} |" for c in self.columns]
+        return "\n".join(lines)
+
+
+# The columns -------------------------------------------------------------------------------------
+
+
+def _text(name: str, doc: str, **kw: Any) -> Column:
+    return Column(name, "text", doc, **kw)
+
+
+def _int(name: str, doc: str, **kw: Any) -> Column:
+    return Column(name, "int", doc, **kw)
+
+
+def _float(name: str, doc: str, **kw: Any) -> Column:
+    return Column(name, "float", doc, **kw)
+
+
+CONFIG_ID = _text(
+    "config_id", "the configuration's id (its settings and a hash); joins every table"
+)
+CONFIG_COLUMNS = (
+    CONFIG_ID,
+    _text("model", "registered model name, HF directory or id"),
+    _text("edit_method", "memit, alphaedit, rome or mend", lower=True),
+    _text("edit_data", "counterfact, zsre, counterfact-train or a request file"),
+    _int("n_edits", "edit requests in the batch (or in all sequential batches)"),
+    _text("ft_method", "none, lora, dora or full", blank=FT_NONE, lower=True),
+    _text("ft_data", "commonsense, hotpotqa or an instruction file; empty without fine-tuning"),
+    _text(
+        "ft_layers", "all, edited, non-edited or a list of layer indices", blank="all", lower=True
+    ),
+    _int(
+        "seed", "fine-tuning seed: data sample and order, adapter initialisation, dropout", blank=0
+    ),
+)
+STATE = _text("state", "model state: M, M_ed, M_ft or M_ed_ft")
+STEP = _int("step", "fine-tuning step of the checkpoint (0 for M and M_ed)", blank=0)
+
+
+def _per_state(prefix: str, what: str) -> tuple[Column, ...]:
+    return (
+        _float(f"{prefix}M", f"{what} of M (%)"),
+        _float(f"{prefix}M_ed", f"{what} of M_ed (%)"),
+        _float(f"{prefix}M_ft", f"{what} of M_ft at this step (%)"),
+        _float(f"{prefix}M_ed_ft", f"{what} of M_ed_ft at this step (%)"),
+        _float(f"{prefix}degradation_noft", f"(M − M_ed) / M × 100 of the {what} (PAPER Table 8)"),
+        _float(
+            f"{prefix}degradation_ft",
+            f"(M_ft − M_ed_ft) / M_ft × 100 of the {what} (PAPER Table 8)",
+        ),
+    )
+
+
+DS_COLUMNS = _per_state("ds_", "DS accuracy, generation protocol")
+DS_RANK_COLUMNS = _per_state("ds_rank_", "DS accuracy, rank classification")
+
+DECAY = TableSchema(
+    "decay",
+    "configuration × fine-tuning step (one step-0 row for a configuration without fine-tuning)",
+    (
+        *CONFIG_COLUMNS,
+        STEP,
+        Column(
+            "final", "bool", "the configuration's last fine-tuning step (the row tables report)"
+        ),
+        _text(
+            "efficacy_kind", "counterfact (P(new) > P(true)) or zsre (token accuracy)", lower=True
+        ),
+        _text("indicator", "per-edit success rule for zsRE: exact (every token) or majority"),
+        _int("n_success_ed", "edits successful on M_ed"),
+        _int("n_stable", "edits successful before and after fine-tuning"),
+        _int("n_erased", "edits successful on M_ed that fail on M_ed_ft"),
+        _int("n_emergent", "edits failing on M_ed that succeed on M_ed_ft"),
+        _int("n_impossible", "edits failing before and after fine-tuning"),
+        _float("es_M", "ES of the unedited model M on the same requests (%)"),
+        _float("es_M_ft", "ES of M_ft at this step (%)"),
+        _float("es_ed", "ES of M_ed (%)"),
+        _float("es_ed_ft", "ES of M_ed_ft at this step (%)"),
+        _float("delta_es", "ΔES = es_ed − es_ed_ft (points; PAPER Table 5)"),
+        _float("relative_decay", "(es_ed − es_ed_ft) / es_ed × 100 (PAPER Table 4)"),
+        _float("efr", "Edit Flip Ratio: n_erased / n_success_ed × 100 (PAPER Eq. 1)"),
+        _float("emergent_ratio", "n_emergent / (n_edits − n_success_ed) × 100"),
+        _float("ps_ed", "PS (paraphrase success) of M_ed (%)"),
+        _float("ps_ed_ft", "PS of M_ed_ft (%)"),
+        _float("ns_ed", "NS (neighbourhood success) of M_ed (%)"),
+        _float("ns_ed_ft", "NS of M_ed_ft (%)"),
+        *DS_COLUMNS,
+        *DS_RANK_COLUMNS,
+    ),
+)
+
+EDITS = TableSchema(
+    "edits",
+    "configuration × model state × step × edit request (also `edits.parquet`)",
+    (
+        CONFIG_ID,
+        STATE,
+        STEP,
+        _text("case_id", "the request's id, e.g. counterfact:17"),
+        _text("subject", "the edited subject"),
+        _text("target_new", "the object the edit writes"),
+        _text("target_true", "the true object (empty when the record has none)"),
+        _float(
+            "rewrite_acc", "teacher-forced token accuracy of target_new on the rewrite prompt (0–1)"
+        ),
+        _float("paraphrase_acc", "the same, mean over paraphrase prompts"),
+        _float("neighbour_acc", "token accuracy of the neighbour prompts' own targets"),
+        _float("nll_new", "NLL of target_new on the rewrite prompt (nats)"),
+        _float("nll_true", "NLL of target_true on the rewrite prompt (nats)"),
+        _float("es", "1 if P(target_new) > P(target_true) on the rewrite prompt (CounterFact ES)"),
+        _float("em", "P(target_new) − P(target_true) on the rewrite prompt (efficacy magnitude)"),
+        _float("ps", "share of paraphrases where P(target_new) > P(target_true)"),
+        _float("pm", "mean P(target_new) − P(target_true) over paraphrases"),
+        _float("ns", "share of neighbour prompts where P(target_true) > P(target_new)"),
+        _float("nm", "mean P(target_true) − P(target_new) over neighbour prompts"),
+        _text("neighbour_pred", "argmax tokens on the neighbour prompts (for locality)"),
+        _float("locality", "agreement of neighbour argmax tokens with the unedited model (0–1)"),
+        _text("answer", "greedy continuation of the rewrite prompt"),
+        *CONFIG_COLUMNS[1:],
+        _text("stage", "the store key of the evaluation stage"),
+        _text("source", "the request's dataset kind (counterfact, zsre or a file)"),
+    ),
+)
+
+FLIPS = TableSchema(
+    "flips",
+    "configuration × fine-tuning step × edit",
+    (
+        CONFIG_ID,
+        STEP,
+        _text("case_id", "the request's id"),
+        _text("subject", "the edited subject"),
+        _text("target_new", "the object the edit writes"),
+        _text("target_true", "the true object"),
+        Column("success_before", "bool", "the edit succeeds on M_ed"),
+        Column("success_after", "bool", "the edit succeeds on M_ed_ft at this step"),
+        _text("category", "stable, erased, emergent or impossible (PAPER Table 6)", lower=True),
+        _float("efficacy_before", "es (CounterFact) or rewrite_acc (zsRE) on M_ed"),
+        _float("efficacy_after", "the same on M_ed_ft"),
+        _text("answer_before", "greedy answer of M_ed to the rewrite prompt"),
+        _text("answer_after", "greedy answer of M_ed_ft"),
+    ),
+)
+
+DOWNSTREAM = TableSchema(
+    "downstream",
+    "configuration × model state × step × commonsense task × protocol",
+    (
+        _text("task", "commonsense task (boolq, piqa, …)"),
+        _text("mode", "generate (LLM-Adapters answer extraction) or rank (option log-likelihoods)"),
+        _int("n", "test items scored"),
+        _float("accuracy", "share answered correctly (0–1)"),
+        CONFIG_ID,
+        STATE,
+        STEP,
+    ),
+)
+
+TRAINING = TableSchema(
+    "training",
+    "configuration × fine-tuned state × logged step",
+    (
+        _int("step", "optimiser step"),
+        _float("loss", "training loss at that step"),
+        CONFIG_ID,
+        STATE,
+    ),
+)
+
+PERPLEXITY = TableSchema(
+    "perplexity",
+    "configuration × model state × step",
+    (CONFIG_ID, STATE, STEP, _float("heldout_ppl", "perplexity on held-out WikiText windows")),
+)
+
+CONFIGS = TableSchema(
+    "configs",
+    "configuration",
+    (*CONFIG_COLUMNS, _text("config", "every setting of the configuration, as JSON")),
+)
+
+TABLES: dict[str, TableSchema] = {
+    t.name: t for t in (DECAY, EDITS, FLIPS, DOWNSTREAM, TRAINING, PERPLEXITY, CONFIGS)
+}
+
+
+def markdown() -> str:
+    """Every table's documentation, in :data:`TABLES` order (the text docs/study.md holds)."""
+    return "\n\n".join(t.markdown() for t in TABLES.values()) + "\n"
+
+
+def config_column_names() -> tuple[str, ...]:
+    return tuple(c.name for c in CONFIG_COLUMNS)
