@@ -86,7 +86,13 @@ def rome_edit(
             k_cur = read_at_subject(lm, plain, module, inputs=True)[0]
             w_k_cur = read_at_subject(lm, plain, module, inputs=False)[0]
             timings["keys_s"] += time.perf_counter() - t0
-            dw = rank_one_update(k_star, k_cur, target.z[0], w_k_cur, C).float()
+            try:
+                dw = rank_one_update(k_star, k_cur, target.z[0], w_k_cur, C).float()
+            except torch.linalg.LinAlgError as err:  # CUDA refuses a singular C; the CPU gives NaN
+                raise EditingError(
+                    f"non-finite ROME update for request {req.case_id}: the solve failed ({err}); "
+                    "check the statistic"
+                ) from None
             if not torch.isfinite(dw).all():
                 raise EditingError(f"non-finite ROME update for request {req.case_id}")
             with torch.no_grad():

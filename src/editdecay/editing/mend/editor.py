@@ -17,6 +17,7 @@ from ...data.requests import EditRequest
 from ...models.registry import LoadedModel
 from ..config import MendConfig
 from ..delta import EditDelta
+from ..targets import EditingError
 from .artifact import load_editor
 from .forward import PrefixRunner, SeqBatch, SequenceCache, capture
 from .network import MendHypernet
@@ -91,7 +92,7 @@ def mend_edit(
     weights = {n: dw.detach().float().cpu() for n, dw in totals.items()}
     bad = [n for n, w in weights.items() if not torch.isfinite(w).all()]
     if bad:
-        raise RuntimeError(f"MEND produced a non-finite update for {bad}")
+        raise EditingError(f"MEND produced a non-finite update for {bad}")
     edit_s = time.perf_counter() - t0
     where = str(cfg.artifact) if cfg.artifact else "default"
     log.info(
