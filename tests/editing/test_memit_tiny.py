@@ -51,14 +51,7 @@ def edit(tiny_lm, cf_requests, tiny_stats, cfg):
     before = _snapshot(tiny_lm.model)
     nll_before = _rewrite_nll(tiny_lm, cf_requests)
     delta = memit_edit(tiny_lm, cf_requests, cfg, stats=tiny_stats)
-    after_call = _snapshot(tiny_lm.model)
-    return delta, before, after_call, nll_before
-
-
-def test_memit_edit_leaves_the_model_unchanged(edit):
-    _, before, after_call, _ = edit
-    for k in before:
-        assert torch.equal(before[k], after_call[k]), k
+    return delta, before, nll_before
 
 
 def test_delta_describes_the_edit(tiny_lm, cf_requests, tiny_stats, cfg, edit):
@@ -82,7 +75,7 @@ def test_delta_describes_the_edit(tiny_lm, cf_requests, tiny_stats, cfg, edit):
 
 
 def test_applying_the_delta_lowers_the_target_nll_of_every_request(tiny_lm, cf_requests, edit):
-    delta, before, _, nll_before = edit
+    delta, before, nll_before = edit
     with delta.apply(tiny_lm.model):
         nll_after = _rewrite_nll(tiny_lm, cf_requests)
     _assert_state(tiny_lm.model, before)
@@ -149,30 +142,6 @@ def test_all_nan_statistics_raise_editing_error(tiny_lm, cf_requests):
     cfg = _few_steps(1)
     with pytest.raises(EditingError, match="non-finite"):
         memit_edit(tiny_lm, cf_requests[:1], cfg, stats=stats)
-
-
-def test_solver_failure_raises_editing_error_and_restores(
-    tiny_lm, cf_requests, tiny_stats, monkeypatch
-):
-    """CUDA's solver raises on a NaN or singular system where the CPU's returns NaN: the same EditingError,
-    and the layers already written are restored."""
-    import editdecay.editing.memit as memit_module
-
-    real = memit_module.solve_memit
-
-    def fails_at_layer_2(K, R, C, lam):
-        if C is tiny_stats[2].matrix:
-            raise torch.linalg.LinAlgError(
-                "torch.linalg.solve: The solver failed because the input matrix is singular."
-            )
-        return real(K, R, C, lam)
-
-    monkeypatch.setattr(memit_module, "solve_memit", fails_at_layer_2)
-    cfg = _few_steps(1)
-    before = _snapshot(tiny_lm.model)
-    with pytest.raises(EditingError, match="layer 2: the solve failed"):
-        memit_edit(tiny_lm, cf_requests[:2], cfg, stats=tiny_stats)
-    _assert_state(tiny_lm.model, before)
 
 
 def test_no_requests_raises(tiny_lm, tiny_stats, cfg):
