@@ -236,7 +236,7 @@ def test_user_file_malformed_names_index(tmp_path, bad, problem):
 def test_user_file_bad_jsonl_line(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"instruction": "a", "output": "b"}\n{not json}\n')
-    with pytest.raises(ValueError, match=r"line 2 \(record 1\)"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl, line 2: malformed JSON"):
         load_instruction_file(p)
 
 

@@ -9,13 +9,14 @@ headings. (Two table-legend lines in it, ``" = Qualified for the next round "`` 
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from editdecay.data.files import read_text
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,6 @@ class Article:
 
     title: str
     text: str
-
-
-def _read(path: Path) -> str:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            return fh.read()
-    return path.read_text(encoding="utf-8")
 
 
 def _finish(title: str | None, body: list[str], out: list[Article]) -> None:
@@ -59,7 +53,7 @@ def wikitext_articles(path: Path | None = None) -> list[Article]:
     articles: list[Article] = []
     title: str | None = None
     body: list[str] = []
-    for raw in _read(path).splitlines():
+    for raw in read_text(path).splitlines():
         line = raw.strip()
         if not line:
             continue

@@ -24,8 +24,6 @@ fine-tuning does not directly re-teach (or contradict) an edited fact.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import random
@@ -34,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from editdecay.data.files import read_records
 from editdecay.data.requests import EditRequest
 
 log = logging.getLogger(__name__)
@@ -137,8 +136,7 @@ def commonsense_path(task: str, split: str) -> Path:
 
 
 def _read_task(task: str, split: str) -> list[InstructionExample]:
-    with gzip.open(commonsense_path(task, split), "rt", encoding="utf-8") as fh:
-        records = json.load(fh)
+    records = read_records(commonsense_path(task, split))
     return [
         InstructionExample(
             instruction=r["instruction"],
@@ -183,37 +181,16 @@ def load_commonsense(
 # --------------------------------------------------------------------------- user files
 
 
-def _parse_user_records(path: Path) -> list:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: malformed JSON ({err})") from err
-        return data
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}: line {lineno} (record {len(records)}) is not valid JSON ({err})"
-            ) from err
-    return records
-
-
 def load_instruction_file(path: str | Path) -> list[InstructionExample]:
-    """A user's instruction data: a JSON list or JSONL of ``{instruction, input?, output, answer?}``.
+    """A user's instruction data: a JSON list or JSONL (optionally gzipped) of
+    ``{instruction, input?, output, answer?}`` records, read by :func:`~editdecay.data.files.read_records`.
 
     ``instruction`` and ``output`` must be non-empty strings; ``input`` and ``answer`` are optional
     strings (``input`` may be null). Any malformed record raises ValueError naming its 0-based index
     and the problem. ``task`` is ``"user"``.
     """
     path = Path(path)
-    records = _parse_user_records(path)
+    records = read_records(path)
     out: list[InstructionExample] = []
     for i, rec in enumerate(records):
         where = f"{path}: record {i}"
@@ -341,13 +318,7 @@ def load_hotpotqa(
         raise ValueError(f"unknown HotpotQA type(s) {unknown}; known: {', '.join(HOTPOTQA_TYPES)}")
     if n is not None and n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    with gzip.open(HOTPOTQA_PATH, "rt", encoding="utf-8") as fh:
-        records = json.load(fh)
-    if not isinstance(records, list):
-        raise ValueError(
-            f"{HOTPOTQA_PATH}: expected a JSON list of records, got {type(records).__name__}"
-        )
-    examples = _hotpotqa_records(records, types)
+    examples = _hotpotqa_records(read_records(HOTPOTQA_PATH), types)
     return _seeded_subset(examples, n, seed, HOTPOTQA_TASK)
 
 

@@ -1,0 +1,342 @@
+"""The four edit-request record formats: validating one record and turning it into an EditRequest.
+
+``counterfact``
+    The MEND/EasyEdit layout: ``case_id``, ``prompt`` (subject filled in), ``subject``,
+    ``target_new``, ``ground_truth``, ``rephrase_prompt``, ``locality_prompt``,
+    ``locality_ground_truth``. The template is the prompt with the first occurrence of the subject
+    replaced by ``"{}"``; the rephrase is the one paraphrase and the locality prompt the one
+    neighbour. ``case_id`` becomes ``"counterfact:<id>"`` (``"counterfact-train:<id>"`` for the
+    bundled train split).
+
+``zsre``
+    The MEND layout: ``subject``, ``src``, ``rephrase``, ``alt``, ``answers``, ``loc``,
+    ``loc_ans``. **Chosen convention:** by default (``zsre_target="alt"``) the edit is toward
+    ``alt``, a counterfactual answer, so that a successful edit changes what the model says, and
+    ``target_true`` is ``answers[0]`` (the EasyEdit convention). A record with an empty ``alt`` is
+    invalid under this convention. With ``zsre_target="answer"`` the edit is toward ``answers[0]``
+    and ``target_true`` is ``None`` (the MEMIT ``MENDQADataset`` convention, which has no true
+    target). The neighbour is ``Probe(loc + "?", loc_ans)``, the ``"nq question: "`` prefix kept
+    exactly as MEMIT does. ``case_id`` is ``"zsre:<record index>"``.
+
+``memit``
+    The ROME/MEMIT JSON layout: ``case_id``, ``requested_rewrite`` {``prompt`` with ``"{}"``,
+    ``subject``, ``target_new`` {``str``}, ``target_true`` {``str``}}, ``paraphrase_prompts``,
+    ``neighborhood_prompts``. Neighbour strings are scored against ``target_true``; neighbour
+    objects ``{"prompt", "target"}`` (MEMIT's zsRE file) keep their own target. A missing
+    ``target_true`` or MEMIT's dummy ``"<|endoftext|>"`` means "no true target" (``None``).
+
+``plain``
+    ``subject``, ``prompt``, ``target_new`` and optionally ``target_true``, ``paraphrases``
+    (strings), ``neighbours`` (``{"prompt", "target"}`` objects), ``case_id``, ``source``,
+    ``extra``. The prompt holds either one ``"{}"`` or the subject verbatim. This is what
+    :func:`~editdecay.data.loaders.save_requests_jsonl` writes, so saved requests load back unchanged.
+
+Every record is validated (object, required fields present and of the right type, non-empty
+targets and subject, subject found in its prompt, at most one ``"{}"``, no other braces that would
+break ``str.format``). Targets are stripped: they are stored without a leading space. A record that
+fails raises :class:`BadRecord` with the reason; :mod:`editdecay.data.loaders` names the record and
+skips it, or raises :class:`~editdecay.data.requests.InvalidRecordError` with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from editdecay.data.requests import EditRequest, Probe
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("counterfact", "zsre", "plain", "memit")
+ZSRE_TARGETS = ("alt", "answer")
+MEMIT_DUMMY_TARGET = "<|endoftext|>"
+
+
+class BadRecord(Exception):
+    """One record failed validation; the message is the reason (the loader adds where it is)."""
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _require(rec: dict, key: str, where: str = "") -> Any:
+    if key not in rec:
+        raise BadRecord(f"missing field '{where}{key}'")
+    return rec[key]
+
+
+def _string(rec: dict, key: str, where: str = "", *, required: bool = True) -> str | None:
+    if not required and rec.get(key) is None:
+        return None
+    value = _require(rec, key, where)
+    if not isinstance(value, str):
+        raise BadRecord(f"field '{where}{key}' must be a string, got {type_name(value)}")
+    return value
+
+
+def _target(value: Any, name: str) -> str:
+    """A non-empty target, stripped of surrounding whitespace."""
+    if not isinstance(value, str):
+        raise BadRecord(f"field '{name}' must be a string, got {type_name(value)}")
+    value = value.strip()
+    if not value:
+        raise BadRecord(f"field '{name}' is empty")
+    return value
+
+
+def _subject(rec: dict, key: str = "subject", where: str = "") -> str:
+    subject = _string(rec, key, where)
+    if not subject.strip():
+        raise BadRecord(f"field '{where}{key}' is empty")
+    return subject
+
+
+def _template(prompt: str, subject: str, name: str = "prompt") -> str:
+    """A prompt with exactly one "{}": kept as is, or made by replacing the subject's first occurrence."""
+    placeholders = prompt.count("{}")
+    if placeholders > 1:
+        raise BadRecord(
+            f"field '{name}' has {placeholders} '{{}}' placeholders; exactly one is allowed"
+        )
+    if placeholders == 0:
+        if subject not in prompt:
+            raise BadRecord(f"subject {subject!r} not found in {name} {prompt!r}")
+        prompt = prompt.replace(subject, "{}", 1)
+    rest = prompt.replace("{}", "")
+    if "{" in rest or "}" in rest:
+        raise BadRecord(
+            f"field '{name}' contains a brace other than the '{{}}' placeholder: {prompt!r}"
+        )
+    if not prompt.replace("{}", "").strip():
+        raise BadRecord(f"field '{name}' has no text besides the subject")
+    return prompt
+
+
+def _string_list(value: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise BadRecord(f"field '{name}' must be a list, got {type_name(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise BadRecord(f"field '{name}' entry {i} must be a string, got {type_name(item)}")
+        if not item.strip():
+            raise BadRecord(f"field '{name}' entry {i} is empty")
+    return tuple(value)
+
+
+def _probe_object(item: Any, name: str) -> Probe:
+    if not isinstance(item, dict):
+        raise BadRecord(
+            f"field '{name}' must be an object with 'prompt' and 'target', got {type_name(item)}"
+        )
+    prompt = _string(item, "prompt", f"{name}.")
+    if not prompt.strip():
+        raise BadRecord(f"field '{name}.prompt' is empty")
+    return Probe(prompt, _target(_require(item, "target", f"{name}."), f"{name}.target"))
+
+
+def _case_id_value(rec: dict, key: str = "case_id", *, required: bool = True) -> str | None:
+    if key not in rec or rec[key] is None:
+        if required:
+            raise BadRecord(f"missing field '{key}'")
+        return None
+    value = rec[key]
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadRecord(f"field '{key}' must be an integer or string, got {type_name(value)}")
+    if isinstance(value, str) and not value.strip():
+        raise BadRecord(f"field '{key}' is empty")
+    return str(value)
+
+
+# --------------------------------------------------------------------------- record converters
+
+
+def _from_counterfact(
+    rec: dict, index: int, *, prefix: str = "counterfact", **_: Any
+) -> EditRequest:
+    case_id = _case_id_value(rec)
+    subject = _subject(rec)
+    prompt = _template(_string(rec, "prompt"), subject)
+    target_new = _target(_require(rec, "target_new"), "target_new")
+    target_true = _target(_require(rec, "ground_truth"), "ground_truth")
+    paraphrases = _string_list([_require(rec, "rephrase_prompt")], "rephrase_prompt")
+    loc_prompt = _string(rec, "locality_prompt")
+    if not loc_prompt.strip():
+        raise BadRecord("field 'locality_prompt' is empty")
+    loc_target = _target(_require(rec, "locality_ground_truth"), "locality_ground_truth")
+    return EditRequest(
+        case_id=f"{prefix}:{case_id}",
+        prompt=prompt,
+        subject=subject,
+        target_new=target_new,
+        target_true=target_true,
+        paraphrases=paraphrases,
+        neighbours=(Probe(loc_prompt, loc_target),),
+        source="counterfact",
+        extra={"upstream_case_id": rec["case_id"]},
+    )
+
+
+def _from_zsre(rec: dict, index: int, *, zsre_target: str = "alt", **_: Any) -> EditRequest:
+    subject = _subject(rec)
+    prompt = _template(_string(rec, "src"), subject, "src")
+    answers = _require(rec, "answers")
+    if not isinstance(answers, list):
+        raise BadRecord(f"field 'answers' must be a list, got {type_name(answers)}")
+    if not answers:
+        raise BadRecord("field 'answers' is empty")
+    answer = _target(answers[0], "answers[0]")
+    if zsre_target == "alt":
+        target_new, target_true = _target(_require(rec, "alt"), "alt"), answer
+    else:
+        target_new, target_true = answer, None
+    paraphrases = _string_list([_require(rec, "rephrase")], "rephrase")
+    loc = _string(rec, "loc")
+    if not loc.strip():
+        raise BadRecord("field 'loc' is empty")
+    loc_ans = _target(_require(rec, "loc_ans"), "loc_ans")
+    return EditRequest(
+        case_id=f"zsre:{index}",
+        prompt=prompt,
+        subject=subject,
+        target_new=target_new,
+        target_true=target_true,
+        paraphrases=paraphrases,
+        neighbours=(Probe(loc + "?", loc_ans),),
+        source="zsre",
+        extra={"answers": [a for a in answers if isinstance(a, str)], "zsre_target": zsre_target},
+    )
+
+
+def _memit_str(value: Any, name: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict):
+        raise BadRecord(f"field '{name}' must be an object with 'str', got {type_name(value)}")
+    if "str" not in value:
+        raise BadRecord(f"missing field '{name}.str'")
+    text = value["str"]
+    if not required and isinstance(text, str) and text.strip() == MEMIT_DUMMY_TARGET:
+        return None
+    return _target(text, f"{name}.str")
+
+
+def _from_memit(rec: dict, index: int, *, default_id: str = "", **_: Any) -> EditRequest:
+    case_id = _case_id_value(rec, required=False)
+    rw = _require(rec, "requested_rewrite")
+    if not isinstance(rw, dict):
+        raise BadRecord(f"field 'requested_rewrite' must be an object, got {type_name(rw)}")
+    where = "requested_rewrite."
+    subject = _subject(rw, "subject", where)
+    prompt = _template(_string(rw, "prompt", where), subject, where + "prompt")
+    target_new = _memit_str(_require(rw, "target_new", where), where + "target_new", required=True)
+    target_true = _memit_str(rw.get("target_true"), where + "target_true", required=False)
+    paraphrases = _string_list(rec.get("paraphrase_prompts", []), "paraphrase_prompts")
+    raw_neighbours = rec.get("neighborhood_prompts", [])
+    if not isinstance(raw_neighbours, list):
+        raise BadRecord(
+            f"field 'neighborhood_prompts' must be a list, got {type_name(raw_neighbours)}"
+        )
+    neighbours = []
+    for i, item in enumerate(raw_neighbours):
+        name = f"neighborhood_prompts[{i}]"
+        if isinstance(item, dict):
+            neighbours.append(_probe_object(item, name))
+        elif isinstance(item, str):
+            if not item.strip():
+                raise BadRecord(f"field 'neighborhood_prompts' entry {i} is empty")
+            if target_true is None:
+                raise BadRecord(
+                    f"field 'neighborhood_prompts' entry {i} is a string but there is no "
+                    "target_true to score it against"
+                )
+            neighbours.append(Probe(item, target_true))
+        else:
+            raise BadRecord(
+                f"field 'neighborhood_prompts' entry {i} must be a string, got {type_name(item)}"
+            )
+    return EditRequest(
+        case_id=case_id if case_id is not None else f"{default_id}:{index}",
+        prompt=prompt,
+        subject=subject,
+        target_new=target_new,
+        target_true=target_true,
+        paraphrases=paraphrases,
+        neighbours=tuple(neighbours),
+        source="memit",
+    )
+
+
+def _from_plain(rec: dict, index: int, *, default_id: str = "", **_: Any) -> EditRequest:
+    case_id = _case_id_value(rec, required=False)
+    subject = _subject(rec)
+    prompt = _template(_string(rec, "prompt"), subject)
+    target_new = _target(_require(rec, "target_new"), "target_new")
+    target_true = rec.get("target_true")
+    if target_true is not None:
+        target_true = _target(target_true, "target_true")
+    paraphrases = _string_list(rec.get("paraphrases", []), "paraphrases")
+    raw_neighbours = rec.get("neighbours", [])
+    if not isinstance(raw_neighbours, list):
+        raise BadRecord(f"field 'neighbours' must be a list, got {type_name(raw_neighbours)}")
+    neighbours = tuple(
+        _probe_object(item, f"neighbours[{i}]") for i, item in enumerate(raw_neighbours)
+    )
+    source = rec.get("source", "user")
+    if not isinstance(source, str) or not source:
+        raise BadRecord(f"field 'source' must be a non-empty string, got {type_name(source)}")
+    extra = rec.get("extra", {})
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise BadRecord(f"field 'extra' must be an object, got {type_name(extra)}")
+    return EditRequest(
+        case_id=case_id if case_id is not None else f"{default_id}:{index}",
+        prompt=prompt,
+        subject=subject,
+        target_new=target_new,
+        target_true=target_true,
+        paraphrases=paraphrases,
+        neighbours=neighbours,
+        source=source,
+        extra=dict(extra),
+    )
+
+
+CONVERTERS: dict[str, Callable[..., EditRequest]] = {
+    "counterfact": _from_counterfact,
+    "zsre": _from_zsre,
+    "memit": _from_memit,
+    "plain": _from_plain,
+}
+
+
+def detect_format(record: dict) -> str:
+    """Guess the record format from its keys; raise ValueError when no format fits."""
+    keys = set(record)
+    if "requested_rewrite" in keys:
+        return "memit"
+    if "src" in keys and ("alt" in keys or "answers" in keys or "loc" in keys):
+        return "zsre"
+    if keys & {"ground_truth", "rephrase_prompt", "locality_prompt", "locality_ground_truth"}:
+        return "counterfact"
+    if "prompt" in keys or "subject" in keys or "target_new" in keys:
+        return "plain"
+    raise ValueError(
+        f"cannot tell the format of a record with keys {sorted(keys)}; pass fmt= one of {', '.join(FORMATS)}"
+    )
+
+
+__all__ = [
+    "CONVERTERS",
+    "FORMATS",
+    "MEMIT_DUMMY_TARGET",
+    "ZSRE_TARGETS",
+    "BadRecord",
+    "detect_format",
+    "type_name",
+]
