@@ -342,5 +342,5 @@ def markdown() -> str:
     return "\n\n".join(t.markdown() for t in TABLES.values()) + "\n"
 
 
-def config_column_names() -> tuple[str, ...]:
-    return tuple(c.name for c in CONFIG_COLUMNS)
+def column_names(columns: tuple[Column, ...]) -> tuple[str, ...]:
+    return tuple(c.name for c in columns)

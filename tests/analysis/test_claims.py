@@ -14,26 +14,15 @@ from editdecay.analysis.claims import (
     INCONCLUSIVE,
     NOT_TESTED,
     VERDICTS,
+    check_claim,
     check_claims,
     check_claims_per_model,
-    claim_1,
-    claim_2,
-    claim_3,
-    claim_4,
-    claim_5,
-    claim_6,
-    claim_7,
-    claim_9,
-    claim_10,
-    claim_11,
-    claim_15,
-    final_decay,
+    final_for_claims,
     main_rows,
-    paired_t_test,
     seed_spreads,
     t_tests,
-    t_two_sided_p,
 )
+from editdecay.analysis.stats import paired_t_test, t_two_sided_p
 
 N = 1000  # edits per configuration: a small binomial SE, so seed noise decides where there are seeds
 
@@ -186,7 +175,7 @@ def test_paired_t_test_drops_missing_and_handles_degenerate_cases():
 def test_t_tests_table_per_ft_method():
     rows = grid(seeds=(0,))
     table = t_tests(pd.DataFrame(rows))
-    assert list(table["ft_method"]) == ["LoRA", "DoRA", "full FT"]
+    assert list(table["ft_method"]) == ["LoRA", "DoRA", "Full FT"]
     assert set(table["pairs"]) == {8}
     lora = [r for r in rows if r["ft_method"] == "lora"]
     expected = paired_t_test([r["es_ed"] for r in lora], [r["es_ed_ft"] for r in lora])
@@ -232,7 +221,7 @@ def test_reversed_direction_does_not_hold():
     def memit_more_fragile(*args):
         return paper_like(*args, alphaedit=-10.0)
 
-    result = claim_4(tables(grid(memit_more_fragile)))
+    result = check_claim(4, tables(grid(memit_more_fragile)))
     assert result.verdict == DOES_NOT_HOLD
     assert "alphaedit" in result.ours and "memit" in result.ours
 
@@ -242,44 +231,44 @@ def test_difference_inside_seed_noise_is_inconclusive():
         return paper_like(*args[:4], args[4], jitter=15.0, alphaedit=3.0)
 
     rows = grid(noisy)
-    result = claim_4(tables(rows))
+    result = check_claim(4, tables(rows))
     assert result.verdict == INCONCLUSIVE
     assert "seed-to-seed SD" in result.detail
     # the same 3-point gap with quiet seeds is outside the noise
     quiet = grid(lambda *a: paper_like(*a, alphaedit=3.0))
-    assert claim_4(tables(quiet)).verdict == HOLDS
+    assert check_claim(4, tables(quiet)).verdict == HOLDS
 
 
 def test_binomial_fallback_without_seeds():
     def small_gap(*args):
         return paper_like(*args, alphaedit=3.0)
 
-    many = claim_4(tables(grid(small_gap, seeds=(0,))))
+    many = check_claim(4, tables(grid(small_gap, seeds=(0,))))
     assert many.verdict == HOLDS and "binomial" in many.detail
-    few = claim_4(tables(grid(small_gap, seeds=(0,), counts=(10, 20))))
+    few = check_claim(4, tables(grid(small_gap, seeds=(0,), counts=(10, 20))))
     assert few.verdict == INCONCLUSIVE and "binomial" in few.detail
 
 
 def test_missing_configurations_are_not_tested():
     only_lora = tables(grid(fts=("lora",), seeds=(0,)))
-    assert claim_2(only_lora).verdict == NOT_TESTED
-    assert claim_3(only_lora).verdict == NOT_TESTED
-    assert claim_15(only_lora).verdict == NOT_TESTED
-    assert claim_9(only_lora).verdict == NOT_TESTED
-    assert claim_10(only_lora).verdict == NOT_TESTED
+    assert check_claim(2, only_lora).verdict == NOT_TESTED
+    assert check_claim(3, only_lora).verdict == NOT_TESTED
+    assert check_claim(15, only_lora).verdict == NOT_TESTED
+    assert check_claim(9, only_lora).verdict == NOT_TESTED
+    assert check_claim(10, only_lora).verdict == NOT_TESTED
     one_count = tables(grid(counts=(N,)))
-    assert claim_5(one_count).verdict == NOT_TESTED
+    assert check_claim(5, one_count).verdict == NOT_TESTED
     cf_only = tables([r for r in grid() if r["edit_data"] == "counterfact"])
-    assert claim_6(cf_only).verdict == NOT_TESTED
+    assert check_claim(6, cf_only).verdict == NOT_TESTED
     edited_only = tables([r for r in grid() if r["ft_method"] == "none"])
-    assert claim_1(edited_only).verdict == NOT_TESTED
-    assert claim_7(edited_only).verdict == NOT_TESTED
-    assert claim_11(edited_only).verdict == NOT_TESTED
+    assert check_claim(1, edited_only).verdict == NOT_TESTED
+    assert check_claim(7, edited_only).verdict == NOT_TESTED
+    assert check_claim(11, edited_only).verdict == NOT_TESTED
 
 
 def test_claim_1_decay_and_no_decay():
-    assert claim_1(tables(grid())).verdict == HOLDS
-    gains = claim_1(tables(grid(lambda *a: -5.0 + (0.2 if a[4] == 0 else -0.2))))
+    assert check_claim(1, tables(grid())).verdict == HOLDS
+    gains = check_claim(1, tables(grid(lambda *a: -5.0 + (0.2 if a[4] == 0 else -0.2))))
     assert gains.verdict == DOES_NOT_HOLD
 
 
@@ -287,35 +276,35 @@ def test_claim_2_full_ft_erases_less():
     def full_gentle(m, d, n, ft, seed):
         return paper_like(m, d, n, ft, seed) - (30.0 if ft == "full" else 0.0)
 
-    assert claim_2(tables(grid(full_gentle))).verdict == DOES_NOT_HOLD
+    assert check_claim(2, tables(grid(full_gentle))).verdict == DOES_NOT_HOLD
 
 
 def test_claim_3_equivalence():
-    assert claim_3(tables(grid())).verdict == HOLDS  # DoRA 1 point above LoRA
+    assert check_claim(3, tables(grid())).verdict == HOLDS  # DoRA 1 point above LoRA
 
     def dora_far(m, d, n, ft, seed):
         return paper_like(m, d, n, ft, seed) + (20.0 if ft == "dora" else 0.0)
 
-    assert claim_3(tables(grid(dora_far))).verdict == DOES_NOT_HOLD
+    assert check_claim(3, tables(grid(dora_far))).verdict == DOES_NOT_HOLD
 
     def dora_noisy(m, d, n, ft, seed):
         return paper_like(m, d, n, ft, seed, jitter=12.0) + (4.0 if ft == "dora" else 0.0)
 
-    assert claim_3(tables(grid(dora_noisy))).verdict == INCONCLUSIVE
+    assert check_claim(3, tables(grid(dora_noisy))).verdict == INCONCLUSIVE
 
 
 def test_claim_5_and_6_directions():
     def fewer_edits_decay_more(m, d, n, ft, seed):
         return paper_like(m, d, n, ft, seed) - (15.0 if n == N else 0.0)
 
-    assert claim_5(tables(grid(fewer_edits_decay_more))).verdict == DOES_NOT_HOLD
-    result = claim_5(tables(grid()))
+    assert check_claim(5, tables(grid(fewer_edits_decay_more))).verdict == DOES_NOT_HOLD
+    result = check_claim(5, tables(grid()))
     assert result.verdict == HOLDS and "EFR" in result.ours and f"{N} edits" in result.ours
 
     def cf_decays_more(m, d, n, ft, seed):
         return paper_like(m, d, n, ft, seed) - (20.0 if d == "zsre" else 0.0)
 
-    assert claim_6(tables(grid(cf_decays_more))).verdict == DOES_NOT_HOLD
+    assert check_claim(6, tables(grid(cf_decays_more))).verdict == DOES_NOT_HOLD
 
 
 def test_claim_7_emergent_flips():
@@ -324,11 +313,11 @@ def test_claim_7_emergent_flips():
         if r["ft_method"] != "none" and r["edit_data"] == "counterfact":
             r["n_emergent"] = 150
             r["efr"] = r["delta_es"] + 15.0
-    assert claim_7(tables(hidden)).verdict == HOLDS
+    assert check_claim(7, tables(hidden)).verdict == HOLDS
     plain = grid(seeds=(0,))  # erasures only: EFR = ΔES, no emergent edit
-    assert claim_7(tables(plain)).verdict == DOES_NOT_HOLD
+    assert check_claim(7, tables(plain)).verdict == DOES_NOT_HOLD
     quiet = grid(lambda *a: 0.0, seeds=(0,))
-    assert claim_7(tables(quiet)).verdict == INCONCLUSIVE
+    assert check_claim(7, tables(quiet)).verdict == INCONCLUSIVE
 
 
 def test_claim_9_hotpotqa():
@@ -339,7 +328,7 @@ def test_claim_9_hotpotqa():
         for d in ("counterfact", "zsre")
         for n in (100, N)
     ]
-    assert claim_9(tables(base + hotpot)).verdict == HOLDS
+    assert check_claim(9, tables(base + hotpot)).verdict == HOLDS
     gentle = [
         {
             **r,
@@ -354,7 +343,7 @@ def test_claim_9_hotpotqa():
         }
         for r in hotpot
     ]
-    assert claim_9(tables(base + gentle)).verdict == DOES_NOT_HOLD
+    assert check_claim(9, tables(base + gentle)).verdict == DOES_NOT_HOLD
 
 
 def _selective(es_all, es_non_edited, es_edited, seeds=(0, 1), jitter=0.2):
@@ -384,11 +373,13 @@ def _selective(es_all, es_non_edited, es_edited, seeds=(0, 1), jitter=0.2):
 
 
 def test_claim_10_selective_layers():
-    holds = claim_10(tables(_selective(95.0, 70.0, 60.0)))
+    holds = check_claim(10, tables(_selective(95.0, 70.0, 60.0)))
     assert holds.verdict == HOLDS
     assert "order all > non-edited > edited" in holds.ours
-    assert claim_10(tables(_selective(60.0, 70.0, 95.0))).verdict == DOES_NOT_HOLD
-    assert claim_10(tables(_selective(95.0, 94.5, 94.0, jitter=10.0))).verdict == INCONCLUSIVE
+    assert check_claim(10, tables(_selective(60.0, 70.0, 95.0))).verdict == DOES_NOT_HOLD
+    assert (
+        check_claim(10, tables(_selective(95.0, 94.5, 94.0, jitter=10.0))).verdict == INCONCLUSIVE
+    )
 
 
 def test_claim_11_ds_degradation_with_downstream_items():
@@ -409,30 +400,30 @@ def test_claim_11_ds_degradation_with_downstream_items():
             for t in "abcdefg"
         ]
     )
-    result = claim_11(tables(rows, downstream))
+    result = check_claim(11, tables(rows, downstream))
     assert result.verdict == HOLDS and "binomial" in result.detail
     # without the item counts the DS noise is unknown
-    assert claim_11(tables(rows)).verdict == INCONCLUSIVE
+    assert check_claim(11, tables(rows)).verdict == INCONCLUSIVE
     few = downstream.assign(n=1)
-    assert claim_11(tables(rows, few)).verdict == INCONCLUSIVE
+    assert check_claim(11, tables(rows, few)).verdict == INCONCLUSIVE
 
 
 def test_claim_15_seed_noise():
     quiet = grid(seeds=(0, 1))
-    result = claim_15(tables(quiet))
+    result = check_claim(15, tables(quiet))
     assert result.verdict == HOLDS
     # seed SD 3·√2 ≈ 4.2 pp: above 1 pp and above 2 binomial SEs of 1000 edits (≈ 2.9 pp)...
     noisy = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0), counts=(N,))
-    assert claim_15(tables(noisy)).verdict == DOES_NOT_HOLD
+    assert check_claim(15, tables(noisy)).verdict == DOES_NOT_HOLD
     # ...but within what 100-edit samples alone explain (2 binomial SEs ≈ 9 pp there)
     small = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0), counts=(100,))
-    result = claim_15(tables(small))
+    result = check_claim(15, tables(small))
     assert result.verdict == HOLDS and "limit 9." in result.ours
     ds_noisy = grid()
     for r in ds_noisy:
         if r["ft_method"] != "none":
             r["ds_M_ed_ft"] = 50.0 if r["seed"] == 0 else 60.0
-    assert claim_15(tables(ds_noisy)).verdict == DOES_NOT_HOLD
+    assert check_claim(15, tables(ds_noisy)).verdict == DOES_NOT_HOLD
 
 
 def test_seed_spreads_table():
@@ -457,16 +448,16 @@ def test_only_final_steps_count():
         for r in rows
         if r["ft_method"] != "none"
     ]
-    final = final_decay(pd.DataFrame(early + rows))
+    final = final_for_claims(pd.DataFrame(early + rows))
     assert (final["step"] != 10).all()
-    assert claim_1(tables(early + rows)).verdict == HOLDS
+    assert check_claim(1, tables(early + rows)).verdict == HOLDS
 
 
 def test_report_normalised_table_is_accepted():
     rows = pd.DataFrame(grid())
     rows.loc[rows["ft_method"] == "none", "ft_data"] = "—"
     rows["final"] = rows["final"].map(str)
-    assert claim_2({"decay": rows}).verdict == HOLDS
+    assert check_claim(2, {"decay": rows}).verdict == HOLDS
 
 
 def test_seed_sd_is_floored_at_the_binomial_se():
@@ -474,28 +465,30 @@ def test_seed_sd_is_floored_at_the_binomial_se():
         return paper_like(*args[:4], args[4], jitter=0.0, alphaedit=3.0)
 
     # seeds agree exactly (SD 0); with 1000 edits per configuration the 3-point gap is real ...
-    assert claim_4(tables(grid(identical_seeds))).verdict == HOLDS
+    assert check_claim(4, tables(grid(identical_seeds))).verdict == HOLDS
     # ... with 10 and 20 edits the same gap is within the sampling noise of the edits
-    few = claim_4(tables(grid(identical_seeds, counts=(10, 20))))
+    few = check_claim(4, tables(grid(identical_seeds, counts=(10, 20))))
     assert few.verdict == INCONCLUSIVE and "binomial SE of the finite sample" in few.detail
 
 
 def test_claim_7_needs_emergent_edits_for_holds():
     rows = grid(seeds=(0,), es_ed=80.0)  # EFR > ΔES from the smaller denominator alone
-    assert (final_decay(pd.DataFrame(rows)).dropna(subset=["efr"]).eval("efr > delta_es")).all()
-    result = claim_7(tables(rows))
+    assert (
+        final_for_claims(pd.DataFrame(rows)).dropna(subset=["efr"]).eval("efr > delta_es")
+    ).all()
+    result = check_claim(7, tables(rows))
     assert "0 emergent" in result.ours
     assert result.verdict == DOES_NOT_HOLD
 
 
 def test_claim_10_needs_both_steps_of_the_order():
-    result = claim_10(tables(_selective(95.0, 70.0, 69.0)))
+    result = check_claim(10, tables(_selective(95.0, 70.0, 69.0)))
     assert result.verdict == INCONCLUSIVE
 
 
 def test_seed_replicates_count_once():
-    two = main_rows(final_decay(pd.DataFrame(grid(seeds=(0, 1)))))
-    one = main_rows(final_decay(pd.DataFrame(grid(seeds=(0,)))))
+    two = main_rows(final_for_claims(pd.DataFrame(grid(seeds=(0, 1)))))
+    one = main_rows(final_for_claims(pd.DataFrame(grid(seeds=(0,)))))
     assert len(two) == len(one) and set(two["n_seeds"]) == {2} and set(one["n_seeds"]) == {1}
     # paper_like's ±0.2 jitter averages out over the two seeds
     merged = two.merge(

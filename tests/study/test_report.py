@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from editdecay.study.report import (
+from editdecay.report import format_markdown_table, key_table, write_report
+from editdecay.report.plots import plot_labels
+from editdecay.report.sections import (
     TITLE_DOWNSTREAM,
     TITLE_ES,
     TITLE_FLIP_RATIO,
@@ -22,10 +24,6 @@ from editdecay.study.report import (
     TITLE_SELECTIVE,
     TITLE_STEPS,
     TITLE_TRAINING,
-    format_markdown_table,
-    key_table,
-    plot_labels,
-    write_report,
 )
 
 EDIT_METHODS = ("memit", "alphaedit")

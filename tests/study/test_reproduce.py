@@ -16,18 +16,17 @@ from typer.testing import CliRunner
 
 from editdecay.analysis.claims import NOT_TESTED, check_claims
 from editdecay.cli import app
+from editdecay.report import SECTIONS, write_report, write_reproduction
+from editdecay.report.reproduction import claims_section
 from editdecay.study import reproduce
 from editdecay.study.config import RunConfig, Study
-from editdecay.study.report import SECTION_BUILDERS, write_report
 from editdecay.study.reproduce import (
     SMALL_BUDGET_HOURS,
-    claims_section,
     estimate_seconds,
     estimate_table,
     planned_stages,
     relative_cost,
     reproduction_study,
-    write_reproduction,
 )
 
 MODELS = ["smollm2-135m", "gemma3-270m"]
@@ -375,7 +374,7 @@ def test_partial_results_are_flagged_above_the_claims(tmp_path, finished):
 def test_normal_report_is_unchanged(tmp_path):
     run_dir = tmp_path / "run"
     _results_dir(run_dir, [c for c in _study("small").configs if c.model == "smollm2-135m"])
-    assert claims_section not in SECTION_BUILDERS
+    assert claims_section not in SECTIONS
     report = write_report(run_dir)
     assert "Paper claims" not in report.markdown_path.read_text()
     assert not (run_dir / "REPRODUCTION.md").exists()

@@ -319,7 +319,7 @@ def run_study(
         )
         rep = None
         if report:
-            from .report import write_report
+            from ..report import write_report
 
             rep = write_report(run_dir, title=study.name)
         return StudyRun(plan_, run_dir, tables, rep, time.perf_counter() - t0)

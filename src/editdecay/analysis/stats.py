@@ -1,0 +1,138 @@
+"""Statistics the verdicts rest on: the paired t-test, binomial standard errors, pooled SDs, bands.
+
+Pure functions of numbers (no study tables): the claim checks and any later verdict use them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TTest:
+    n: int
+    mean_before: float
+    mean_after: float
+    mean_diff: float  # before − after
+    sd_diff: float
+    t: float
+    df: int
+    p: float  # two-sided
+
+
+def paired_t_test(before: Sequence[float], after: Sequence[float]) -> TTest:
+    """Student's paired t-test of before − after (two-sided), pairs with a missing value dropped.
+
+    t = mean(d) / (sd(d) / √n), df = n − 1, p = P(|T_df| ≥ |t|). With fewer than 2 pairs, or
+    identical differences throughout, t and p are NaN (p is 0 when every difference is the same
+    non-zero value: t is infinite).
+    """
+    b = np.asarray(before, dtype=float)
+    a = np.asarray(after, dtype=float)
+    if b.shape != a.shape:
+        raise ValueError(f"before and after differ in length: {b.shape} vs {a.shape}")
+    keep = np.isfinite(b) & np.isfinite(a)
+    b, a = b[keep], a[keep]
+    n = int(len(b))
+    d = b - a
+    mean_b = float(b.mean()) if n else math.nan
+    mean_a = float(a.mean()) if n else math.nan
+    if n < 2:
+        return TTest(
+            n,
+            mean_b,
+            mean_a,
+            float(d.mean()) if n else math.nan,
+            math.nan,
+            math.nan,
+            max(n - 1, 0),
+            math.nan,
+        )
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        t = math.copysign(math.inf, mean) if mean else math.nan
+        return TTest(n, mean_b, mean_a, mean, sd, t, n - 1, 0.0 if mean else math.nan)
+    t = mean / (sd / math.sqrt(n))
+    return TTest(n, mean_b, mean_a, mean, sd, t, n - 1, t_two_sided_p(t, n - 1))
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| ≥ |t|) for Student's t with `df` degrees of freedom: I_x(df/2, 1/2), x = df / (df + t²)."""
+    if not math.isfinite(t):
+        return 0.0 if math.isinf(t) else math.nan
+    if df <= 0:
+        return math.nan
+    return _regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+
+
+def _regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b) by its continued fraction (modified Lentz), using the symmetry for x > (a+1)/(a+b+2)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _regularized_beta(1.0 - x, b, a)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for numerator in (
+            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * h / a
+
+
+def binomial_se_percent(percent: pd.Series, n: pd.Series) -> pd.Series:
+    """100·√(p(1−p)/n) with the smoothed p = (x+1)/(n+2), x = percent/100·n; NaN where n is missing.
+
+    The smoothing keeps the standard error above 0 when every edit succeeds (or none does).
+    """
+    n = pd.to_numeric(n, errors="coerce").astype(float)
+    x = pd.to_numeric(percent, errors="coerce").astype(float).clip(0, 100) / 100 * n
+    p = (x + 1) / (n + 2)
+    return 100 * np.sqrt(p * (1 - p) / n.where(n > 0))
+
+
+def pooled_sd(groups: Iterable[Sequence[float]]) -> tuple[float, int, int]:
+    """The pooled sample SD over groups of replicates: (sd, groups with ≥ 2 values, degrees of freedom).
+
+    sd = √(Σ (n_g − 1)·s_g² / Σ (n_g − 1)); NaN when no group has two values.
+    """
+    squares, dof, used = 0.0, 0, 0
+    for values in groups:
+        present = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+        if len(present) >= 2:
+            squares += float(present.var(ddof=1)) * (len(present) - 1)
+            dof += len(present) - 1
+            used += 1
+    return (math.sqrt(squares / dof) if dof else math.nan), used, dof
+
+
+def outside_band(mean: float, se: float, z: float) -> int:
+    """+1 if mean > z·se, −1 if mean < −z·se, 0 inside the band or when either value is not finite."""
+    if not (math.isfinite(mean) and math.isfinite(se)):
+        return 0
+    if mean > z * se:
+        return 1
+    if mean < -z * se:
+        return -1
+    return 0

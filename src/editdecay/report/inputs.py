@@ -1,0 +1,91 @@
+"""Reading RUN_DIR/results/: decay.csv is required, every other table is optional.
+
+Each table is normalised by its schema (:mod:`editdecay.schema`), so the sections read typed columns
+with the blank rules applied once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.tables import normalise_decay
+from ..schema import FLIPS, TRAINING, TableSchema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyResults:
+    """The contents of RUN_DIR/results/; every optional input is None when absent or unreadable."""
+
+    run_dir: Path
+    decay: pd.DataFrame
+    configs: pd.DataFrame | None = None
+    flips: pd.DataFrame | None = None
+    training: pd.DataFrame | None = None
+    downstream: pd.DataFrame | None = None
+    study: dict[str, Any] | None = None
+
+    @property
+    def results_dir(self) -> Path:
+        return self.run_dir / "results"
+
+
+def load_results(run_dir: Path) -> StudyResults:
+    """Read RUN_DIR/results/. A missing decay.csv is an error; every other input is optional."""
+    run_dir = Path(run_dir)
+    results_dir = run_dir / "results"
+    decay_path = results_dir / "decay.csv"
+    if not decay_path.is_file():
+        raise FileNotFoundError(
+            f"no decay table at {decay_path}: a study report needs RUN_DIR/results/decay.csv "
+            f"(is {run_dir} a finished study run directory?)"
+        )
+    training = _normalised(TRAINING, read_optional_csv(results_dir / "training.csv"))
+    if training is not None:
+        training = training.dropna(subset=["step", "loss"])
+    return StudyResults(
+        run_dir=run_dir,
+        decay=normalise_decay(pd.read_csv(decay_path)),
+        configs=read_optional_csv(results_dir / "configs.csv"),
+        flips=_normalised(FLIPS, read_optional_csv(results_dir / "flips.csv")),
+        training=training,
+        downstream=read_optional_csv(results_dir / "downstream.csv"),
+        study=read_optional_json(results_dir / "study.json"),
+    )
+
+
+def _normalised(schema: TableSchema, frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    return None if frame is None else schema.normalise(frame)
+
+
+def read_optional_csv(path: Path) -> pd.DataFrame | None:
+    """The table at `path`, or None (with a warning when it exists but cannot be read)."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        log.warning("ignoring unreadable %s: %s", path, error)
+        return None
+
+
+def read_optional_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path`, or None (with a warning when it exists but is not an object)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        log.warning("ignoring unreadable %s: %s", path, error)
+        return None
+    if not isinstance(data, dict):
+        log.warning("ignoring %s: expected a JSON object, found %s", path, type(data).__name__)
+        return None
+    return data

@@ -1,0 +1,208 @@
+"""REPRODUCTION.md: the paper's claims judged on a run, then the study report's paper-style sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..analysis.claims import (
+    VERDICTS,
+    ClaimResult,
+    Z,
+    check_claims,
+    check_claims_per_model,
+    claims_frame,
+    seed_spreads,
+    t_tests,
+)
+from ..analysis.tables import final_rows
+from ..io import atomic_write
+from .blocks import BulletList, Paragraph, ReportContext, Section, Table
+from .inputs import StudyResults, load_results
+from .render import render_markdown
+from .sections import SECTIONS, header_section, partial_notice
+from .writer import build_section
+
+TITLE_CLAIMS = "Paper claims (PAPER §4)"
+REPRODUCTION_FILE = "REPRODUCTION.md"
+
+
+def claim_tables(results: StudyResults) -> dict[str, pd.DataFrame]:
+    """The tables the claim checks read: decay.csv, and downstream.csv for the DS item counts."""
+    tables: dict[str, pd.DataFrame] = {"decay": results.decay}
+    if results.downstream is not None:
+        tables["downstream"] = results.downstream
+    return tables
+
+
+def claims_section(ctx: ReportContext) -> Section:
+    """Report section: the claims table, the paired t-tests and the seed spreads (for REPRODUCTION.md)."""
+    tables = claim_tables(ctx.results)
+    results = check_claims(tables)
+    per_model = check_claims_per_model(tables)
+    frame = claims_frame(results)
+    counts = ", ".join(f"{v}: {int((frame['verdict'] == v).sum())}" for v in VERDICTS)
+    source = (
+        "Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
+        "(final rows) and [results/downstream.csv](results/downstream.csv)"
+    )
+
+    def shown(claims) -> pd.DataFrame:
+        return claims_frame(claims)[["id", "claim", "paper", "ours", "verdict"]].rename(
+            columns={"ours": "this run"}
+        )
+
+    blocks = [
+        Paragraph(
+            f"Verdicts ({counts}). Claims compare directions and orderings, not absolute numbers. "
+            f"**holds** / **does not hold**: the difference points the paper's way / the other way and lies "
+            f"outside the noise band (±{Z:g} standard errors; the standard error comes from the seed-to-seed "
+            "SD of the compared quantity, or, without seed replicates, from the binomial SE of the edit "
+            "sample); **inconclusive**: inside the band; **not tested**: the run lacks what the claim needs."
+        ),
+    ]
+    if len(per_model) > 1:
+        verdicts = frame[["id", "claim"]].copy()
+        for model, claims in per_model.items():
+            verdicts[model] = [c.verdict for c in claims]
+        verdicts["all models"] = frame["verdict"]
+        blocks.append(
+            Table(
+                verdicts, source=f"{source}: each model's configurations alone, then all together."
+            )
+        )
+        for model, claims in per_model.items():
+            blocks += [
+                Paragraph(f"**{model}**"),
+                Table(shown(claims), source=f"{source}, rows of `{model}` only."),
+            ]
+        blocks += [Paragraph("**All models together**"), Table(shown(results), source=f"{source}.")]
+    else:
+        blocks.append(Table(shown(results), source=f"{source}."))
+    blocks += [
+        Paragraph("**How each verdict was computed**"),
+        BulletList([f"{r.id}. {r.detail}" for r in results]),
+    ]
+    if len(per_model) > 1:
+        for model, claims in per_model.items():
+            blocks += [
+                Paragraph(f"*{model} only:*"),
+                BulletList([f"{r.id}. {r.detail}" for r in claims]),
+            ]
+    tests = t_tests(tables["decay"])
+    if tests.empty:
+        blocks.append(
+            Paragraph(
+                "Paired t-tests of ES(M_ed) vs ES(M_ed_ft): no fine-tuned MEMIT/AlphaEdit "
+                "configurations."
+            )
+        )
+    else:
+        blocks.append(
+            Paragraph(
+                "**Paired t-tests, ES(M_ed) vs ES(M_ed_ft), per fine-tuning method** (paper "
+                "App. C: DoRA p = 3.29e-5, LoRA p = 4.46e-5, full FT p = 0.009)"
+            )
+        )
+        blocks.append(
+            Table(
+                tests,
+                floatfmt={
+                    "ES M_ed": ".2f",
+                    "ES M_ed_ft": ".2f",
+                    "mean drop": ".2f",
+                    "t": ".3f",
+                    "p": ".3g",
+                },
+                source="Pairs: configurations (model × MEMIT/AlphaEdit × edit data × edit count; "
+                "Commonsense, all layers), each averaged over its seeds; two-sided Student t, "
+                "df = pairs − 1. `mean drop` = ES(M_ed) − ES(M_ed_ft) in points.",
+            )
+        )
+    spreads = seed_spreads(tables["decay"])
+    if spreads.empty:
+        blocks.append(
+            Paragraph("Seed spreads: no configuration was repeated with another fine-tuning seed.")
+        )
+    else:
+        blocks.append(
+            Paragraph(
+                "**Seed-to-seed spread** (paper: DS differs by 3.7–5.4% across seeds; ES SD ≤ "
+                "0.5 pp across sampled edit sets)"
+            )
+        )
+        blocks.append(
+            Table(
+                spreads,
+                source="Per group of configurations differing only in the fine-tuning seed: "
+                "mean and sample SD over seeds of `es_ed_ft`, `delta_es`, `ds_M_ed_ft`, "
+                "`ds_M_ft` (points); DS range = max − min over seeds.",
+            )
+        )
+    return Section(TITLE_CLAIMS, blocks)
+
+
+@dataclass
+class Reproduction:
+    markdown_path: Path
+    claims: list[ClaimResult]
+    claims_per_model: dict[str, list[ClaimResult]]
+    plot_paths: list[Path]
+    sections: list[str]
+
+
+def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reproduction:
+    """Write RUN_DIR/REPRODUCTION.md: the claims table first, then the report's paper-style tables, then plots.
+
+    Uses the study report's section builders (`report.sections.SECTIONS`) after :func:`claims_section`;
+    `editdecay report` itself is unchanged.
+    """
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    name = (results.study or {}).get("name") or run_dir.resolve().name
+    ctx = ReportContext(
+        results=results,
+        title=title or f"Reproduction of the paper's claims: {name}",
+        final=final_rows(results.decay),
+        plots_dir=run_dir / "plots",
+    )
+
+    def title_section(c):
+        notice = partial_notice(c.results.study)
+        return Section(
+            c.title,
+            [
+                Paragraph(
+                    'Tests the claims of "Can Fine-Tuning Erase Your Edits?" (PAPER §4) on this run; the paper-style '
+                    "tables and plots from the study report follow."
+                ),
+                *([notice] if notice else []),
+            ],
+            level=1,
+        )
+
+    def run_section(c):
+        section = header_section(c)
+        return Section("Run", section.blocks, level=2)
+
+    builders = [
+        title_section,
+        claims_section,
+        run_section,
+        *[b for b in SECTIONS if b is not header_section],
+    ]
+    sections = [s for s in (build_section(b, ctx) for b in builders) if s is not None]
+    markdown = render_markdown(sections, run_dir)
+    path = atomic_write(
+        run_dir / REPRODUCTION_FILE, lambda tmp: tmp.write_text(markdown, encoding="utf-8")
+    )
+    tables = claim_tables(results)
+    return Reproduction(
+        path,
+        check_claims(tables),
+        check_claims_per_model(tables),
+        list(ctx.plot_paths),
+        [s.title for s in sections],
+    )

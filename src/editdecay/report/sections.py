@@ -1,0 +1,543 @@
+"""The report's sections, in report order: each is one function of the ReportContext that returns a
+Section, or None to leave the section out. A new section is one more function added to SECTIONS."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+
+import pandas as pd
+
+from ..analysis.tables import fine_tuned_rows, in_order, sort_configurations
+from ..schema import DS_COLUMNS, DS_RANK_COLUMNS, FT_METHODS, column_names
+from .blocks import (
+    Block,
+    BulletList,
+    CodeBlock,
+    Figure,
+    Paragraph,
+    ReportContext,
+    Section,
+    SectionBuilder,
+    Table,
+)
+from .format import NA, all_missing, arrow, cell_text, ft_label
+from .plots import (
+    MAX_LINES_PER_PLOT,
+    multi_step_configs,
+    plot_decay_bars,
+    plot_decay_steps,
+    plot_labels,
+    plot_training,
+)
+from .tables import (
+    MAX_EXAMPLES_PER_CATEGORY,
+    MethodTable,
+    downstream_detail,
+    downstream_summary,
+    es_table,
+    flip_counts,
+    flip_examples,
+    flip_ratio_table,
+    key_table,
+    relative_decay_table,
+    selective_layer_groups,
+    selective_table,
+    with_model_averages,
+)
+
+DECAY_LINK = "[results/decay.csv](results/decay.csv)"
+FLIPS_LINK = "[results/flips.csv](results/flips.csv)"
+SPREAD_NOTE = (
+    "Configurations that differ only in their seed are averaged; with several seeds a cell reads "
+    "`mean ± SD` (sample standard deviation over the seeds) and `seeds` counts them."
+)
+
+TITLE_DATA_FILES = "Data files"
+TITLE_KEY = "Key results"
+TITLE_ES = "ES before → after fine-tuning (paper Table 2)"
+TITLE_RELATIVE = "Relative ES decay (paper Table 4)"
+TITLE_FLIP_RATIO = "ΔES, Edit Flip Ratio and emergent edits (paper Table 5)"
+TITLE_FLIPS = "Edit flip categories (paper Table 6)"
+TITLE_SELECTIVE = "Selective-layer fine-tuning (paper Table 7)"
+TITLE_DOWNSTREAM = "Downstream accuracy (paper Table 8)"
+TITLE_DECAY_PLOT = "ES before and after fine-tuning, per configuration"
+TITLE_STEPS = "Decay over fine-tuning steps"
+TITLE_TRAINING = "Training loss"
+TITLE_CONFIGS = "Configurations"
+
+
+def layers_note(table: MethodTable) -> str | None:
+    if not table.excluded:
+        return None
+    return (
+        f"Only fine-tuning with `ft_layers = {table.primary_layers}` is shown; {table.excluded} "
+        f"configuration(s) with other layer choices are in “{TITLE_SELECTIVE}”."
+    )
+
+
+def partial_notice(study: Mapping | None) -> Paragraph | None:
+    """A warning when `study.json` says the tables were gathered before every stage had finished."""
+    stages = (study or {}).get("stages")
+    if not isinstance(stages, Mapping) or stages.get("finished", 0) >= stages.get("total", 0):
+        return None
+    return Paragraph(
+        f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
+        "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
+        "the command to finish the study."
+    )
+
+
+def header_section(ctx: ReportContext) -> Section:
+    results = ctx.results
+    final = ctx.final
+    blocks: list[Block] = [Paragraph(f"Run directory: `{results.run_dir}`")]
+    study = results.study
+    if study is None:
+        blocks.append(
+            Paragraph(
+                "No `results/study.json`: the study's name, command and versions were not recorded."
+            )
+        )
+    else:
+        if "name" in study:
+            blocks.append(Paragraph(f"Study: **{cell_text(study['name'])}**"))
+        notice = partial_notice(study)
+        if notice is not None:
+            blocks.append(notice)
+        command = study.get("command")
+        if command:
+            text = (
+                shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)
+            )
+            blocks.extend([Paragraph("Command:"), CodeBlock(text)])
+        if "seeds" in study:
+            seeds = study["seeds"]
+            shown = (
+                ", ".join(str(s) for s in seeds) if isinstance(seeds, list) else cell_text(seeds)
+            )
+            blocks.append(Paragraph(f"Seeds: {shown}"))
+        versions = study.get("versions")
+        if isinstance(versions, Mapping) and versions:
+            frame = pd.DataFrame(
+                {
+                    "package": [str(k) for k in versions],
+                    "version": [
+                        cell_text(v) if not isinstance(v, (dict, list)) else json.dumps(v)
+                        for v in versions.values()
+                    ],
+                }
+            )
+            blocks.append(Table(frame, source="Versions from `results/study.json`."))
+        elif versions:
+            blocks.append(Paragraph(f"Versions: {cell_text(versions)}"))
+        environments = study.get("stage_environments")
+        if isinstance(environments, Mapping) and environments:
+            frame = pd.DataFrame(
+                {
+                    "device, versions": [str(k) for k in environments],
+                    "stages": [cell_text(v) for v in environments.values()],
+                }
+            )
+            blocks.append(
+                Table(
+                    frame,
+                    source="Where the finished stages ran, from each stage's record in the store.",
+                )
+            )
+    n_ft = len(fine_tuned_rows(final))
+
+    def listing(column: str) -> str:
+        values = [v for v in dict.fromkeys(final[column].map(cell_text)) if v != NA]
+        return ", ".join(values) if values else NA
+
+    blocks.append(
+        BulletList(
+            [
+                f"{len(final)} configurations ({n_ft} fine-tuned, {len(final) - n_ft} edited only)",
+                f"models: {listing('model')}",
+                f"edit methods: {listing('edit_method')}; edit data: {listing('edit_data')}; "
+                f"edits per configuration: {listing('n_edits')}",
+                f"fine-tuning methods: {', '.join(ft_label(m) for m in in_order(final['ft_method'], FT_METHODS)) or NA}; "
+                f"fine-tuning data: {listing('ft_data')}; layers: {listing('ft_layers')}",
+                f"seeds: {listing('seed')}",
+            ]
+        )
+    )
+    return Section(ctx.title, blocks, level=1)
+
+
+def data_files_section(ctx: ReportContext) -> Section:
+    results_dir = ctx.results.results_dir
+    described = [
+        (
+            "decay.csv",
+            "one row per (configuration, fine-tuning step); every table below comes from its final rows "
+            "unless it says otherwise",
+        ),
+        ("configs.csv", "one row per configuration, with any extra settings"),
+        (
+            "flips.csv",
+            "per-edit flip category (stable / erased / emergent / impossible) per configuration",
+        ),
+        ("edits.csv", "the long per-edit table: ES, PS, NS per edit, model state and step"),
+        ("edits.parquet", "the same per-edit table in Parquet"),
+        ("training.csv", "fine-tuning loss per step"),
+        ("study.json", "study name, command, versions and seeds"),
+    ]
+    items = []
+    for name, description in described:
+        if (results_dir / name).is_file():
+            items.append(f"[results/{name}](results/{name}): {description}")
+        else:
+            items.append(f"`results/{name}`: not present")
+    return Section(TITLE_DATA_FILES, [BulletList(items)])
+
+
+def key_results_section(ctx: ReportContext) -> Section:
+    table = key_table(ctx.final)
+    if table.empty:
+        return Section(TITLE_KEY, [Paragraph(f"No configurations in {DECAY_LINK}.")])
+    shown = table.drop(columns=["ES before", "ES after"])
+    shown.insert(
+        shown.columns.get_loc("ΔES"),
+        "ES before → after",
+        [arrow(b, a) for b, a in zip(table["ES before"], table["ES after"])],
+    )
+    kinds = [k for k in dict.fromkeys(ctx.final["efficacy_kind"]) if k]
+    blocks: list[Block] = [
+        Table(
+            shown,
+            source=(
+                f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → `es_ed_ft`, "
+                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol)."
+            ),
+        )
+    ]
+    if kinds:
+        rules = {
+            "counterfact": "`counterfact`: P(new object) > P(true object) on the rewrite prompt",
+            "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an edit "
+            "succeeds when every token is the argmax, or most of them: column `indicator`)",
+        }
+        blocks.append(
+            Paragraph(
+                "Efficacy measured as (column `efficacy_kind`, PAPER §2.7): "
+                + "; ".join(rules.get(k, f"`{k}`") for k in kinds)
+                + "."
+            )
+        )
+    return Section(TITLE_KEY, blocks)
+
+
+def es_section(ctx: ReportContext) -> Section:
+    table = es_table(ctx.final)
+    if table.frame.empty:
+        return Section(TITLE_ES, [Paragraph("No ES measured.")])
+    return _method_table_section(
+        TITLE_ES,
+        table,
+        Table(
+            table.formatted(),
+            source=(
+                f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning column = "
+                f"`es_ed_ft` (ES of M_ed_ft), in %. {SPREAD_NOTE}"
+            ),
+        ),
+    )
+
+
+def _method_table_section(title: str, table: MethodTable, rendered: Table) -> Section:
+    """A per-fine-tuning-method table, followed by the note on configurations tuned on other layers."""
+    blocks: list[Block] = [rendered]
+    note = layers_note(table)
+    if note:
+        blocks.append(Paragraph(note))
+    return Section(title, blocks)
+
+
+def relative_decay_section(ctx: ReportContext) -> Section:
+    table = relative_decay_table(ctx.final)
+    if table.frame.empty or not table.value_columns:
+        return Section(TITLE_RELATIVE, [Paragraph("Not measured: no fine-tuned configurations.")])
+    return _method_table_section(
+        TITLE_RELATIVE,
+        table,
+        Table(
+            with_model_averages(table),
+            source=(
+                f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 "
+                f"(%; positive = edits lost). Rows “average” are the mean of that model's rows. {SPREAD_NOTE}"
+            ),
+        ),
+    )
+
+
+def flip_ratio_section(ctx: ReportContext) -> Section:
+    table = flip_ratio_table(ctx.final)
+    if table.frame.empty or not table.value_columns:
+        return Section(TITLE_FLIP_RATIO, [Paragraph("Not measured: no fine-tuned configurations.")])
+    indicators = [i for i in dict.fromkeys(ctx.final["indicator"]) if i]
+    source = (
+        f"Source: {DECAY_LINK}, final rows; ΔES = `delta_es` = ES_ed − ES_ed_ft (points), EFR = `efr` = "
+        "share of edits successful on M_ed that fail on M_ed_ft (%), emergent = `emergent_ratio` "
+        f"(edits failing on M_ed that succeed on M_ed_ft, %). {SPREAD_NOTE}"
+    )
+    if indicators:
+        source += " Per-edit success indicator: " + ", ".join(f"`{i}`" for i in indicators) + "."
+    return _method_table_section(TITLE_FLIP_RATIO, table, Table(table.formatted(), source=source))
+
+
+def flips_section(ctx: ReportContext) -> Section:
+    flips = ctx.results.flips
+    if flips is None or flips.empty:
+        return Section(
+            TITLE_FLIPS,
+            [
+                Paragraph(
+                    "Per-edit flip categories not measured (`results/flips.csv` absent or empty). "
+                    f"Aggregate counts, where recorded, are in {DECAY_LINK} (`n_stable`, `n_erased`, `n_emergent`, "
+                    "`n_impossible`)."
+                )
+            ],
+        )
+    blocks: list[Block] = [
+        Paragraph(
+            "stable: succeeds on M_ed and on M_ed_ft; erased: succeeds on M_ed, fails on M_ed_ft; "
+            "emergent: fails on M_ed, succeeds on M_ed_ft; impossible: fails on both."
+        ),
+        Table(
+            flip_counts(flips, ctx.final),
+            floatfmt=".0f",
+            source=(
+                f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per `category`."
+            ),
+        ),
+    ]
+    examples = flip_examples(flips)
+    if not examples.empty:
+        blocks.append(
+            Table(
+                examples,
+                source=(
+                    f"Examples: the first {MAX_EXAMPLES_PER_CATEGORY} edits per category (by `config_id`, `case_id`) "
+                    f"from {FLIPS_LINK}; efficacy columns `efficacy_before` → `efficacy_after`."
+                ),
+            )
+        )
+    return Section(TITLE_FLIPS, blocks)
+
+
+def selective_layers_section(ctx: ReportContext) -> Section | None:
+    rows = selective_layer_groups(ctx.final)
+    if rows.empty:
+        return None
+    configurations = rows[
+        [
+            "config_id",
+            "model",
+            "edit_method",
+            "n_edits",
+            "ft_method",
+            "ft_data",
+            "ft_layers",
+            "seed",
+        ]
+    ]
+    return Section(
+        TITLE_SELECTIVE,
+        [
+            Table(
+                selective_table(ctx.final),
+                source=(
+                    f"Source: {DECAY_LINK}, final rows. M = base model (`es_M`, `ds_M`, `ds_rank_M`; PS and NS of M are "
+                    "not in decay.csv unless `ps_M` / `ns_M` columns exist), M_ed = `es_ed`, `ps_ed`, `ns_ed`, "
+                    "`ds_M_ed`, `ds_rank_M_ed`; ft <layers> = the M_ed_ft columns (`es_ed_ft`, `ps_ed_ft`, `ns_ed_ft`, "
+                    f"`ds_M_ed_ft`, `ds_rank_M_ed_ft`) of the configurations fine-tuned on those layers. DS = generation "
+                    f"protocol, DS (rank) = rank classification; all in %. {SPREAD_NOTE}"
+                ),
+            ),
+            Table(sort_configurations(configurations), source="Configurations compared above."),
+        ],
+    )
+
+
+def downstream_section(ctx: ReportContext) -> Section:
+    final = ctx.final
+    protocols = (
+        ("generation protocol", column_names(DS_COLUMNS)),
+        ("rank-classification protocol", column_names(DS_RANK_COLUMNS)),
+    )
+    blocks: list[Block] = []
+    for name, columns in protocols:
+        if all_missing(final, columns):
+            blocks.append(
+                Paragraph(
+                    f"Downstream accuracy, {name}: not measured (`{'`, `'.join(columns)}` empty)."
+                )
+            )
+            continue
+        ds_m, ds_ed, ds_ft, ds_ed_ft, noft, ft = columns
+        blocks.append(Paragraph(f"**Downstream accuracy, {name}**"))
+        blocks.append(
+            Table(
+                downstream_summary(final, noft, ft),
+                source=(
+                    f"Degradation (%) caused by the prior edit, per model: mean ± SD (n values) from {DECAY_LINK}, final "
+                    f"rows. No FT = `{noft}` (M_ed against M; one value per edit setting and seed), fine-tuning columns = "
+                    f"`{ft}` (M_ed_ft against M_ft). Positive = the edit costs downstream accuracy."
+                ),
+            )
+        )
+        blocks.append(
+            Table(
+                sort_configurations(downstream_detail(final, columns)),
+                source=(
+                    f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, `{ds_ed_ft}` (accuracy, %), "
+                    f"`{noft}`, `{ft}` (degradation, %)."
+                ),
+            )
+        )
+    return Section(TITLE_DOWNSTREAM, blocks)
+
+
+def decay_plot_section(ctx: ReportContext) -> Section | None:
+    figure = plot_decay_bars(ctx.final)
+    if figure is None:
+        return None
+    path = ctx.save_plot("decay_bars.png", figure)
+    return Section(
+        TITLE_DECAY_PLOT,
+        [
+            Figure(
+                path,
+                (
+                    f"ES(M_ed) (`es_ed`) and ES(M_ed_ft) (`es_ed_ft`) of each fine-tuned configuration at its final step, "
+                    f"from {DECAY_LINK}; numbers in “{TITLE_KEY}”."
+                ),
+            )
+        ],
+    )
+
+
+def steps_section(ctx: ReportContext) -> Section | None:
+    decay = ctx.results.decay
+    config_ids = multi_step_configs(decay)
+    if not config_ids:
+        return None
+    path = ctx.save_plot("decay_steps.png", plot_decay_steps(decay, config_ids))
+    rows = decay[decay["config_id"].isin(config_ids)]
+    table = sort_configurations(
+        rows[
+            [
+                "config_id",
+                "step",
+                "final",
+                "es_ed",
+                "es_ed_ft",
+                "delta_es",
+                "relative_decay",
+                "efr",
+                "emergent_ratio",
+            ]
+        ],
+        ("config_id", "step"),
+    )
+    blocks: list[Block] = [
+        Figure(
+            path,
+            f"ES(M_ed_ft) and EFR against the fine-tuning step (step 0 of the ES line = ES(M_ed)), "
+            f"from {DECAY_LINK}.",
+        ),
+        Table(
+            table,
+            source=f"Source: every row of {DECAY_LINK} for configurations with several steps.",
+        ),
+    ]
+    if len(config_ids) > MAX_LINES_PER_PLOT:
+        blocks.insert(
+            1,
+            Paragraph(
+                f"The plot shows the first {MAX_LINES_PER_PLOT} of {len(config_ids)} "
+                "configurations; the table lists all."
+            ),
+        )
+    return Section(TITLE_STEPS, blocks)
+
+
+def training_section(ctx: ReportContext) -> Section | None:
+    training = ctx.results.training
+    if training is None:
+        return None
+    if training.empty:
+        return Section(TITLE_TRAINING, [Paragraph("`results/training.csv` holds no loss values.")])
+    decay = ctx.results.decay
+    same_configs = decay is not None and set(training["config_id"]) <= set(decay["config_id"])
+    labels = (
+        plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
+    )
+    path = ctx.save_plot("training_loss.png", plot_training(training, labels))
+    summary = (
+        training.sort_values("step")
+        .groupby(["config_id", "state"])
+        .agg(
+            points=("loss", "size"),
+            last_step=("step", "last"),
+            first_loss=("loss", "first"),
+            last_loss=("loss", "last"),
+            min_loss=("loss", "min"),
+        )
+        .reset_index()
+    )
+    blocks: list[Block] = [
+        Figure(
+            path, "Fine-tuning loss per step from [results/training.csv](results/training.csv)."
+        ),
+        Table(
+            summary,
+            floatfmt=".4f",
+            source="Source: [results/training.csv](results/training.csv), columns `step`, `loss`.",
+        ),
+    ]
+    if summary.shape[0] > MAX_LINES_PER_PLOT:
+        blocks.insert(
+            1,
+            Paragraph(
+                f"The plot shows the first {MAX_LINES_PER_PLOT} of {summary.shape[0]} curves."
+            ),
+        )
+    return Section(TITLE_TRAINING, blocks)
+
+
+def configurations_section(ctx: ReportContext) -> Section | None:
+    configs = ctx.results.configs
+    if configs is None or configs.empty:
+        return None
+    return Section(
+        TITLE_CONFIGS,
+        [
+            Table(
+                configs,
+                floatfmt="g",
+                source="Every configuration with its settings, from [results/configs.csv](results/configs.csv).",
+            )
+        ],
+    )
+
+
+SECTIONS: list[SectionBuilder] = [
+    header_section,
+    data_files_section,
+    key_results_section,
+    es_section,
+    relative_decay_section,
+    flip_ratio_section,
+    flips_section,
+    selective_layers_section,
+    downstream_section,
+    decay_plot_section,
+    steps_section,
+    training_section,
+    configurations_section,
+]
