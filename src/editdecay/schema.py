@@ -38,6 +38,7 @@ LOCATE_THEN_EDIT = ("memit", "alphaedit")  # the editors that share the target (
 STATES = ("M", "M_ed", "M_ft", "M_ed_ft")  # base, edited, base fine-tuned, edited fine-tuned
 FLIP_CATEGORIES = ("stable", "erased", "emergent", "impossible")  # PAPER Table 6
 EFFICACY_KINDS = ("counterfact", "zsre")
+INDICATORS = ("exact", "majority")  # zsRE per-edit success: every target token, or most of them
 DS_MODES = {"generate": "ds_", "rank": "ds_rank_"}  # DS protocol → decay.csv column prefix
 
 _BLANK_TEXT = frozenset({"", "—", "nan", "NaN", "None", "<NA>"})

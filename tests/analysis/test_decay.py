@@ -10,14 +10,12 @@ import pytest
 
 from editdecay.analysis.decay import (
     decay_metrics,
-    decay_summary,
     downstream_degradation,
     efficacy_kind,
-    flip_examples,
     flip_table,
     success_indicator,
-    summary_columns,
 )
+from editdecay.analysis.summary import decay_summary, flip_examples, summary_columns
 
 
 def cf_table(

@@ -31,30 +31,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from ..schema import EFFICACY_KINDS as KINDS
+from ..schema import FLIP_CATEGORIES as CATEGORIES
+from ..schema import INDICATORS
 
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "config_id",
-    "model",
-    "edit_method",
-    "edit_data",
-    "n_edits",
-    "ft_method",
-    "ft_data",
-    "ft_layers",
-    "seed",
-)
-STATES: tuple[str, ...] = ("M", "M_ed", "M_ft", "M_ed_ft")
-CATEGORIES: tuple[str, ...] = ("stable", "erased", "emergent", "impossible")
-INDICATORS: tuple[str, ...] = ("exact", "majority")
-KINDS: tuple[str, ...] = ("counterfact", "zsre")
-DS_MODES: dict[str, str] = {"generate": "ds_", "rank": "ds_rank_"}
+log = logging.getLogger(__name__)
 
 # Per-edit score columns by dataset kind: efficacy, paraphrase (generalisation), neighbourhood (specificity).
 SCORE_COLUMNS: dict[str, dict[str, str]] = {
@@ -94,7 +81,7 @@ COUNT_KEYS: tuple[str, ...] = (
 
 # A token accuracy counts as "every token correct" from this value on (accuracies are means of 0/1).
 _EXACT_THRESHOLD = 1.0 - 1e-9
-_FEW = 5
+FEW = 5  # ids listed in a message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,13 +140,13 @@ def success_indicator(
     A missing score (NaN) counts as a failure. ``kind`` overrides :func:`efficacy_kind` (used to
     judge two tables of one configuration by the same rule).
     """
-    _check_indicator(indicator)
+    check_indicator(indicator)
     kind = _check_kind(kind if kind is not None else efficacy_kind(table))
     if kind == "counterfact":
-        _require(table, ["es"], "per-edit table")
+        require_columns(table, ["es"], "per-edit table")
         success = table["es"] == 1
     else:
-        _require(table, ["rewrite_acc"], "per-edit table")
+        require_columns(table, ["rewrite_acc"], "per-edit table")
         accuracy = pd.to_numeric(table["rewrite_acc"], errors="coerce")
         success = accuracy >= _EXACT_THRESHOLD if indicator == "exact" else accuracy > 0.5
     return success.fillna(False).astype(bool).rename("success")
@@ -188,7 +175,7 @@ def flip_table(before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exac
 
     Raises ValueError when a case_id repeats within a table or the two tables cover different edits.
     """
-    _check_indicator(indicator)
+    check_indicator(indicator)
     _check_pairing(before, after)
     kind = _joint_kind(before, after)
     ids = before["case_id"].to_numpy()
@@ -211,8 +198,8 @@ def flip_table(before: pd.DataFrame, after: pd.DataFrame, indicator: str = "exac
     out["success_after"] = success_after
     out["category"] = _categories(success_before, success_after)
     es_column = SCORE_COLUMNS[kind]["es"]
-    out["efficacy_before"] = _numeric(before, es_column).to_numpy()
-    out["efficacy_after"] = aligned(_numeric(after, es_column), after)
+    out["efficacy_before"] = numeric_column(before, es_column).to_numpy()
+    out["efficacy_after"] = aligned(numeric_column(after, es_column), after)
     if "answer" in before.columns or "answer" in after.columns:
         out["answer_before"] = before["answer"].to_numpy() if "answer" in before.columns else np.nan
         out["answer_after"] = (
@@ -245,7 +232,7 @@ def decay_metrics(
     """
     flips = flip_table(before, after, indicator)
     kind = _joint_kind(before, after)
-    return _metrics(before, after, flips, indicator, kind)
+    return pair_metrics(before, after, flips, indicator, kind)
 
 
 def downstream_degradation(ds_reference: float | None, ds_other: float | None) -> float:
@@ -255,230 +242,10 @@ def downstream_degradation(ds_reference: float | None, ds_other: float | None) -
     DS(M_ed_ft); for "No ft" the reference is DS(M) and the other DS(M_ed). Positive values mean the
     edit cost downstream accuracy. NaN when the reference is 0 or missing.
     """
-    return _relative_drop(ds_reference, ds_other)
+    return relative_drop(ds_reference, ds_other)
 
 
-# --------------------------------------------------------------------------------------------------
-# The whole study: one row per (configuration, checkpoint)
-# --------------------------------------------------------------------------------------------------
-
-
-def decay_summary(
-    edits: pd.DataFrame, downstream: pd.DataFrame | None = None, indicator: str = "exact"
-) -> pd.DataFrame:
-    """One row per (config_id, step) of the configuration's M_ed_ft rows, with every decay metric.
-
-    For each configuration, ``before`` is its M_ed rows and ``after`` its M_ed_ft rows at the step,
-    scored by :func:`decay_metrics`. ``final`` marks the configuration's largest M_ed_ft step.
-    ``es_M`` is the unedited model's efficacy on the same requests (state M) and ``es_M_ft`` that of
-    the fine-tuned unedited model at the same step (state M_ft; NaN if not evaluated there).
-
-    A configuration without M_ed_ft rows (``ft_method`` "none") gives one row at step 0 with
-    ``final`` True, where only the edited-model columns (``es_ed, ps_ed, ns_ed, n_edits,
-    n_success_ed``, ``es_M``, ``ds_M, ds_M_ed``) are filled and the after-fine-tuning columns are NaN.
-    A configuration without M_ed rows is skipped with a warning.
-
-    ``n_edits`` is the configuration's own value when the table has that column (a mismatch with
-    the number of evaluated edits is logged), otherwise the number of evaluated edits.
-
-    With ``downstream`` (columns ``config_id, state, step, task, mode, accuracy``), DS is the
-    unweighted mean accuracy over tasks × 100 (a ``task == "average"`` row is used only when no
-    per-task rows exist). Mode ``generate`` gives ``ds_M, ds_M_ed`` (states at step 0; their step is
-    not consulted), ``ds_M_ft, ds_M_ed_ft`` (at the row's step; NaN if not evaluated there) and the
-    PAPER Table 8 degradations ``ds_degradation_noft`` = downstream_degradation(ds_M, ds_M_ed) and
-    ``ds_degradation_ft`` = downstream_degradation(ds_M_ft, ds_M_ed_ft); mode ``rank`` gives the
-    same six columns prefixed ``ds_rank_``.
-
-    Rows are sorted by config_id, then step; the columns are :func:`summary_columns`.
-    """
-    _check_indicator(indicator)
-    _require(edits, ["config_id", "state", "step", "case_id"], "per-edit table")
-    unknown_states = sorted(set(edits["state"].dropna().astype(str)) - set(STATES))
-    if unknown_states:
-        raise ValueError(
-            f"unknown state(s) {unknown_states} in the per-edit table; known: {', '.join(STATES)}"
-        )
-    if downstream is not None:
-        _require(
-            downstream,
-            ["config_id", "state", "step", "task", "mode", "accuracy"],
-            "downstream table",
-        )
-
-    rows: list[dict[str, Any]] = []
-    for config_id, config_rows in edits.groupby("config_id", sort=True):
-        ds_rows = (
-            downstream[downstream["config_id"] == config_id] if downstream is not None else None
-        )
-        rows.extend(_config_rows(config_id, config_rows, ds_rows, indicator))
-    columns = summary_columns(with_downstream=downstream is not None)
-    summary = pd.DataFrame(rows, columns=columns)
-    for key in COUNT_KEYS:
-        summary[key] = _as_counts(summary[key])
-    summary["step"] = summary["step"].astype(int)
-    summary["final"] = summary["final"].astype(bool)
-    log.info(
-        "decay summary: %d row(s) over %d configuration(s)",
-        len(summary),
-        summary["config_id"].nunique(),
-    )
-    return summary
-
-
-def summary_columns(with_downstream: bool = True) -> list[str]:
-    """The column names of :func:`decay_summary`'s output, in order."""
-    columns = [
-        *CONFIG_COLUMNS,
-        "step",
-        "final",
-        "efficacy_kind",
-        "indicator",
-        *[k for k in COUNT_KEYS if k != "n_edits"],
-        "es_M",
-        "es_M_ft",
-        "es_ed",
-        "es_ed_ft",
-        "delta_es",
-        "relative_decay",
-        "efr",
-        "emergent_ratio",
-        "ps_ed",
-        "ps_ed_ft",
-        "ns_ed",
-        "ns_ed_ft",
-    ]
-    if with_downstream:
-        for prefix in DS_MODES.values():
-            columns += [
-                f"{prefix}M",
-                f"{prefix}M_ed",
-                f"{prefix}M_ft",
-                f"{prefix}M_ed_ft",
-                f"{prefix}degradation_noft",
-                f"{prefix}degradation_ft",
-            ]
-    return columns
-
-
-def flip_examples(
-    edits: pd.DataFrame,
-    config_id: str,
-    step: int | None = None,
-    per_category: int = 3,
-    indicator: str = "exact",
-) -> pd.DataFrame:
-    """Up to ``per_category`` edits of each PAPER Table 6 category for one configuration.
-
-    Compares the configuration's M_ed rows with its M_ed_ft rows at ``step`` (default: the final,
-    largest step). Returns :func:`flip_table` rows, ordered by category (stable, erased, emergent,
-    impossible) and, within a category, by ``case_id``; the first ``per_category`` by that order are
-    kept, so the choice is deterministic.
-    """
-    if per_category < 0:
-        raise ValueError(f"per_category must be >= 0, got {per_category}")
-    _require(edits, ["config_id", "state", "step", "case_id"], "per-edit table")
-    config_rows = edits[edits["config_id"] == config_id]
-    if config_rows.empty:
-        raise ValueError(f"no rows for config_id {config_id!r}")
-    before = config_rows[config_rows["state"] == "M_ed"]
-    tuned = config_rows[config_rows["state"] == "M_ed_ft"]
-    if before.empty or tuned.empty:
-        raise ValueError(f"config_id {config_id!r} needs both M_ed and M_ed_ft rows for flips")
-    steps = sorted(int(s) for s in tuned["step"].dropna().unique())
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise ValueError(
-            f"config_id {config_id!r} has no M_ed_ft rows at step {step}; steps: {steps}"
-        )
-    flips = flip_table(before, tuned[tuned["step"] == step], indicator)
-    flips = flips.sort_values("case_id", kind="stable")
-    parts = [flips[flips["category"] == category].head(per_category) for category in CATEGORIES]
-    return pd.concat(parts, ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Internals
-# --------------------------------------------------------------------------------------------------
-
-
-def _config_rows(
-    config_id: Any, rows: pd.DataFrame, downstream: pd.DataFrame | None, indicator: str
-) -> list[dict[str, Any]]:
-    """decay_summary's rows for one configuration."""
-    config = _config_values(config_id, rows)
-    kind = efficacy_kind(rows)
-    before = rows[rows["state"] == "M_ed"]
-    if before.empty:
-        log.warning("config %s has no M_ed rows; left out of the decay summary", config_id)
-        return []
-    case_ids = set(before["case_id"])
-    base = rows[(rows["state"] == "M") & rows["case_id"].isin(case_ids)]
-    base_ft = rows[(rows["state"] == "M_ft") & rows["case_id"].isin(case_ids)]
-    tuned = rows[rows["state"] == "M_ed_ft"]
-    es_column = SCORE_COLUMNS[kind]["es"]
-    es_m = _mean_percent(_numeric(base, es_column))
-
-    steps = sorted(int(s) for s in tuned["step"].dropna().unique())
-    out: list[dict[str, Any]] = []
-    if not steps:
-        metrics = _metrics(before, None, None, indicator, kind)
-        out.append(
-            _assemble(
-                config, 0, True, metrics, es_m, math.nan, _downstream_values(downstream, None)
-            )
-        )
-    for step in steps:
-        after = tuned[tuned["step"] == step]
-        try:
-            flips = flip_table(before, after, indicator)
-        except ValueError as err:
-            raise ValueError(f"config {config_id}, step {step}: {err}") from err
-        metrics = _metrics(before, after, flips, indicator, kind)
-        es_m_ft = _mean_percent(_numeric(base_ft[base_ft["step"] == step], es_column))
-        out.append(
-            _assemble(
-                config,
-                step,
-                step == steps[-1],
-                metrics,
-                es_m,
-                es_m_ft,
-                _downstream_values(downstream, step),
-            )
-        )
-    evaluated = len(before)
-    configured = pd.to_numeric(pd.Series([config.get("n_edits")]), errors="coerce").iloc[0]
-    if _is_present(configured) and configured != evaluated:
-        log.warning(
-            "config %s: n_edits is %s but %d edit(s) were evaluated",
-            config_id,
-            configured,
-            evaluated,
-        )
-    return out
-
-
-def _assemble(
-    config: Mapping[str, Any],
-    step: int,
-    final: bool,
-    metrics: Mapping[str, Any],
-    es_m: float,
-    es_m_ft: float,
-    downstream: Mapping[str, float],
-) -> dict[str, Any]:
-    """One decay_summary row from its parts (the configuration's n_edits wins over the count)."""
-    row: dict[str, Any] = dict(config)
-    if not _is_present(row.get("n_edits")):
-        row["n_edits"] = metrics["n_edits"]
-    row.update({"step": int(step), "final": bool(final), "es_M": es_m, "es_M_ft": es_m_ft})
-    row.update({k: v for k, v in metrics.items() if k != "n_edits"})
-    row.update(downstream)
-    return row
-
-
-def _metrics(
+def pair_metrics(
     before: pd.DataFrame,
     after: pd.DataFrame | None,
     flips: pd.DataFrame | None,
@@ -500,7 +267,7 @@ def _metrics(
         }
     )
     for name, column in columns.items():
-        metrics[f"{name}_ed"] = _mean_percent(_numeric(before, column))
+        metrics[f"{name}_ed"] = mean_percent(numeric_column(before, column))
     if after is None or flips is None:
         return metrics
 
@@ -508,77 +275,17 @@ def _metrics(
     for category in CATEGORIES:
         metrics[f"n_{category}"] = int(counts.get(category, 0))
     for name, column in columns.items():
-        metrics[f"{name}_ed_ft"] = _mean_percent(_numeric(after, column))
+        metrics[f"{name}_ed_ft"] = mean_percent(numeric_column(after, column))
     metrics["delta_es"] = metrics["es_ed"] - metrics["es_ed_ft"]
-    metrics["relative_decay"] = _relative_drop(metrics["es_ed"], metrics["es_ed_ft"])
-    metrics["efr"] = _percent(metrics["n_erased"], n_success)
-    metrics["emergent_ratio"] = _percent(metrics["n_emergent"], n_failed)
+    metrics["relative_decay"] = relative_drop(metrics["es_ed"], metrics["es_ed_ft"])
+    metrics["efr"] = percent(metrics["n_erased"], n_success)
+    metrics["emergent_ratio"] = percent(metrics["n_emergent"], n_failed)
     return metrics
 
 
-def _downstream_values(downstream: pd.DataFrame | None, step: int | None) -> dict[str, float]:
-    """The DS columns of one summary row; ``step`` None means no fine-tuned states."""
-    if downstream is None:
-        return {}
-    values: dict[str, float] = {}
-    for mode, prefix in DS_MODES.items():
-        ds_m = _ds_mean(downstream, "M", None, mode)
-        ds_m_ed = _ds_mean(downstream, "M_ed", None, mode)
-        ds_m_ft = _ds_mean(downstream, "M_ft", step, mode) if step is not None else math.nan
-        ds_m_ed_ft = _ds_mean(downstream, "M_ed_ft", step, mode) if step is not None else math.nan
-        values.update(
-            {
-                f"{prefix}M": ds_m,
-                f"{prefix}M_ed": ds_m_ed,
-                f"{prefix}M_ft": ds_m_ft,
-                f"{prefix}M_ed_ft": ds_m_ed_ft,
-                f"{prefix}degradation_noft": downstream_degradation(ds_m, ds_m_ed),
-                f"{prefix}degradation_ft": downstream_degradation(ds_m_ft, ds_m_ed_ft),
-            }
-        )
-    return values
-
-
-def _ds_mean(downstream: pd.DataFrame, state: str, step: int | None, mode: str) -> float:
-    """Unweighted mean accuracy over tasks, in percent, for one state (and step) and mode."""
-    rows = downstream[(downstream["state"] == state) & (downstream["mode"] == mode)]
-    if step is not None:
-        rows = rows[rows["step"] == step]
-    per_task = rows[rows["task"] != "average"]
-    if per_task.empty:
-        per_task = rows
-    accuracy = pd.to_numeric(per_task["accuracy"], errors="coerce")
-    by_task = accuracy.groupby(per_task["task"]).mean().dropna()
-    return float(by_task.mean() * 100) if len(by_task) else math.nan
-
-
-def _config_values(config_id: Any, rows: pd.DataFrame) -> dict[str, Any]:
-    """The configuration columns of one config_id (first non-missing value; NaN if absent)."""
-    values: dict[str, Any] = {"config_id": config_id}
-    for column in CONFIG_COLUMNS[1:]:
-        if column not in rows.columns:
-            values[column] = math.nan
-            continue
-        present = rows[column].dropna()
-        distinct = present.unique()
-        if len(distinct) > 1:
-            log.warning(
-                "config %s has several values of %s: %s; using %r",
-                config_id,
-                column,
-                list(distinct[:_FEW]),
-                present.iloc[0],
-            )
-        values[column] = present.iloc[0] if len(present) else math.nan
-    return values
-
-
-def _as_counts(values: pd.Series) -> pd.Series:
-    """A count column as nullable integers (missing counts stay missing); left as is if not whole numbers."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    lossless = numeric.isna().sum() == values.isna().sum()
-    whole = bool(((numeric.dropna() % 1) == 0).all())
-    return numeric.astype("Int64") if lossless and whole else values
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
 
 
 def _categories(success_before: np.ndarray, success_after: np.ndarray) -> np.ndarray:
@@ -594,22 +301,22 @@ def _categories(success_before: np.ndarray, success_after: np.ndarray) -> np.nda
 
 def _check_pairing(before: pd.DataFrame, after: pd.DataFrame) -> None:
     """Both tables hold each case_id once and cover the same edits."""
-    _require(before, ["case_id"], "before table")
-    _require(after, ["case_id"], "after table")
+    require_columns(before, ["case_id"], "before table")
+    require_columns(after, ["case_id"], "after table")
     for name, table in (("before", before), ("after", after)):
         repeated = table["case_id"][table["case_id"].duplicated()].unique()
         if len(repeated):
             raise ValueError(
                 f"case_id repeats in the {name} table ({len(repeated)} id(s), e.g. "
-                f"{_few(repeated)}); pass one row per edit"
+                f"{few(repeated)}); pass one row per edit"
             )
     ids_before, ids_after = set(before["case_id"]), set(after["case_id"])
     if ids_before != ids_after:
         only_before, only_after = ids_before - ids_after, ids_after - ids_before
         raise ValueError(
             "before and after tables cover different edits: "
-            f"{len(only_before)} case_id(s) missing after fine-tuning (e.g. {_few(only_before)}), "
-            f"{len(only_after)} case_id(s) missing before (e.g. {_few(only_after)})"
+            f"{len(only_before)} case_id(s) missing after fine-tuning (e.g. {few(only_before)}), "
+            f"{len(only_after)} case_id(s) missing before (e.g. {few(only_after)})"
         )
 
 
@@ -619,7 +326,7 @@ def _joint_kind(*tables: pd.DataFrame) -> str:
     return "counterfact" if "counterfact" in kinds else "zsre"
 
 
-def _check_indicator(indicator: str) -> None:
+def check_indicator(indicator: str) -> None:
     if indicator not in INDICATORS:
         raise ValueError(f"unknown indicator {indicator!r}; options: {', '.join(INDICATORS)}")
 
@@ -630,36 +337,36 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def _require(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{what} lacks column(s) {missing}")
 
 
-def _numeric(table: pd.DataFrame, column: str) -> pd.Series:
+def numeric_column(table: pd.DataFrame, column: str) -> pd.Series:
     """A score column as floats; all-NaN when the table lacks it."""
     if column not in table.columns:
         return pd.Series(np.nan, index=table.index, dtype=float)
     return pd.to_numeric(table[column], errors="coerce").astype(float)
 
 
-def _mean_percent(values: pd.Series) -> float:
+def mean_percent(values: pd.Series) -> float:
     values = values.dropna()
     return float(values.mean() * 100) if len(values) else math.nan
 
 
-def _percent(part: int, whole: int) -> float:
+def percent(part: int, whole: int) -> float:
     return part / whole * 100 if whole else math.nan
 
 
-def _relative_drop(reference: float | None, other: float | None) -> float:
+def relative_drop(reference: float | None, other: float | None) -> float:
     """(reference − other) / reference × 100; NaN for a zero or missing reference."""
-    if not _is_present(reference) or float(reference) == 0.0 or not _is_present(other):
+    if not is_present(reference) or float(reference) == 0.0 or not is_present(other):
         return math.nan
     return (float(reference) - float(other)) / float(reference) * 100
 
 
-def _is_present(value: Any) -> bool:
+def is_present(value: Any) -> bool:
     if value is None:
         return False
     try:
@@ -668,7 +375,7 @@ def _is_present(value: Any) -> bool:
         return True
 
 
-def _few(ids: Iterable[Any], k: int = _FEW) -> str:
+def few(ids: Iterable[Any], k: int = FEW) -> str:
     """A short, deterministic listing of some ids."""
     shown = sorted(ids, key=str)
     text = ", ".join(repr(i) for i in shown[:k])

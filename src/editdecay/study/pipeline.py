@@ -24,7 +24,8 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..analysis.decay import decay_summary, flip_table
+from ..analysis.decay import flip_table
+from ..analysis.summary import decay_summary
 from ..io import atomic_write
 from ..models.registry import resolve_device
 from .config import RunConfig, Study
