@@ -345,3 +345,27 @@ def markdown() -> str:
 
 def column_names(columns: tuple[Column, ...]) -> tuple[str, ...]:
     return tuple(c.name for c in columns)
+
+
+def update_docs(path: str) -> bool:
+    """Write :func:`markdown` between the schema markers of the Markdown file at `path`; True if changed."""
+    from pathlib import Path
+
+    file = Path(path)
+    text = file.read_text(encoding="utf-8")
+    begin, end = text.index(DOCS_BEGIN) + len(DOCS_BEGIN), text.index(DOCS_END)
+    updated = f"{text[:begin]}\n{markdown()}{text[end:]}"
+    if updated != text:
+        file.write_text(updated, encoding="utf-8")
+    return updated != text
+
+
+DOCS_BEGIN, DOCS_END = "<!-- schema:begin -->", "<!-- schema:end -->"
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1:
+        print("updated" if update_docs(sys.argv[1]) else "unchanged", sys.argv[1])
+    else:
+        print(markdown(), end="")
