@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from editdecay.report import format_markdown_table, key_table, write_report
+from editdecay.report.plot_sections import TITLE_STEPS, TITLE_TRAINING
 from editdecay.report.plots import plot_labels
 from editdecay.report.sections import (
     TITLE_DOWNSTREAM,
@@ -22,8 +23,6 @@ from editdecay.report.sections import (
     TITLE_KEY,
     TITLE_RELATIVE,
     TITLE_SELECTIVE,
-    TITLE_STEPS,
-    TITLE_TRAINING,
 )
 
 EDIT_METHODS = ("memit", "alphaedit")

@@ -15,7 +15,6 @@ from .blocks import (
     Block,
     BulletList,
     CodeBlock,
-    Figure,
     Paragraph,
     ReportContext,
     Section,
@@ -23,14 +22,7 @@ from .blocks import (
     Table,
 )
 from .format import NA, all_missing, arrow, cell_text, ft_label
-from .plots import (
-    MAX_LINES_PER_PLOT,
-    multi_step_configs,
-    plot_decay_bars,
-    plot_decay_steps,
-    plot_labels,
-    plot_training,
-)
+from .plot_sections import decay_plot_section, steps_section, training_section
 from .tables import (
     MAX_EXAMPLES_PER_CATEGORY,
     MethodTable,
@@ -62,9 +54,6 @@ TITLE_FLIP_RATIO = "ΔES, Edit Flip Ratio and emergent edits (paper Table 5)"
 TITLE_FLIPS = "Edit flip categories (paper Table 6)"
 TITLE_SELECTIVE = "Selective-layer fine-tuning (paper Table 7)"
 TITLE_DOWNSTREAM = "Downstream accuracy (paper Table 8)"
-TITLE_DECAY_PLOT = "ES before and after fine-tuning, per configuration"
-TITLE_STEPS = "Decay over fine-tuning steps"
-TITLE_TRAINING = "Training loss"
 TITLE_CONFIGS = "Configurations"
 
 
@@ -83,8 +72,10 @@ def partial_notice(study: Mapping | None) -> Paragraph | None:
     if not isinstance(stages, Mapping) or stages.get("finished", 0) >= stages.get("total", 0):
         return None
     return Paragraph(
-        f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when these "
-        "tables were gathered; configurations with unfinished stages are missing or incomplete. Rerun "
+        f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when "
+        "these "
+        "tables were gathered; configurations with unfinished stages are missing or incomplete. "
+        "Rerun "
         "the command to finish the study."
     )
 
@@ -152,6 +143,7 @@ def header_section(ctx: ReportContext) -> Section:
         values = [v for v in dict.fromkeys(final[column].map(cell_text)) if v != NA]
         return ", ".join(values) if values else NA
 
+    methods = ", ".join(ft_label(m) for m in in_order(final["ft_method"], FT_METHODS)) or NA
     blocks.append(
         BulletList(
             [
@@ -159,7 +151,7 @@ def header_section(ctx: ReportContext) -> Section:
                 f"models: {listing('model')}",
                 f"edit methods: {listing('edit_method')}; edit data: {listing('edit_data')}; "
                 f"edits per configuration: {listing('n_edits')}",
-                f"fine-tuning methods: {', '.join(ft_label(m) for m in in_order(final['ft_method'], FT_METHODS)) or NA}; "
+                f"fine-tuning methods: {methods}; "
                 f"fine-tuning data: {listing('ft_data')}; layers: {listing('ft_layers')}",
                 f"seeds: {listing('seed')}",
             ]
@@ -173,7 +165,8 @@ def data_files_section(ctx: ReportContext) -> Section:
     described = [
         (
             "decay.csv",
-            "one row per (configuration, fine-tuning step); every table below comes from its final rows "
+            "one row per (configuration, fine-tuning step); every table below comes from its "
+            "final rows "
             "unless it says otherwise",
         ),
         ("configs.csv", "one row per configuration, with any extra settings"),
@@ -210,8 +203,10 @@ def key_results_section(ctx: ReportContext) -> Section:
         Table(
             shown,
             source=(
-                f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → `es_ed_ft`, "
-                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol)."
+                f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → "
+                "`es_ed_ft`, "
+                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` "
+                "(generation protocol)."
             ),
         )
     ]
@@ -241,7 +236,8 @@ def es_section(ctx: ReportContext) -> Section:
         Table(
             table.formatted(),
             source=(
-                f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning column = "
+                f"Source: {DECAY_LINK}, final rows; No FT = `es_ed` (ES of M_ed), each fine-tuning "
+                "column = "
                 f"`es_ed_ft` (ES of M_ed_ft), in %. {SPREAD_NOTE}"
             ),
         ),
@@ -267,8 +263,10 @@ def relative_decay_section(ctx: ReportContext) -> Section:
         Table(
             with_model_averages(table),
             source=(
-                f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / ES_ed × 100 "
-                f"(%; positive = edits lost). Rows “average” are the mean of that model's rows. {SPREAD_NOTE}"
+                f"Source: {DECAY_LINK}, final rows, column `relative_decay` = (ES_ed − ES_ed_ft) / "
+                "ES_ed × 100 "
+                "(%; positive = edits lost). Rows “average” are the mean of that model's rows. "
+                f"{SPREAD_NOTE}"
             ),
         ),
     )
@@ -280,7 +278,8 @@ def flip_ratio_section(ctx: ReportContext) -> Section:
         return Section(TITLE_FLIP_RATIO, [Paragraph("Not measured: no fine-tuned configurations.")])
     indicators = [i for i in dict.fromkeys(ctx.final["indicator"]) if i]
     source = (
-        f"Source: {DECAY_LINK}, final rows; ΔES = `delta_es` = ES_ed − ES_ed_ft (points), EFR = `efr` = "
+        f"Source: {DECAY_LINK}, final rows; ΔES = `delta_es` = ES_ed − ES_ed_ft (points), EFR = "
+        "`efr` = "
         "share of edits successful on M_ed that fail on M_ed_ft (%), emergent = `emergent_ratio` "
         f"(edits failing on M_ed that succeed on M_ed_ft, %). {SPREAD_NOTE}"
     )
@@ -297,7 +296,8 @@ def flips_section(ctx: ReportContext) -> Section:
             [
                 Paragraph(
                     "Per-edit flip categories not measured (`results/flips.csv` absent or empty). "
-                    f"Aggregate counts, where recorded, are in {DECAY_LINK} (`n_stable`, `n_erased`, `n_emergent`, "
+                    f"Aggregate counts, where recorded, are in {DECAY_LINK} (`n_stable`, "
+                    "`n_erased`, `n_emergent`, "
                     "`n_impossible`)."
                 )
             ],
@@ -311,7 +311,8 @@ def flips_section(ctx: ReportContext) -> Section:
             flip_counts(flips, ctx.final),
             floatfmt=".0f",
             source=(
-                f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per `category`."
+                f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per "
+                "`category`."
             ),
         ),
     ]
@@ -321,7 +322,8 @@ def flips_section(ctx: ReportContext) -> Section:
             Table(
                 examples,
                 source=(
-                    f"Examples: the first {MAX_EXAMPLES_PER_CATEGORY} edits per category (by `config_id`, `case_id`) "
+                    f"Examples: the first {MAX_EXAMPLES_PER_CATEGORY} edits per category (by "
+                    "`config_id`, `case_id`) "
                     f"from {FLIPS_LINK}; efficacy columns `efficacy_before` → `efficacy_after`."
                 ),
             )
@@ -351,10 +353,14 @@ def selective_layers_section(ctx: ReportContext) -> Section | None:
             Table(
                 selective_table(ctx.final),
                 source=(
-                    f"Source: {DECAY_LINK}, final rows. M = base model (`es_M`, `ds_M`, `ds_rank_M`; PS and NS of M are "
-                    "not in decay.csv unless `ps_M` / `ns_M` columns exist), M_ed = `es_ed`, `ps_ed`, `ns_ed`, "
-                    "`ds_M_ed`, `ds_rank_M_ed`; ft <layers> = the M_ed_ft columns (`es_ed_ft`, `ps_ed_ft`, `ns_ed_ft`, "
-                    f"`ds_M_ed_ft`, `ds_rank_M_ed_ft`) of the configurations fine-tuned on those layers. DS = generation "
+                    f"Source: {DECAY_LINK}, final rows. M = base model (`es_M`, `ds_M`, "
+                    "`ds_rank_M`; PS and NS of M are "
+                    "not in decay.csv unless `ps_M` / `ns_M` columns exist), M_ed = `es_ed`, "
+                    "`ps_ed`, `ns_ed`, "
+                    "`ds_M_ed`, `ds_rank_M_ed`; ft <layers> = the M_ed_ft columns (`es_ed_ft`, "
+                    "`ps_ed_ft`, `ns_ed_ft`, "
+                    "`ds_M_ed_ft`, `ds_rank_M_ed_ft`) of the configurations fine-tuned on those "
+                    "layers. DS = generation "
                     f"protocol, DS (rank) = rank classification; all in %. {SPREAD_NOTE}"
                 ),
             ),
@@ -384,8 +390,10 @@ def downstream_section(ctx: ReportContext) -> Section:
             Table(
                 downstream_summary(final, noft, ft),
                 source=(
-                    f"Degradation (%) caused by the prior edit, per model: mean ± SD (n values) from {DECAY_LINK}, final "
-                    f"rows. No FT = `{noft}` (M_ed against M; one value per edit setting and seed), fine-tuning columns = "
+                    "Degradation (%) caused by the prior edit, per model: mean ± SD (n values) "
+                    f"from {DECAY_LINK}, final "
+                    f"rows. No FT = `{noft}` (M_ed against M; one value per edit setting and "
+                    "seed), fine-tuning columns = "
                     f"`{ft}` (M_ed_ft against M_ft). Positive = the edit costs downstream accuracy."
                 ),
             )
@@ -394,120 +402,13 @@ def downstream_section(ctx: ReportContext) -> Section:
             Table(
                 sort_configurations(downstream_detail(final, columns)),
                 source=(
-                    f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, `{ds_ed_ft}` (accuracy, %), "
+                    f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, "
+                    f"`{ds_ed_ft}` (accuracy, %), "
                     f"`{noft}`, `{ft}` (degradation, %)."
                 ),
             )
         )
     return Section(TITLE_DOWNSTREAM, blocks)
-
-
-def decay_plot_section(ctx: ReportContext) -> Section | None:
-    figure = plot_decay_bars(ctx.final)
-    if figure is None:
-        return None
-    path = ctx.save_plot("decay_bars.png", figure)
-    return Section(
-        TITLE_DECAY_PLOT,
-        [
-            Figure(
-                path,
-                (
-                    f"ES(M_ed) (`es_ed`) and ES(M_ed_ft) (`es_ed_ft`) of each fine-tuned configuration at its final step, "
-                    f"from {DECAY_LINK}; numbers in “{TITLE_KEY}”."
-                ),
-            )
-        ],
-    )
-
-
-def steps_section(ctx: ReportContext) -> Section | None:
-    decay = ctx.results.decay
-    config_ids = multi_step_configs(decay)
-    if not config_ids:
-        return None
-    path = ctx.save_plot("decay_steps.png", plot_decay_steps(decay, config_ids))
-    rows = decay[decay["config_id"].isin(config_ids)]
-    table = sort_configurations(
-        rows[
-            [
-                "config_id",
-                "step",
-                "final",
-                "es_ed",
-                "es_ed_ft",
-                "delta_es",
-                "relative_decay",
-                "efr",
-                "emergent_ratio",
-            ]
-        ],
-        ("config_id", "step"),
-    )
-    blocks: list[Block] = [
-        Figure(
-            path,
-            f"ES(M_ed_ft) and EFR against the fine-tuning step (step 0 of the ES line = ES(M_ed)), "
-            f"from {DECAY_LINK}.",
-        ),
-        Table(
-            table,
-            source=f"Source: every row of {DECAY_LINK} for configurations with several steps.",
-        ),
-    ]
-    if len(config_ids) > MAX_LINES_PER_PLOT:
-        blocks.insert(
-            1,
-            Paragraph(
-                f"The plot shows the first {MAX_LINES_PER_PLOT} of {len(config_ids)} "
-                "configurations; the table lists all."
-            ),
-        )
-    return Section(TITLE_STEPS, blocks)
-
-
-def training_section(ctx: ReportContext) -> Section | None:
-    training = ctx.results.training
-    if training is None:
-        return None
-    if training.empty:
-        return Section(TITLE_TRAINING, [Paragraph("`results/training.csv` holds no loss values.")])
-    decay = ctx.results.decay
-    same_configs = decay is not None and set(training["config_id"]) <= set(decay["config_id"])
-    labels = (
-        plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
-    )
-    path = ctx.save_plot("training_loss.png", plot_training(training, labels))
-    summary = (
-        training.sort_values("step")
-        .groupby(["config_id", "state"])
-        .agg(
-            points=("loss", "size"),
-            last_step=("step", "last"),
-            first_loss=("loss", "first"),
-            last_loss=("loss", "last"),
-            min_loss=("loss", "min"),
-        )
-        .reset_index()
-    )
-    blocks: list[Block] = [
-        Figure(
-            path, "Fine-tuning loss per step from [results/training.csv](results/training.csv)."
-        ),
-        Table(
-            summary,
-            floatfmt=".4f",
-            source="Source: [results/training.csv](results/training.csv), columns `step`, `loss`.",
-        ),
-    ]
-    if summary.shape[0] > MAX_LINES_PER_PLOT:
-        blocks.insert(
-            1,
-            Paragraph(
-                f"The plot shows the first {MAX_LINES_PER_PLOT} of {summary.shape[0]} curves."
-            ),
-        )
-    return Section(TITLE_TRAINING, blocks)
 
 
 def configurations_section(ctx: ReportContext) -> Section | None:
