@@ -115,3 +115,10 @@ def test_every_column_has_a_meaning():
         for column in table.columns:
             assert column.doc.strip(), f"{table.file}: {column.name}"
         assert len(set(table.names)) == len(table.names), table.file
+
+
+def test_row_builder_fills_blanks_and_refuses_unknown_columns():
+    row = schema.DECAY.row(config_id="a", es_ed=90.0)
+    assert list(row) == list(schema.DECAY.names) and row["es_ed"] == 90.0 and row["efr"] is None
+    with pytest.raises(KeyError, match="decay.csv has no column"):
+        schema.DECAY.row(es_edd=90.0)

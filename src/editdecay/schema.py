@@ -108,7 +108,7 @@ def _blank_to_nan(value: object) -> object:
 @dataclass(frozen=True)
 class TableSchema:
     name: str
-    row: str  # what one row is
+    grain: str  # what one row is
     columns: tuple[Column, ...]
 
     @property
@@ -142,10 +142,17 @@ class TableSchema:
         extra = [c for c in df.columns if c not in self.names]
         return df[[*self.names, *extra]]
 
+    def row(self, **values: Any) -> dict[str, Any]:
+        """One row with every column: the given values, blank (None) elsewhere; unknown names refused."""
+        unknown = sorted(set(values) - set(self.names))
+        if unknown:
+            raise KeyError(f"{self.file} has no column(s) {unknown}")
+        return {name: values.get(name) for name in self.names}
+
     def markdown(self) -> str:
         """The table's documentation: one line per column with its type, blank rule and meaning."""
         lines = [
-            f"`{self.file}`: one row per {self.row}.",
+            f"`{self.file}`: one row per {self.grain}.",
             "",
             "| column | type | blank | meaning |",
             "|---|---|---|---|",

@@ -23,6 +23,7 @@ from editdecay.analysis.claims import (
     t_tests,
 )
 from editdecay.analysis.stats import paired_t_test
+from editdecay.schema import DECAY
 
 N = 1000  # edits per configuration: a small binomial SE, so seed noise decides where there are seeds
 
@@ -48,26 +49,28 @@ def row(
     """One decay.csv row; `delta` is ΔES in points (es_ed_ft = es_ed − delta)."""
     kind = "zsre" if edit_data == "zsre" else "counterfact"
     none = ft_method == "none"
-    r = {
-        "config_id": f"{model}.{edit_method}-{edit_data}{n_edits}.{ft_method}-{ft_data}-{ft_layers}.s{seed}",
-        "model": model,
-        "edit_method": edit_method,
-        "edit_data": edit_data,
-        "n_edits": n_edits,
-        "ft_method": ft_method,
-        "ft_data": "" if none else ft_data,
-        "ft_layers": ft_layers,
-        "seed": seed,
-        "step": 0 if none else step,
-        "final": final,
-        "efficacy_kind": kind,
-        "indicator": "exact",
-        "es_M": 20.0,
-        "es_ed": es_ed,
-        "n_success_ed": int(round(es_ed / 100 * n_edits)),
-        "ds_M": 40.0,
-        "ds_M_ed": 39.0,
-    }
+    r = DECAY.row(
+        **{
+            "config_id": f"{model}.{edit_method}-{edit_data}{n_edits}.{ft_method}-{ft_data}-{ft_layers}.s{seed}",
+            "model": model,
+            "edit_method": edit_method,
+            "edit_data": edit_data,
+            "n_edits": n_edits,
+            "ft_method": ft_method,
+            "ft_data": "" if none else ft_data,
+            "ft_layers": ft_layers,
+            "seed": seed,
+            "step": 0 if none else step,
+            "final": final,
+            "efficacy_kind": kind,
+            "indicator": "exact",
+            "es_M": 20.0,
+            "es_ed": es_ed,
+            "n_success_ed": int(round(es_ed / 100 * n_edits)),
+            "ds_M": 40.0,
+            "ds_M_ed": 39.0,
+        }
+    )
     if none:
         return r
     es_after = es_ed - delta

@@ -24,6 +24,7 @@ from editdecay.report.sections import (
     TITLE_RELATIVE,
     TITLE_SELECTIVE,
 )
+from editdecay.schema import DECAY
 
 EDIT_METHODS = ("memit", "alphaedit")
 ES_ED = {("memit", 0): 90.0, ("memit", 1): 94.0, ("alphaedit", 0): 96.0, ("alphaedit", 1): 100.0}
@@ -51,39 +52,41 @@ def _row(
 ) -> dict[str, object]:
     es_ed = ES_ED[(edit_method, seed)]
     layer_tag = "" if layers in ("all",) or ft_method == "none" else f"-{layers}"
-    row: dict[str, object] = {
-        "config_id": f"{edit_method}-{ft_method}{layer_tag}-s{seed}",
-        "model": "tiny",
-        "edit_method": edit_method,
-        "edit_data": "counterfact",
-        "n_edits": 10,
-        "ft_method": ft_method,
-        "ft_data": "commonsense" if ft_method != "none" else np.nan,
-        "ft_layers": layers if ft_method != "none" else np.nan,
-        "seed": seed,
-        "step": 0 if ft_method == "none" else step,
-        "final": final,
-        "es_ed": es_ed,
-        "ps_ed": es_ed - 10,
-        "ns_ed": 70.0,
-        "es_M": 20.0,
-        "indicator": "p_new>p_true",
-        "efficacy_kind": "counterfact",
-        "ds_M": 40.0,
-        "ds_M_ed": 38.0,
-        "ds_degradation_noft": 5.0,
-        "ds_rank_M": np.nan,
-        "ds_rank_M_ed": np.nan,
-        "ds_rank_M_ft": np.nan,
-        "ds_rank_M_ed_ft": np.nan,
-        "ds_rank_degradation_noft": np.nan,
-        "ds_rank_degradation_ft": np.nan,
-        "n_success_ed": 9,
-        "n_stable": 6,
-        "n_erased": 2,
-        "n_emergent": 1,
-        "n_impossible": 1,
-    }
+    row = DECAY.row(
+        **{
+            "config_id": f"{edit_method}-{ft_method}{layer_tag}-s{seed}",
+            "model": "tiny",
+            "edit_method": edit_method,
+            "edit_data": "counterfact",
+            "n_edits": 10,
+            "ft_method": ft_method,
+            "ft_data": "commonsense" if ft_method != "none" else np.nan,
+            "ft_layers": layers if ft_method != "none" else np.nan,
+            "seed": seed,
+            "step": 0 if ft_method == "none" else step,
+            "final": final,
+            "es_ed": es_ed,
+            "ps_ed": es_ed - 10,
+            "ns_ed": 70.0,
+            "es_M": 20.0,
+            "indicator": "p_new>p_true",
+            "efficacy_kind": "counterfact",
+            "ds_M": 40.0,
+            "ds_M_ed": 38.0,
+            "ds_degradation_noft": 5.0,
+            "ds_rank_M": np.nan,
+            "ds_rank_M_ed": np.nan,
+            "ds_rank_M_ft": np.nan,
+            "ds_rank_M_ed_ft": np.nan,
+            "ds_rank_degradation_noft": np.nan,
+            "ds_rank_degradation_ft": np.nan,
+            "n_success_ed": 9,
+            "n_stable": 6,
+            "n_erased": 2,
+            "n_emergent": 1,
+            "n_impossible": 1,
+        }
+    )
     nan_after = {
         "es_ed_ft": np.nan,
         "ps_ed_ft": np.nan,
