@@ -376,10 +376,18 @@ def test_key_table_has_one_row_per_final_config(report, tmp_path):
     assert by_id.loc["alphaedit-lora-edited-s0", "rel. decay %"] == pytest.approx(40.0)
     assert by_id.loc["memit-lora-s1", "DS M_ed_ft"] == pytest.approx(57.0)
 
-    shown = _find(_tables(sections[TITLE_KEY])[0], config_id="memit-lora-s1")
+    headline, per_config = _tables(sections[TITLE_KEY])
+    shown = _find(per_config, config_id="memit-lora-s1")
     assert shown["ES before → after"] == "94.00 → 80.84"
     assert shown["ΔES"] == "13.16"
-    assert len(_tables(sections[TITLE_KEY])[0]) == 14
+    assert shown["configuration"] == "memit · lora · commonsense · all layers · seed 1"
+    assert len(per_config) == 14
+    # the headline: one row per fine-tuning method (all layers), the mean over its configurations
+    lora = decay[decay["final"] & (decay["ft_method"] == "lora") & (decay["ft_layers"] == "all")]
+    row = _find(headline, **{"fine-tuning": "LoRA"})
+    assert row["configurations"] == str(len(lora))
+    assert float(row["ΔES"]) == pytest.approx((lora["es_ed"] - lora["es_ed_ft"]).mean(), abs=0.01)
+    assert "<details><summary>Per configuration (14)</summary>" in sections[TITLE_KEY]
 
 
 def test_selective_section_only_when_layers_vary(report, tmp_path):
@@ -409,7 +417,11 @@ def test_selective_section_only_when_layers_vary(report, tmp_path):
 
 def test_flip_categories_counted_at_the_last_step(report):
     _, _, sections, _ = report
-    counts, examples = _tables(sections[TITLE_FLIPS])
+    totals, counts, examples = _tables(sections[TITLE_FLIPS])
+    lora = _find(totals, ft_method="lora", ft_layers="all")
+    assert int(lora["total"]) == sum(
+        int(r["total"]) for r in counts if r["ft_method"] == "lora" and r["ft_layers"] == "all"
+    )
     row = _find(counts, config_id=MULTI_STEP)
     assert (
         row["step"],

@@ -334,8 +334,9 @@ def test_write_reproduction_puts_the_claims_first(tmp_path):
     assert rep.sections[:3] == [
         "Reproduction of the paper's claims: reproduction-small",
         "Paper claims (PAPER §4)",
-        "Run",
+        "Key results",
     ]
+    assert "How this run was made" in rep.sections
 
 
 def test_two_models_get_a_verdict_each(tmp_path):

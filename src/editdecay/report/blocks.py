@@ -50,7 +50,15 @@ class Figure:
     caption: str
 
 
-Block = Paragraph | BulletList | CodeBlock | Table | Figure
+@dataclass
+class Details:
+    """Blocks shown collapsed under a one-line summary (a long table a reader may open)."""
+
+    summary: str
+    blocks: list[Block]
+
+
+Block = Paragraph | BulletList | CodeBlock | Table | Figure | Details
 
 
 @dataclass

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..analysis.tables import sort_configurations
-from .blocks import Block, Figure, Paragraph, ReportContext, Section, Table
+from .blocks import Block, Details, Figure, Paragraph, ReportContext, Section, Table
 from .plots import (
-    MAX_LINES_PER_PLOT,
+    MAX_PANELS,
     multi_step_configs,
     plot_decay_bars,
     plot_decay_steps,
@@ -69,16 +69,21 @@ def steps_section(ctx: ReportContext) -> Section | None:
             f"ES(M_ed_ft) and EFR against the fine-tuning step (step 0 of the ES line = ES(M_ed)), "
             f"from {DECAY_LINK}.",
         ),
-        Table(
-            table,
-            source=f"Source: every row of {DECAY_LINK} for configurations with several steps.",
+        Details(
+            f"Every step of these configurations ({len(table)} rows)",
+            [
+                Table(
+                    table,
+                    source=f"Source: every row of {DECAY_LINK} for configurations with several steps.",
+                )
+            ],
         ),
     ]
-    if len(config_ids) > MAX_LINES_PER_PLOT:
+    if len(config_ids) > MAX_PANELS:
         blocks.insert(
             1,
             Paragraph(
-                f"The plot shows the first {MAX_LINES_PER_PLOT} of {len(config_ids)} "
+                f"The plot shows the first {MAX_PANELS} of {len(config_ids)} "
                 "configurations; the table lists all."
             ),
         )
@@ -91,12 +96,7 @@ def training_section(ctx: ReportContext) -> Section | None:
         return None
     if training.empty:
         return Section(TITLE_TRAINING, [Paragraph("`results/training.csv` holds no loss values.")])
-    decay = ctx.results.decay
-    same_configs = decay is not None and set(training["config_id"]) <= set(decay["config_id"])
-    labels = (
-        plot_labels(decay[decay["config_id"].isin(training["config_id"])]) if same_configs else None
-    )
-    path = ctx.save_plot("training_loss.png", plot_training(training, labels))
+    path = ctx.save_plot("training_loss.png", plot_training(training, ctx.final))
     summary = (
         training.sort_values("step")
         .groupby(["config_id", "state"])
@@ -109,21 +109,24 @@ def training_section(ctx: ReportContext) -> Section | None:
         )
         .reset_index()
     )
+    labels = plot_labels(ctx.final)
+    summary.insert(0, "configuration", summary["config_id"].map(lambda c: labels.get(str(c), c)))
     blocks: list[Block] = [
         Figure(
-            path, "Fine-tuning loss per step from [results/training.csv](results/training.csv)."
+            path,
+            "Fine-tuning loss per step from [results/training.csv](results/training.csv), one panel "
+            "per fine-tuning setting.",
         ),
-        Table(
-            summary,
-            floatfmt=".4f",
-            source="Source: [results/training.csv](results/training.csv), columns `step`, `loss`.",
+        Details(
+            f"Loss per curve ({len(summary)})",
+            [
+                Table(
+                    summary,
+                    floatfmt=".4f",
+                    source="Source: [results/training.csv](results/training.csv), columns `step`, "
+                    "`loss`.",
+                )
+            ],
         ),
     ]
-    if summary.shape[0] > MAX_LINES_PER_PLOT:
-        blocks.insert(
-            1,
-            Paragraph(
-                f"The plot shows the first {MAX_LINES_PER_PLOT} of {summary.shape[0]} curves."
-            ),
-        )
     return Section(TITLE_TRAINING, blocks)

@@ -22,7 +22,8 @@ from ..io import atomic_write
 from .blocks import BulletList, Paragraph, ReportContext, Section, Table
 from .inputs import StudyResults, load_results
 from .render import render_markdown
-from .sections import SECTIONS, header_section, partial_notice
+from .run_sections import header_section
+from .sections import SECTIONS
 from .writer import build_section
 
 TITLE_CLAIMS = "Paper claims (PAPER §4)"
@@ -154,10 +155,9 @@ class Reproduction:
 
 
 def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reproduction:
-    """Write RUN_DIR/REPRODUCTION.md: the claims table first, then the report's paper-style tables, then plots.
+    """Write RUN_DIR/REPRODUCTION.md: the claims first, then the study report's sections.
 
-    Uses the study report's section builders (`report.sections.SECTIONS`) after :func:`claims_section`;
-    `editdecay report` itself is unchanged.
+    The report's section builders (`report.sections.SECTIONS`) follow :func:`claims_section`.
     """
     run_dir = Path(run_dir)
     results = load_results(run_dir)
@@ -169,30 +169,15 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
         plots_dir=run_dir / "plots",
     )
 
-    def title_section(c):
-        notice = partial_notice(c.results.study)
-        return Section(
-            c.title,
-            [
-                Paragraph(
-                    'Tests the claims of "Can Fine-Tuning Erase Your Edits?" (PAPER §4) on this run; the paper-style '
-                    "tables and plots from the study report follow."
-                ),
-                *([notice] if notice else []),
-            ],
-            level=1,
+    def title_section(c: ReportContext) -> Section:
+        header = header_section(c)
+        intro = Paragraph(
+            'Tests the claims of "Can Fine-Tuning Erase Your Edits?" (PAPER §4) on this run; the '
+            "paper-style tables and plots of the study report follow."
         )
+        return Section(c.title, [intro, *header.blocks], level=1)
 
-    def run_section(c):
-        section = header_section(c)
-        return Section("Run", section.blocks, level=2)
-
-    builders = [
-        title_section,
-        claims_section,
-        run_section,
-        *[b for b in SECTIONS if b is not header_section],
-    ]
+    builders = [title_section, claims_section, *[b for b in SECTIONS if b is not header_section]]
     sections = [s for s in (build_section(b, ctx) for b in builders) if s is not None]
     markdown = render_markdown(sections, run_dir)
     path = atomic_write(

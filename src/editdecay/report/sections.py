@@ -3,26 +3,21 @@ Section, or None to leave the section out. A new section is one more function ad
 
 from __future__ import annotations
 
-import json
-import shlex
-from collections.abc import Mapping
-
-import pandas as pd
-
-from ..analysis.tables import fine_tuned_rows, in_order, sort_configurations
-from ..schema import DS_COLUMNS, DS_RANK_COLUMNS, FT_METHODS, column_names
+from ..analysis.tables import sort_configurations
+from ..schema import DS_COLUMNS, DS_RANK_COLUMNS, column_names
 from .blocks import (
     Block,
-    BulletList,
-    CodeBlock,
+    Details,
     Paragraph,
     ReportContext,
     Section,
     SectionBuilder,
     Table,
 )
-from .format import NA, all_missing, arrow, cell_text, ft_label
+from .format import all_missing, arrow
 from .plot_sections import decay_plot_section, steps_section, training_section
+from .plots import plot_labels
+from .run_sections import configurations_section, data_files_section, header_section, run_section
 from .tables import (
     MAX_EXAMPLES_PER_CATEGORY,
     MethodTable,
@@ -32,6 +27,8 @@ from .tables import (
     flip_counts,
     flip_examples,
     flip_ratio_table,
+    flip_totals,
+    headline_table,
     key_table,
     relative_decay_table,
     selective_layer_groups,
@@ -46,7 +43,6 @@ SPREAD_NOTE = (
     "`mean ± SD` (sample standard deviation over the seeds) and `seeds` counts them."
 )
 
-TITLE_DATA_FILES = "Data files"
 TITLE_KEY = "Key results"
 TITLE_ES = "ES before → after fine-tuning (paper Table 2)"
 TITLE_RELATIVE = "Relative ES decay (paper Table 4)"
@@ -54,7 +50,6 @@ TITLE_FLIP_RATIO = "ΔES, Edit Flip Ratio and emergent edits (paper Table 5)"
 TITLE_FLIPS = "Edit flip categories (paper Table 6)"
 TITLE_SELECTIVE = "Selective-layer fine-tuning (paper Table 7)"
 TITLE_DOWNSTREAM = "Downstream accuracy (paper Table 8)"
-TITLE_CONFIGS = "Configurations"
 
 
 def layers_note(table: MethodTable) -> str | None:
@@ -66,155 +61,53 @@ def layers_note(table: MethodTable) -> str | None:
     )
 
 
-def partial_notice(study: Mapping | None) -> Paragraph | None:
-    """A warning when `study.json` says the tables were gathered before every stage had finished."""
-    stages = (study or {}).get("stages")
-    if not isinstance(stages, Mapping) or stages.get("finished", 0) >= stages.get("total", 0):
-        return None
-    return Paragraph(
-        f"**Partial results:** {stages['finished']} of {stages['total']} stages had finished when "
-        "these "
-        "tables were gathered; configurations with unfinished stages are missing or incomplete. "
-        "Rerun "
-        "the command to finish the study."
-    )
-
-
-def header_section(ctx: ReportContext) -> Section:
-    results = ctx.results
-    final = ctx.final
-    blocks: list[Block] = [Paragraph(f"Run directory: `{results.run_dir}`")]
-    study = results.study
-    if study is None:
-        blocks.append(
-            Paragraph(
-                "No `results/study.json`: the study's name, command and versions were not recorded."
-            )
-        )
-    else:
-        if "name" in study:
-            blocks.append(Paragraph(f"Study: **{cell_text(study['name'])}**"))
-        notice = partial_notice(study)
-        if notice is not None:
-            blocks.append(notice)
-        command = study.get("command")
-        if command:
-            text = (
-                shlex.join(str(c) for c in command) if isinstance(command, list) else str(command)
-            )
-            blocks.extend([Paragraph("Command:"), CodeBlock(text)])
-        if "seeds" in study:
-            seeds = study["seeds"]
-            shown = (
-                ", ".join(str(s) for s in seeds) if isinstance(seeds, list) else cell_text(seeds)
-            )
-            blocks.append(Paragraph(f"Seeds: {shown}"))
-        versions = study.get("versions")
-        if isinstance(versions, Mapping) and versions:
-            frame = pd.DataFrame(
-                {
-                    "package": [str(k) for k in versions],
-                    "version": [
-                        cell_text(v) if not isinstance(v, (dict, list)) else json.dumps(v)
-                        for v in versions.values()
-                    ],
-                }
-            )
-            blocks.append(Table(frame, source="Versions from `results/study.json`."))
-        elif versions:
-            blocks.append(Paragraph(f"Versions: {cell_text(versions)}"))
-        environments = study.get("stage_environments")
-        if isinstance(environments, Mapping) and environments:
-            frame = pd.DataFrame(
-                {
-                    "device, versions": [str(k) for k in environments],
-                    "stages": [cell_text(v) for v in environments.values()],
-                }
-            )
-            blocks.append(
-                Table(
-                    frame,
-                    source="Where the finished stages ran, from each stage's record in the store.",
-                )
-            )
-    n_ft = len(fine_tuned_rows(final))
-
-    def listing(column: str) -> str:
-        values = [v for v in dict.fromkeys(final[column].map(cell_text)) if v != NA]
-        return ", ".join(values) if values else NA
-
-    methods = ", ".join(ft_label(m) for m in in_order(final["ft_method"], FT_METHODS)) or NA
-    blocks.append(
-        BulletList(
-            [
-                f"{len(final)} configurations ({n_ft} fine-tuned, {len(final) - n_ft} edited only)",
-                f"models: {listing('model')}",
-                f"edit methods: {listing('edit_method')}; edit data: {listing('edit_data')}; "
-                f"edits per configuration: {listing('n_edits')}",
-                f"fine-tuning methods: {methods}; "
-                f"fine-tuning data: {listing('ft_data')}; layers: {listing('ft_layers')}",
-                f"seeds: {listing('seed')}",
-            ]
-        )
-    )
-    return Section(ctx.title, blocks, level=1)
-
-
-def data_files_section(ctx: ReportContext) -> Section:
-    results_dir = ctx.results.results_dir
-    described = [
-        (
-            "decay.csv",
-            "one row per (configuration, fine-tuning step); every table below comes from its "
-            "final rows "
-            "unless it says otherwise",
-        ),
-        ("configs.csv", "one row per configuration, with any extra settings"),
-        (
-            "flips.csv",
-            "per-edit flip category (stable / erased / emergent / impossible) per configuration",
-        ),
-        ("edits.csv", "the long per-edit table: ES, PS, NS per edit, model state and step"),
-        ("edits.parquet", "the same per-edit table in Parquet"),
-        ("training.csv", "fine-tuning loss per step"),
-        ("study.json", "study name, command, versions and seeds"),
-    ]
-    items = []
-    for name, description in described:
-        if (results_dir / name).is_file():
-            items.append(f"[results/{name}](results/{name}): {description}")
-        else:
-            items.append(f"`results/{name}`: not present")
-    return Section(TITLE_DATA_FILES, [BulletList(items)])
-
-
 def key_results_section(ctx: ReportContext) -> Section:
     table = key_table(ctx.final)
     if table.empty:
         return Section(TITLE_KEY, [Paragraph(f"No configurations in {DECAY_LINK}.")])
-    shown = table.drop(columns=["ES before", "ES after"])
+    blocks: list[Block] = []
+    headline, note = headline_table(ctx.final)
+    if not headline.empty:
+        blocks.append(
+            Table(
+                headline,
+                source=(
+                    f"Mean over the configurations of each row ({note[:-1] if note else ''}), from "
+                    f"{DECAY_LINK}, final rows: `es_ed`, `es_ed_ft`, `delta_es` (points), `efr`, "
+                    "`ds_M_ft`, `ds_M_ed_ft` (generation protocol), all in %."
+                ),
+            )
+        )
+    labels = plot_labels(ctx.final)
+    shown = table.drop(columns=["ES before", "ES after", "config_id"])
+    shown.insert(0, "configuration", table["config_id"].map(lambda c: labels.get(str(c), c)))
     shown.insert(
         shown.columns.get_loc("ΔES"),
         "ES before → after",
         [arrow(b, a) for b, a in zip(table["ES before"], table["ES after"])],
     )
-    kinds = [k for k in dict.fromkeys(ctx.final["efficacy_kind"]) if k]
-    blocks: list[Block] = [
-        Table(
-            shown,
-            source=(
-                f"Source: {DECAY_LINK}, the final row of each configuration; columns `es_ed` → "
-                "`es_ed_ft`, "
-                "`delta_es` (points), `relative_decay`, `efr`, `ds_M_ft`, `ds_M_ed_ft` "
-                "(generation protocol)."
-            ),
+    shown["config_id"] = table["config_id"]
+    blocks.append(
+        Details(
+            f"Per configuration ({len(shown)})",
+            [
+                Table(
+                    shown,
+                    source=(
+                        f"Source: {DECAY_LINK}, the final row of each configuration; columns "
+                        "`es_ed` → `es_ed_ft`, `delta_es` (points), `relative_decay`, `efr`, "
+                        "`ds_M_ft`, `ds_M_ed_ft` (generation protocol)."
+                    ),
+                )
+            ],
         )
-    ]
+    )
+    kinds = [k for k in dict.fromkeys(ctx.final["efficacy_kind"]) if k]
     if kinds:
         rules = {
             "counterfact": "`counterfact`: P(new object) > P(true object) on the rewrite prompt",
-            "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an edit "
-            "succeeds when every token is the argmax, or most of them: column `indicator`)",
+            "zsre": "`zsre`: teacher-forced token accuracy of the new answer (for EFR and flips an "
+            "edit succeeds when every token is the argmax, or most of them: column `indicator`)",
         }
         blocks.append(
             Paragraph(
@@ -308,12 +201,25 @@ def flips_section(ctx: ReportContext) -> Section:
             "emergent: fails on M_ed, succeeds on M_ed_ft; impossible: fails on both."
         ),
         Table(
-            flip_counts(flips, ctx.final),
+            flip_totals(flips, ctx.final),
             floatfmt=".0f",
             source=(
-                f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted per "
-                "`category`."
+                f"Edits per category, summed over the configurations of each row, from {FLIPS_LINK} "
+                "at each configuration's last step."
             ),
+        ),
+        Details(
+            "Per configuration",
+            [
+                Table(
+                    flip_counts(flips, ctx.final),
+                    floatfmt=".0f",
+                    source=(
+                        f"Source: {FLIPS_LINK}, rows at each configuration's last step, counted "
+                        "per `category`."
+                    ),
+                )
+            ],
         ),
     ]
     examples = flip_examples(flips)
@@ -364,7 +270,10 @@ def selective_layers_section(ctx: ReportContext) -> Section | None:
                     f"protocol, DS (rank) = rank classification; all in %. {SPREAD_NOTE}"
                 ),
             ),
-            Table(sort_configurations(configurations), source="Configurations compared above."),
+            Details(
+                "Configurations compared above",
+                [Table(sort_configurations(configurations), source=f"From {DECAY_LINK}.")],
+            ),
         ],
     )
 
@@ -399,37 +308,25 @@ def downstream_section(ctx: ReportContext) -> Section:
             )
         )
         blocks.append(
-            Table(
-                sort_configurations(downstream_detail(final, columns)),
-                source=(
-                    f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, "
-                    f"`{ds_ed_ft}` (accuracy, %), "
-                    f"`{noft}`, `{ft}` (degradation, %)."
-                ),
+            Details(
+                f"Per configuration, {name}",
+                [
+                    Table(
+                        sort_configurations(downstream_detail(final, columns)),
+                        source=(
+                            f"Per configuration, from {DECAY_LINK}: `{ds_m}`, `{ds_ed}`, `{ds_ft}`, "
+                            f"`{ds_ed_ft}` (accuracy, %), "
+                            f"`{noft}`, `{ft}` (degradation, %)."
+                        ),
+                    )
+                ],
             )
         )
     return Section(TITLE_DOWNSTREAM, blocks)
 
 
-def configurations_section(ctx: ReportContext) -> Section | None:
-    configs = ctx.results.configs
-    if configs is None or configs.empty:
-        return None
-    return Section(
-        TITLE_CONFIGS,
-        [
-            Table(
-                configs,
-                floatfmt="g",
-                source="Every configuration with its settings, from [results/configs.csv](results/configs.csv).",
-            )
-        ],
-    )
-
-
 SECTIONS: list[SectionBuilder] = [
     header_section,
-    data_files_section,
     key_results_section,
     es_section,
     relative_decay_section,
@@ -441,4 +338,6 @@ SECTIONS: list[SectionBuilder] = [
     steps_section,
     training_section,
     configurations_section,
+    run_section,
+    data_files_section,
 ]

@@ -75,6 +75,67 @@ def key_table(decay: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+HEADLINE_COLUMNS = (
+    "model",
+    "edit_data",
+    "fine-tuning",
+    "configurations",
+    "ES M_ed",
+    "ES M_ed_ft",
+    "ΔES",
+    "EFR %",
+    "DS M_ft",
+    "DS M_ed_ft",
+)
+
+
+def headline_table(final: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The few numbers a reader comes for: per model × edit data × fine-tuning method, the mean over
+    its configurations (edit methods, edit counts, seeds) of ES before and after fine-tuning, ΔES,
+    EFR and DS. Only the main layer choice and the main fine-tuning data; returns the table and a
+    note on what was left out (None when nothing was)."""
+    tuned, layers, excluded = primary_layers(fine_tuned_rows(final))
+    if tuned.empty:
+        return pd.DataFrame(columns=list(HEADLINE_COLUMNS)), None
+    counts = tuned["ft_data"].value_counts()
+    main_data = "commonsense" if "commonsense" in counts.index else str(counts.index[0])
+    other_data = int((tuned["ft_data"] != main_data).sum())
+    tuned = tuned[tuned["ft_data"] == main_data]
+    records = []
+    for (model, data, method), rows in tuned.groupby(
+        ["model", "edit_data", "ft_method"], sort=False, dropna=False
+    ):
+        records.append(
+            {
+                "model": model,
+                "edit_data": data,
+                "fine-tuning": ft_label(method),
+                "_method": method,
+                "configurations": len(rows),
+                "ES M_ed": rows["es_ed"].mean(),
+                "ES M_ed_ft": rows["es_ed_ft"].mean(),
+                "ΔES": rows["delta_es"].mean(),
+                "EFR %": rows["efr"].mean(),
+                "DS M_ft": rows["ds_M_ft"].mean(),
+                "DS M_ed_ft": rows["ds_M_ed_ft"].mean(),
+            }
+        )
+    table = pd.DataFrame.from_records(records)
+    table = sort_configurations(table.rename(columns={"_method": "ft_method"}), SORT_HEADLINE)
+    left_out = []
+    if excluded:
+        left_out.append(f"{excluded} configuration(s) fine-tuned on other layers than `{layers}`")
+    if other_data:
+        left_out.append(f"{other_data} fine-tuned on other data than `{main_data}`")
+    note = f"Fine-tuning on `{main_data}`, layers `{layers}`." + (
+        f" Not included: {'; '.join(left_out)} (see the tables below)." if left_out else ""
+    )
+    return table[list(HEADLINE_COLUMNS)].reset_index(drop=True), note
+
+
+SORT_HEADLINE = ("model", "edit_data", "ft_method")
+
+
 def primary_layers(fine_tuned: pd.DataFrame) -> tuple[pd.DataFrame, str | None, int]:
     """The fine-tuned rows on the main layer choice ("all" when present, else the most common one)."""
     if fine_tuned.empty:
@@ -157,7 +218,9 @@ def method_table(
             row.update(no_ft(before_ft(edit_rows)))
         for method in methods:
             row.update(cells(groups[groups["ft_method"] == method], ft_label(method)))
-        row["seeds"] = int(pd.concat([groups["seed"], edit_rows["seed"]]).nunique(dropna=False))
+        # the seeds actually averaged in the row's cells (an FT method may have fewer than another)
+        summaries = [v for v in row.values() if isinstance(v, SeedSummary)]
+        row["seeds"] = max((s.n for s in summaries), default=0)
         records.append(row)
 
     if not fine_tuned.empty:
@@ -276,6 +339,18 @@ def flip_counts(flips: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
         ]
     ]
     return sort_configurations(ordered)
+
+
+def flip_totals(flips: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
+    """:func:`flip_counts` summed per model × edit data × fine-tuning method × layers."""
+    counts = flip_counts(flips, final)
+    data = final[["config_id", "edit_data"]]
+    counts = counts.merge(data, on="config_id", how="left")
+    keys = ["model", "edit_data", "ft_method", "ft_layers"]
+    categories = [c for c in counts.columns if c in FLIP_CATEGORIES]
+    totals = counts.groupby(keys, dropna=False, sort=False)[[*categories, "total"]].sum()
+    totals.insert(0, "configurations", counts.groupby(keys, dropna=False, sort=False).size())
+    return sort_configurations(totals.reset_index(), keys)
 
 
 def flip_examples(
