@@ -58,7 +58,8 @@ def test_a_corrupt_line_is_named_by_its_number_from_1(tmp_path, name):
     lines = [json.dumps({"a": 1}), "", json.dumps({"a": 2}), '{"a": ', json.dumps({"a": 4})]
     path = _write(tmp_path / name, "\n".join(lines))
     with pytest.raises(
-        RecordFileError, match=rf"{re.escape(name)}, line 4: malformed JSON \(.* at column 7\)"
+        RecordFileError,
+        match=rf"{re.escape(name)}, line 4 \(record 3\): malformed JSON \(.* at column 7\)",
     ):
         read_records(path)
 
@@ -95,7 +96,7 @@ def test_an_empty_list_is_no_records(tmp_path):
 def test_not_utf8_and_not_gzip_name_the_file(tmp_path):
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes('{"a": "é"}'.encode("latin-1"))
-    with pytest.raises(RecordFileError, match=r"latin\.jsonl: not UTF-8 text"):
+    with pytest.raises(RecordFileError, match=r"latin\.jsonl, line 1: not UTF-8 text"):
         read_records(latin)
     fake = tmp_path / "fake.json.gz"
     fake.write_bytes(b"[1, 2, 3]")

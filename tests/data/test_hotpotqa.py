@@ -177,10 +177,11 @@ def test_invalid_records_are_skipped_counted_and_logged(monkeypatch, tmp_path, c
     assert len(warnings) == 1
     msg = warnings[0].getMessage()
     assert "skipped 6 invalid HotpotQA record(s)" in msg
+    # record numbers count from 1 (the 0-based indices 1, 2, 4 before)
     assert (
-        "1: 'question' is empty" in msg
-        and "2: 'answer' is empty" in msg
-        and "4: not an object" in msg
+        "record 2: 'question' is empty" in msg
+        and "record 3: 'answer' is empty" in msg
+        and "record 5: not an object" in msg
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="editdecay.data.instructions"):

@@ -229,7 +229,7 @@ def test_user_file_malformed_names_index(tmp_path, bad, problem):
             [{"instruction": "ok", "output": "ok"}, {"instruction": "ok2", "output": "ok"}, bad]
         )
     )
-    with pytest.raises(ValueError, match=r"record 2: .*" + problem.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=r"record 3: .*" + problem.replace("(", r"\(")):
         load_instruction_file(p)
 
 

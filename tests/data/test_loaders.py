@@ -180,7 +180,8 @@ def test_zsre_alt_convention_counts_and_skips(caplog):
     with caplog.at_level(logging.WARNING, logger="editdecay.data.loaders"):
         res = load_requests("zsre")
     assert len(res.requests) == 998
-    assert [(s.index, s.case_id) for s in res.skipped] == [(534, None), (723, None)]
+    # record numbers count from 1 (this asserted the 0-based 534, 723 before)
+    assert [(s.index, s.case_id) for s in res.skipped] == [(535, None), (724, None)]
     assert all("'alt'" in s.reason for s in res.skipped)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "skipped 2" in warnings[0].getMessage()
@@ -216,7 +217,7 @@ def test_zsre_answer_convention_keeps_all_records():
 def test_zsre_strict_raises_at_first_empty_alt():
     with pytest.raises(
         InvalidRecordError,
-        match=r"record 534 in .*zsre_mend_train-1k\.json\.gz: field 'alt' is empty",
+        match=r"record 535 in .*zsre_mend_train-1k\.json\.gz: field 'alt' is empty",
     ):
         load_requests("zsre", strict=True)
 
@@ -224,7 +225,7 @@ def test_zsre_strict_raises_at_first_empty_alt():
 def test_offset_counts_valid_records_only():
     res = load_requests("zsre", n=3, offset=533)
     assert [r.case_id for r in res.requests] == ["zsre:533", "zsre:535", "zsre:536"]
-    assert [s.index for s in res.skipped] == [534]  # only the invalid records met before stopping
+    assert [s.index for s in res.skipped] == [535]  # only the invalid records met before stopping
 
 
 # --------------------------------------------------------------------------- user files
@@ -232,15 +233,15 @@ def test_offset_counts_valid_records_only():
 
 def _mixed_counterfact_records():
     return [
-        _cf(100),  # 0 good
-        _cf(101, subject="Marie Curie"),  # 1 subject not in prompt
-        _cf(102, target_new="   "),  # 2 empty target
-        {k: v for k, v in _cf(103).items() if k != "ground_truth"},  # 3 missing field
-        _cf(104, target_new=7),  # 4 wrong type
-        ["not", "an", "object"],  # 5 not an object
-        _cf(106, prompt="{} and {} speak"),  # 6 two placeholders
-        _cf(107, rephrase_prompt=None),  # 7 paraphrase not a string
-        _cf(108, target_new="  Dutch "),  # 8 good, target stripped
+        _cf(100),  # record 1 good
+        _cf(101, subject="Marie Curie"),  # 2 subject not in prompt
+        _cf(102, target_new="   "),  # 3 empty target
+        {k: v for k, v in _cf(103).items() if k != "ground_truth"},  # 4 missing field
+        _cf(104, target_new=7),  # 5 wrong type
+        ["not", "an", "object"],  # 6 not an object
+        _cf(106, prompt="{} and {} speak"),  # 7 two placeholders
+        _cf(107, rephrase_prompt=None),  # 8 paraphrase not a string
+        _cf(108, target_new="  Dutch "),  # 9 good, target stripped
     ]
 
 
@@ -253,20 +254,20 @@ def test_user_json_mixed_records_skipped_with_reasons(tmp_path, caplog):
     assert res.requests[1].target_new == "Dutch"
     assert res.skipped == [
         SkippedRecord(
-            1,
+            2,
             "101",
             "subject 'Marie Curie' not found in prompt 'The mother tongue of Danielle Darrieux is'",
         ),
-        SkippedRecord(2, "102", "field 'target_new' is empty"),
-        SkippedRecord(3, "103", "missing field 'ground_truth'"),
-        SkippedRecord(4, "104", "field 'target_new' must be a string, got int"),
-        SkippedRecord(5, None, "not a JSON object (got list)"),
-        SkippedRecord(6, "106", "field 'prompt' has 2 '{}' placeholders; exactly one is allowed"),
-        SkippedRecord(7, "107", "field 'rephrase_prompt' entry 0 must be a string, got null"),
+        SkippedRecord(3, "102", "field 'target_new' is empty"),
+        SkippedRecord(4, "103", "missing field 'ground_truth'"),
+        SkippedRecord(5, "104", "field 'target_new' must be a string, got int"),
+        SkippedRecord(6, None, "not a JSON object (got list)"),
+        SkippedRecord(7, "106", "field 'prompt' has 2 '{}' placeholders; exactly one is allowed"),
+        SkippedRecord(8, "107", "field 'rephrase_prompt' must be a string, got null"),
     ]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "skipped 7" in warnings[0] and "record 1: subject 'Marie Curie'" in warnings[0]
+    assert "skipped 7" in warnings[0] and "record 2: subject 'Marie Curie'" in warnings[0]
     assert "and 4 more" in warnings[0]
 
 
@@ -275,7 +276,7 @@ def test_user_json_strict_names_record_and_case_id(tmp_path):
     with pytest.raises(InvalidRecordError) as err:
         load_requests(path, strict=True)
     assert str(err.value) == (
-        f"record 1 (case_id 101) in {path}: subject 'Marie Curie' not found in prompt "
+        f"record 2 (case_id 101) in {path}: subject 'Marie Curie' not found in prompt "
         "'The mother tongue of Danielle Darrieux is'"
     )
 
@@ -328,15 +329,17 @@ def test_user_jsonl_plain_mixed(tmp_path):
     ]
     assert res.requests[1].neighbours == (Probe("Lviv is a city in", "Ukraine"),)
     assert res.requests[0].source == "user"
-    assert [(s.index, s.reason) for s in res.skipped] == [
-        (1, "field 'target_new' is empty"),
-        (2, "field 'subject' is empty"),
-        (3, "missing field 'subject'"),
-        (4, "field 'paraphrases' entry 1 must be a string, got int"),
-        (5, "field 'neighbours[0]' must be an object with 'prompt' and 'target', got str"),
+    # records count from 1; the blank line 2 puts record n on line n + 1 from record 2 on
+    assert [(s.index, s.line, s.reason) for s in res.skipped] == [
+        (2, 3, "field 'target_new' is empty"),
+        (3, 4, "field 'subject' is empty"),
+        (4, 5, "missing field 'subject'"),
+        (5, 6, "field 'paraphrases[1]' must be a string, got int"),
+        (6, 7, "field 'neighbours[0]' must be an object with 'prompt' and 'target', got str"),
     ]
     with pytest.raises(
-        InvalidRecordError, match=r"^record 1 in .*mine\.jsonl: field 'target_new' is empty$"
+        InvalidRecordError,
+        match=r"^record 2 \(line 3\) in .*mine\.jsonl: field 'target_new' is empty$",
     ):
         load_requests(path, strict=True)
 
@@ -346,7 +349,9 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     path = _write_jsonl(
         tmp_path / "broken.jsonl", [good, "", '{"subject": "Rome", "prompt": ', good]
     )
-    with pytest.raises(InvalidRecordError, match=r"broken\.jsonl, line 3: malformed JSON"):
+    with pytest.raises(
+        InvalidRecordError, match=r"broken\.jsonl, line 3 \(record 2\): malformed JSON"
+    ):
         load_requests(path)
 
 
@@ -380,15 +385,18 @@ def test_format_detection_and_forcing(tmp_path):
         "ground_truth": "French",
     }
     path = _write_json(tmp_path / "x.json", [rec])
-    assert [s.reason for s in load_requests(path).skipped] == ["missing field 'case_id'"]
+    with pytest.raises(InvalidRecordError, match=r"record 1: missing field 'case_id'"):
+        load_requests(path)
     forced = load_requests(path, fmt="plain")
     assert [(r.prompt, r.target_new, r.target_true) for r in forced.requests] == [
         ("{} speaks", "Latin", None)
     ]
-    # forcing the wrong format turns every record into a reasoned skip
-    assert [s.reason for s in load_requests(path, fmt="memit").skipped] == [
-        "missing field 'requested_rewrite'"
-    ]
+    # forcing the wrong format turns every record into a reasoned skip (here: all of them)
+    with pytest.raises(
+        InvalidRecordError,
+        match=r"its only record was skipped \(record 1: missing field 'requested_rewrite'\)",
+    ):
+        load_requests(path, fmt="memit")
     with pytest.raises(ValueError, match="unknown format"):
         load_requests(path, fmt="csv")
 
@@ -423,7 +431,7 @@ def test_plain_placeholder_and_verbatim_subject(tmp_path):
     )
     assert res.requests[0].prompt == res.requests[1].prompt
     assert res.requests[2].text == "Ali said that Ali lives in"
-    assert [s.index for s in res.skipped] == [4] and "brace" in res.skipped[0].reason
+    assert [s.index for s in res.skipped] == [5] and "brace" in res.skipped[0].reason
 
 
 def test_memit_format(tmp_path):
@@ -481,7 +489,7 @@ def test_memit_format(tmp_path):
     ]
     assert res.skipped == [
         SkippedRecord(
-            2, "9", "field 'requested_rewrite.target_new' must be an object with 'str', got str"
+            3, "9", "field 'requested_rewrite.target_new' must be an object with 'str', got str"
         )
     ]
 
@@ -501,7 +509,7 @@ def test_user_zsre_file_detected(tmp_path):
         ("zsre:0", "What is made by {}?", "drones", "uniforms")
     ]
     assert res.requests[0].neighbours == (Probe("nq question: who is it?", "me"),)
-    assert [(s.index, s.reason) for s in res.skipped] == [(1, "field 'answers' is empty")]
+    assert [(s.index, s.reason) for s in res.skipped] == [(2, "field 'answers' is empty")]
 
 
 def test_missing_file_is_value_error(tmp_path):

@@ -186,14 +186,14 @@ def load_instruction_file(path: str | Path) -> list[InstructionExample]:
     ``{instruction, input?, output, answer?}`` records, read by :func:`~editdecay.data.files.read_records`.
 
     ``instruction`` and ``output`` must be non-empty strings; ``input`` and ``answer`` are optional
-    strings (``input`` may be null). Any malformed record raises ValueError naming its 0-based index
-    and the problem. ``task`` is ``"user"``.
+    strings (``input`` may be null). Any malformed record raises ValueError naming its record number
+    (from 1) and the problem. ``task`` is ``"user"``.
     """
     path = Path(path)
     records = read_records(path)
     out: list[InstructionExample] = []
-    for i, rec in enumerate(records):
-        where = f"{path}: record {i}"
+    for number, rec in enumerate(records, start=1):
+        where = f"{path}: record {number}"
         if not isinstance(rec, dict):
             raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
         for key in ("instruction", "output"):
@@ -259,7 +259,7 @@ def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[Instruction
     out: list[InstructionExample] = []
     invalid: list[str] = []
     n_other_type = 0
-    for i, rec in enumerate(records):
+    for number, rec in enumerate(records, start=1):
         problem = None
         if not isinstance(rec, dict):
             problem = f"not an object ({type(rec).__name__})"
@@ -272,7 +272,7 @@ def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[Instruction
                     problem = f"{key!r} is empty"
                     break
         if problem is not None:
-            invalid.append(f"{i}: {problem}")
+            invalid.append(f"record {number}: {problem}")
             continue
         if rec["type"] not in types:
             n_other_type += 1
@@ -280,7 +280,7 @@ def _hotpotqa_records(records: list, types: tuple[str, ...]) -> list[Instruction
         out.append(_hotpotqa_example(rec["question"].strip(), rec["answer"].strip()))
     if invalid:
         log.warning(
-            "skipped %d invalid HotpotQA record(s) (index: problem): %s%s",
+            "skipped %d invalid HotpotQA record(s): %s%s",
             len(invalid),
             "; ".join(invalid[:5]),
             " ..." if len(invalid) > 5 else "",
