@@ -72,9 +72,10 @@ def key_results_section(ctx: ReportContext) -> Section:
             Table(
                 headline,
                 source=(
-                    f"Mean over the configurations of each row ({note[:-1] if note else ''}), from "
-                    f"{DECAY_LINK}, final rows: `es_ed`, `es_ed_ft`, `delta_es` (points), `efr`, "
-                    "`ds_M_ft`, `ds_M_ed_ft` (generation protocol), all in %."
+                    f"Mean over the configurations of each row (edit methods, edit counts and "
+                    f"seeds together), from {DECAY_LINK}, final rows: `es_ed`, `es_ed_ft`, "
+                    "`delta_es` (points), `efr`, `ds_M_ft`, `ds_M_ed_ft` (generation protocol), "
+                    f"all in %. {note or ''}"
                 ),
             )
         )
