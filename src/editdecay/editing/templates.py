@@ -7,6 +7,7 @@ import torch
 from ..data.tokenization import encode
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
+from ..progress import progress
 from .config import TemplateConfig
 
 
@@ -20,7 +21,7 @@ def context_templates(lm: LoadedModel, cfg: TemplateConfig) -> list[str]:
     gen = torch.Generator().manual_seed(cfg.seed)
     device = model_device(lm.model)
     out = ["{}"]
-    for word in cfg.seed_words:
+    for word in progress(cfg.seed_words, desc="context templates"):
         ids = encode(lm.tokenizer, word)
         for _ in range(cfg.length):
             logits = (

@@ -10,6 +10,7 @@ from ..data.corpus import split_articles, token_windows, wikitext_articles
 from ..data.tokenization import pad_right
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
+from ..progress import progress
 
 
 @torch.no_grad()
@@ -23,7 +24,8 @@ def heldout_perplexity(
     )
     device = model_device(lm.model)
     total, count = 0.0, 0
-    for i in range(0, len(windows), batch_windows):
+    starts = range(0, len(windows), batch_windows)
+    for i in progress(starts, desc=f"perplexity ({len(windows)} windows)"):
         batch = windows[i : i + batch_windows]
         ids, mask = pad_right(batch, lm.tokenizer.pad_token_id)
         hidden = lm.adapter.backbone(lm.model)(
