@@ -237,3 +237,123 @@ def test_failed_apply_leaves_the_model_unchanged(other_model, delta):
     with pytest.raises(ValueError, match="shape"):
         bad.apply(other_model, force=True)
     _assert_state(other_model, before)
+
+
+# --------------------------------------------------------------------------- integrity of saved deltas
+
+DOWN_1 = "model.layers.1.mlp.down_proj.weight"
+
+
+def _overwrite_tensor_bytes(path, name: str, raw: bytes) -> None:
+    """Write `raw` at the start of tensor `name`'s data in a safetensors file (header untouched)."""
+    data = bytearray(path.read_bytes())
+    header_len = int.from_bytes(data[:8], "little")
+    start = json.loads(data[8 : 8 + header_len])[name]["data_offsets"][0]
+    at = 8 + header_len + start
+    data[at : at + len(raw)] = raw
+    path.write_bytes(bytes(data))
+
+
+def _rerecord_checksum(directory, file_name="delta.safetensors") -> None:
+    """What a writer that really produced the bytes would have recorded."""
+    from editdecay.integrity import sha256_file
+
+    meta = json.loads((directory / "delta.json").read_text())
+    meta["sha256"][file_name] = sha256_file(directory / file_name)
+    (directory / "delta.json").write_text(json.dumps(meta))
+
+
+def test_save_records_the_sha256_of_each_tensor_file(tmp_path, delta):
+    import hashlib
+
+    delta.state = {"layer1.kkt": torch.eye(3)}
+    out = delta.save(tmp_path / "delta")
+    meta = json.loads((out / "delta.json").read_text())
+    assert meta["sha256"] == {
+        f: hashlib.sha256((out / f).read_bytes()).hexdigest()
+        for f in ("delta.safetensors", "state.safetensors")
+    }
+    assert torch.equal(EditDelta.load(out).state["layer1.kkt"], torch.eye(3))
+
+
+def test_a_modified_delta_is_refused_by_its_checksum(tmp_path, delta):
+    out = delta.save(tmp_path / "delta")
+    _overwrite_tensor_bytes(out / "delta.safetensors", DOWN_1, b"\x00\x00\x80\x3f")  # a finite 1.0
+    with pytest.raises(
+        ValueError,
+        match=r"delta/delta\.safetensors: checksum mismatch \(file changed or truncated since it was written\)",
+    ):
+        EditDelta.load(out)
+
+
+def test_a_modified_state_file_is_refused_by_its_checksum(tmp_path, delta):
+    delta.state = {"layer1.kkt": torch.eye(3)}
+    out = delta.save(tmp_path / "delta")
+    _overwrite_tensor_bytes(out / "state.safetensors", "layer1.kkt", b"\x00\x00\x00\x40")
+    with pytest.raises(ValueError, match=r"delta/state\.safetensors: checksum mismatch"):
+        EditDelta.load(out)
+
+
+def test_a_truncated_delta_is_refused_naming_the_file(tmp_path, delta):
+    from editdecay.integrity import IntegrityError
+
+    out = delta.save(tmp_path / "delta")
+    raw = (out / "delta.safetensors").read_bytes()
+    (out / "delta.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(IntegrityError, match=r"delta/delta\.safetensors: checksum mismatch"):
+        EditDelta.load(out)
+    _rerecord_checksum(
+        out
+    )  # even when the digest matches, the broken file is named, not a raw error
+    with pytest.raises(
+        IntegrityError, match=r"delta/delta\.safetensors: truncated or corrupt safetensors file"
+    ):
+        EditDelta.load(out)
+
+
+def test_nan_written_into_the_file_is_refused_naming_file_and_tensor(tmp_path, delta):
+    out = delta.save(tmp_path / "delta")
+    nan = torch.full((12,), float("nan")).numpy().tobytes()
+    _overwrite_tensor_bytes(out / "delta.safetensors", DOWN_1, nan)
+    _rerecord_checksum(out)
+    with pytest.raises(
+        ValueError,
+        match=r"delta/delta\.safetensors: tensor 'model\.layers\.1\.mlp\.down_proj\.weight' has 12 non-finite values",
+    ):
+        EditDelta.load(out)
+
+
+def test_a_delta_saved_with_inf_is_refused_when_loaded_and_when_applied(tmp_path, tiny_lm, delta):
+    delta.weights[DOWN_1][0, :5] = float("inf")
+    delta.weights[DOWN_1][1, 0] = float("nan")
+    out = delta.save(tmp_path / "delta")
+    with pytest.raises(
+        ValueError, match=r"tensor 'model\.layers\.1\.mlp\.down_proj\.weight' has 6"
+    ):
+        EditDelta.load(out)
+    before = _snapshot(tiny_lm.model)
+    with pytest.raises(
+        ValueError, match=r"'model\.layers\.1\.mlp\.down_proj\.weight' has 6 non-finite"
+    ):
+        delta.apply(tiny_lm.model)
+    _assert_state(tiny_lm.model, before)
+
+
+def test_an_old_delta_without_checksums_still_loads(tmp_path, delta, caplog):
+    out = delta.save(tmp_path / "delta")
+    meta = json.loads((out / "delta.json").read_text())
+    del meta["sha256"]
+    (out / "delta.json").write_text(json.dumps(meta))
+    with caplog.at_level("DEBUG", logger="editdecay.editing.delta"):
+        loaded = EditDelta.load(out)
+    assert all(torch.equal(loaded.weights[k], w) for k, w in delta.weights.items())
+    assert "written before checksums were recorded" in caplog.text
+
+
+def test_saving_without_state_removes_a_stale_state_file(tmp_path, delta):
+    delta.state = {"layer1.kkt": torch.eye(3)}
+    delta.save(tmp_path / "delta")
+    delta.state = {}
+    out = delta.save(tmp_path / "delta")
+    assert not (out / "state.safetensors").exists()
+    assert EditDelta.load(out).state == {}

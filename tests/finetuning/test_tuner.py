@@ -144,14 +144,15 @@ def test_interrupted_run_resumes_from_snapshot_bit_identical(method, tiny_lm, ex
     whole = finetune(fresh(), examples, cfg)
     expected = {n: p.detach().clone() for n, p in whole.model.named_parameters()}
 
-    snap = tmp_path / "snapshot.pt"
+    snap = tmp_path / "snapshot"
 
     def die(step, model):
         raise _Interrupt
 
     with pytest.raises(_Interrupt):
         finetune(fresh(), examples, cfg, on_checkpoint=die, snapshot=snap, snapshot_every=2)
-    assert snap.exists()
+    assert (snap / "state.json").is_file()
+    assert [p.suffix for p in snap.iterdir()] != [".pt"]
     resumed = finetune(fresh(), examples, cfg, snapshot=snap, snapshot_every=2)
     assert not snap.exists()
     assert resumed.steps == whole.steps and resumed.losses == whole.losses
@@ -161,7 +162,7 @@ def test_interrupted_run_resumes_from_snapshot_bit_identical(method, tiny_lm, ex
 
 
 def test_snapshot_of_another_run_is_refused(tiny_lm, examples, tmp_path):
-    snap = tmp_path / "snapshot.pt"
+    snap = tmp_path / "snapshot"
     model = LoadedModel(
         tiny_lm.name,
         copy.deepcopy(tiny_lm.model),
@@ -228,3 +229,167 @@ def test_learning_rate_schedule_warms_up_then_decays_and_never_exceeds_one():
     assert all(b <= a for a, b in zip(ramp[3:], ramp[4:]))
     short = [lr_multiplier(s, 5, 100) for s in range(5)]  # shorter than the warm-up
     assert max(short) <= 1.0 and short == sorted(short)
+
+
+# --------------------------------------------------------------------------- snapshots: safetensors + JSON
+
+
+def _fresh(tiny_lm):
+    return LoadedModel(
+        tiny_lm.name,
+        copy.deepcopy(tiny_lm.model),
+        tiny_lm.tokenizer,
+        tiny_lm.adapter,
+        tiny_lm.fingerprint,
+    )
+
+
+def _training_state(model, seed: int):
+    """A model with an AdamW optimiser, LambdaLR schedule and data generator, after `seed`-driven steps."""
+    from editdecay.finetuning.tuner import lr_multiplier
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, 10, 2))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(seed):
+        opt.zero_grad()
+        sum((p * torch.randn(p.shape, generator=gen)).sum() for p in trainable).backward()
+        opt.step()
+        sched.step()
+    return opt, sched, gen
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_equal, a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_snapshot_round_trips_every_state_bit_for_bit(method, tiny_lm, tmp_path):
+    import random
+
+    import numpy as np
+
+    from editdecay.finetuning.tuner import _load_snapshot, _prepare, _restore, _save_snapshot
+
+    cfg = _cfg(method, layers=(1, 2))
+    model = _prepare(_fresh(tiny_lm), cfg, [1, 2])
+    opt, sched, gen = _training_state(model, seed=3)
+    torch.manual_seed(11), random.seed(12), np.random.seed(13)
+    np.random.standard_normal()  # a cached Gaussian in numpy's state
+    expected = {
+        "weights": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    progress = ([0.5, 0.25, float(1 / 3)], 1234, 3, [7, 1, 4], 2.5)
+    _save_snapshot(tmp_path / "snap", model, opt, sched, gen, cfg, 16, *progress)
+    files = sorted(p.name for p in (tmp_path / "snap").iterdir())
+    assert len(files) == 2 and files[0] == "state.json"
+    assert files[1].startswith("tensors-") and files[1].endswith(".safetensors")
+
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)  # scramble every generator
+    model2 = _prepare(_fresh(tiny_lm), cfg, [1, 2])
+    opt2, sched2, gen2 = _training_state(model2, seed=1)
+    state = _load_snapshot(tmp_path / "snap", cfg, 16)
+    assert (
+        "cuda" not in state["rng"]
+    )  # a CPU run has no CUDA generator to save, and restores without
+    _restore(model2, opt2, sched2, gen2, state)
+    got = {
+        "weights": {n: p.detach() for n, p in model2.named_parameters() if p.requires_grad},
+        "optimizer": opt2.state_dict(),
+        "scheduler": sched2.state_dict(),
+        "generator": gen2.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    for key in ("weights", "optimizer", "scheduler", "generator", "torch", "python"):
+        assert _equal(got[key], expected[key]), key
+    assert got["numpy"][0] == expected["numpy"][0]
+    assert np.array_equal(got["numpy"][1], expected["numpy"][1])
+    assert got["numpy"][2:] == expected["numpy"][2:]
+    assert (state["losses"], state["tokens"], state["step"]) == (progress[0], 1234, 3)
+    assert (state["epoch_order"], state["elapsed"]) == ([7, 1, 4], 2.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_snapshot_saves_and_restores_the_cuda_generator(tiny_lm, tmp_path):
+    from editdecay.finetuning.tuner import _load_snapshot, _prepare, _restore, _save_snapshot
+
+    cfg = _cfg("lora", layers=(1,))
+    lm = _fresh(tiny_lm)
+    lm.model.to("cuda")
+    model = _prepare(lm, cfg, [1])
+    opt, sched, gen = _training_state(model, seed=2)
+    torch.cuda.manual_seed(5)
+    expected = torch.cuda.get_rng_state("cuda")
+    _save_snapshot(tmp_path / "snap", model, opt, sched, gen, cfg, 16, [], 0, 2, [], 0.0)
+    torch.cuda.manual_seed(6)
+    state = _load_snapshot(tmp_path / "snap", cfg, 16)
+    _restore(model, opt, sched, gen, state)
+    assert torch.equal(torch.cuda.get_rng_state("cuda"), expected)
+
+
+class _RunsCode:
+    """Unpickling this creates `marker`: a stand-in for what an untrusted snapshot.pt could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+@pytest.mark.parametrize("where", ["beside", "at"])
+def test_an_old_snapshot_pt_is_ignored_with_a_warning(where, tiny_lm, examples, tmp_path, caplog):
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    snap = tmp_path / ("snapshot" if where == "beside" else "snapshot.pt")
+    old = tmp_path / "snapshot.pt"
+    old.write_bytes(pickle.dumps({"config": _RunsCode(marker), "step": 4}))
+    cfg = _cfg("lora")
+    whole = finetune(_fresh(tiny_lm), examples, cfg)
+    with caplog.at_level("WARNING"):
+        res = finetune(_fresh(tiny_lm), examples, cfg, snapshot=snap, snapshot_every=2)
+    assert "ignoring and removing" in caplog.text and "snapshot.pt" in caplog.text
+    assert not marker.exists() and not old.exists() and not snap.exists()
+    assert res.steps == whole.steps and res.losses == whole.losses  # it started over
+
+
+def test_a_corrupt_snapshot_is_ignored_and_training_starts_over(
+    tiny_lm, examples, tmp_path, caplog
+):
+    cfg = _cfg("lora", checkpoint_steps=(5,))
+    whole = finetune(_fresh(tiny_lm), examples, cfg)
+    snap = tmp_path / "snapshot"
+    with pytest.raises(_Interrupt):
+        finetune(
+            _fresh(tiny_lm),
+            examples,
+            cfg,
+            on_checkpoint=lambda s, m: (_ for _ in ()).throw(_Interrupt()),
+            snapshot=snap,
+            snapshot_every=2,
+        )
+    (tensors,) = snap.glob("tensors-*.safetensors")
+    tensors.write_bytes(tensors.read_bytes()[:-16])
+    with caplog.at_level("WARNING"):
+        res = finetune(_fresh(tiny_lm), examples, cfg, snapshot=snap, snapshot_every=2)
+    assert "checksum mismatch" in caplog.text and "starting over" in caplog.text
+    assert "resuming" not in caplog.text
+    assert res.losses == whole.losses

@@ -3,26 +3,42 @@
 On disk a delta is two files in one directory:
 - `delta.safetensors`: under each edited parameter's own name (e.g. `model.layers.4.mlp.down_proj.weight`)
   the full ΔW in that parameter's shape, so any tool can apply it by addition;
-- `delta.json`: method, config, request ids, model fingerprint, statistic keys, seeds, diagnostics;
+- `delta.json`: method, config, request ids, model fingerprint, statistic keys, seeds, diagnostics,
+  and the SHA-256 of each tensor file (`sha256`: file name → digest);
 - `state.safetensors` (editors with memory, e.g. AlphaEdit's Σ K Kᵀ): what sequential editing resumes from.
 
-`apply` adds ΔW and keeps the replaced tensors, so `revert` restores the weights bit for bit.
+`load` refuses a tensor file whose digest differs from the recorded one, a truncated or corrupt file,
+and NaN / inf values (deltas written before digests were recorded load unverified); `apply` refuses
+non-finite ΔW too. `apply` adds ΔW and keeps the replaced tensors, so `revert` restores the weights
+bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..integrity import (
+    NonFiniteError,
+    check_finite,
+    count_nonfinite,
+    load_tensors,
+    save_tensors,
+    verify_checksum,
+)
 from ..io import atomic_write
 from ..models.registry import fingerprint as model_fingerprint
 
+log = logging.getLogger(__name__)
+
+# the `sha256` field is optional: deltas written before it have the same version
 FORMAT_VERSION = 1
+WEIGHTS_FILE, STATE_FILE, META_FILE = "delta.safetensors", "state.safetensors", "delta.json"
 
 
 class FingerprintMismatchError(ValueError):
@@ -61,6 +77,7 @@ class EditDelta:
                 raise ValueError(
                     f"ΔW for {name} has shape {tuple(dw.shape)}, the parameter {tuple(params[name].shape)}"
                 )
+            self._check_finite_weight(name, dw)
         saved = {}
         with torch.no_grad():
             for name, dw in self.weights.items():
@@ -78,9 +95,28 @@ class EditDelta:
             out[name] = n / float(params[name].float().norm()) if name in params else n
         return out
 
+    def _check_finite_weight(self, name: str, dw: torch.Tensor) -> None:
+        bad = count_nonfinite(dw)
+        if bad:
+            raise NonFiniteError(
+                f"this {self.method} delta: tensor {name!r} has {bad} non-finite values; not applied"
+            )
+
     def save(self, directory: str | Path) -> Path:
+        """Write the tensor files, then delta.json with their digests (so it is complete last)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        digests = {
+            WEIGHTS_FILE: save_tensors(
+                directory / WEIGHTS_FILE,
+                self.weights,
+                metadata={"method": self.method, "model_fingerprint": self.model_fingerprint},
+            )
+        }
+        if self.state:
+            digests[STATE_FILE] = save_tensors(directory / STATE_FILE, self.state)
+        elif (directory / STATE_FILE).exists():  # left by an earlier save into this directory
+            (directory / STATE_FILE).unlink()
         meta = {
             "format_version": FORMAT_VERSION,
             "method": self.method,
@@ -91,38 +127,30 @@ class EditDelta:
             "seeds": self.seeds,
             "info": self.info,
             "parameters": {n: list(w.shape) for n, w in self.weights.items()},
+            "sha256": digests,
         }
         atomic_write(
-            directory / "delta.safetensors",
-            lambda p: save_file(
-                {n: w.contiguous().cpu() for n, w in self.weights.items()},
-                str(p),
-                metadata={"method": self.method, "model_fingerprint": self.model_fingerprint},
-            ),
-        )
-        if self.state:
-            atomic_write(
-                directory / "state.safetensors",
-                lambda p: save_file(
-                    {n: t.contiguous().cpu() for n, t in self.state.items()}, str(p)
-                ),
-            )
-        atomic_write(
-            directory / "delta.json",
+            directory / META_FILE,
             lambda p: p.write_text(json.dumps(meta, indent=1, default=str)),
         )
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> EditDelta:
+        """Read a saved delta, refusing changed, truncated or corrupt files and NaN / inf values."""
         directory = Path(directory)
-        meta = json.loads((directory / "delta.json").read_text())
+        meta = json.loads((directory / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{directory}: unsupported delta format version {meta.get('format_version')}"
             )
-        weights = load_file(str(directory / "delta.safetensors"))
-        state_file = directory / "state.safetensors"
+        files = _tensor_files(directory, meta)
+        weights = _load_checked(directory / WEIGHTS_FILE, files.get(WEIGHTS_FILE))
+        state = (
+            _load_checked(directory / STATE_FILE, files.get(STATE_FILE))
+            if STATE_FILE in files
+            else {}
+        )
         return cls(
             weights=weights,
             method=meta["method"],
@@ -132,8 +160,25 @@ class EditDelta:
             statistic_keys=meta.get("statistic_keys", {}),
             seeds=meta.get("seeds", {}),
             info=meta.get("info", {}),
-            state=load_file(str(state_file)) if state_file.exists() else {},
+            state=state,
         )
+
+
+def _tensor_files(directory: Path, meta: dict) -> dict[str, str | None]:
+    """The tensor files of a saved delta → their recorded digests (None for deltas without any)."""
+    if "sha256" in meta:
+        return dict(meta["sha256"])
+    log.debug("%s: a delta written before checksums were recorded; loaded unverified", directory)
+    present = [f for f in (WEIGHTS_FILE, STATE_FILE) if (directory / f).exists()]
+    return dict.fromkeys([WEIGHTS_FILE, *present])
+
+
+def _load_checked(path: Path, digest: str | None) -> dict[str, torch.Tensor]:
+    if digest is not None:
+        verify_checksum(path, digest)
+    tensors = load_tensors(path)
+    check_finite(tensors, str(path))
+    return tensors
 
 
 class AppliedDelta:

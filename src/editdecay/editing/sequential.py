@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data.requests import EditRequest
-from ..io import atomic_write
+from ..integrity import as_json, load_resume_point, remove_resume_point, save_resume_point
 from ..models.registry import LoadedModel
 from ..progress import progress
 from .delta import EditDelta
@@ -32,9 +32,9 @@ def edit_sequentially(
 
     The model is left unchanged; the returned delta is W_final − W_original for every touched weight
     and carries the last editor state, so a later call with `state=` continues the sequence. With
-    `progress_file`, the edits so far (ΔW, state, batch log) are saved after every batch and a call
-    that finds the file continues after the last saved batch, so an interrupted sequence loses at
-    most one batch.
+    `progress_file` (a directory: safetensors + JSON, see `integrity.save_resume_point`), the edits
+    so far (weights, state, batch log) are saved after every batch and a call that finds them
+    continues after the last saved batch, so an interrupted sequence loses at most one batch.
     """
     if batch_size <= 0:
         raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -48,18 +48,9 @@ def edit_sequentially(
     first = 0
     progress_file = Path(progress_file) if progress_file is not None else None
     ids = [r.case_id for r in requests]
-    if progress_file is not None and progress_file.exists():
-        saved = torch.load(progress_file, weights_only=False)
-        if (
-            saved["request_ids"] != ids
-            or saved["batch_size"] != batch_size
-            or saved["config"] != cfg.to_dict()
-        ):
-            raise ValueError(
-                f"{progress_file} belongs to another sequential edit; delete it to start over"
-            )
-        if saved["model_fingerprint"] != lm.fingerprint:
-            raise ValueError(f"{progress_file} was made on another model (fingerprint mismatch)")
+    saved = _load_progress(progress_file) if progress_file is not None else None
+    if saved is not None:
+        _check_progress(saved, progress_file, ids, batch_size, cfg, lm.fingerprint)
         with torch.no_grad():
             for name, current in saved["current"].items():  # the weights as they were, bit for bit
                 originals[name] = params[name].detach().clone()
@@ -111,16 +102,16 @@ def edit_sequentially(
                     "state": state,
                     "batches": batches_info,
                     "next": start + batch_size,
-                    "current": {n: params[n].detach().clone().cpu() for n in originals},
+                    "current": {n: params[n].detach() for n in originals},
                 }
-                atomic_write(progress_file, lambda tmp, done=done: torch.save(done, tmp))
+                _save_progress(progress_file, done)
         weights = {n: (params[n].detach() - w).cpu() for n, w in originals.items()}
     finally:
         with torch.no_grad():
             for name, w in originals.items():
                 params[name].copy_(w)
-    if progress_file is not None and progress_file.exists():
-        progress_file.unlink()
+    if progress_file is not None:
+        remove_resume_point(progress_file)
     return EditDelta(
         weights=weights,
         method=editor.name,
@@ -132,6 +123,42 @@ def edit_sequentially(
         info={"sequential": {"batch_size": batch_size, "batches": batches_info}},
         state=state or {},
     )
+
+
+_CURRENT, _STATE = "current.", "state."  # tensor name prefixes in the progress files
+
+
+def _save_progress(directory: Path, done: dict) -> None:
+    """The weights so far and the editor state as tensors; everything else as JSON."""
+    tensors = {_CURRENT + n: t for n, t in done["current"].items()}
+    tensors.update({_STATE + n: t for n, t in (done["state"] or {}).items()})
+    meta = {k: v for k, v in done.items() if k not in ("current", "state")}
+    meta["has_state"] = done["state"] is not None
+    save_resume_point(directory, tensors, meta)
+
+
+def _load_progress(directory: Path) -> dict | None:
+    loaded = load_resume_point(directory)
+    if loaded is None:
+        return None
+    tensors, meta = loaded
+    state = _with_prefix(tensors, _STATE) if meta.pop("has_state") else None
+    return {**meta, "current": _with_prefix(tensors, _CURRENT), "state": state}
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}
+
+
+def _check_progress(saved: dict, where: Path, ids, batch_size: int, cfg, fingerprint: str) -> None:
+    if (
+        saved["request_ids"] != ids
+        or saved["batch_size"] != batch_size
+        or saved["config"] != as_json(cfg.to_dict())
+    ):
+        raise ValueError(f"{where} belongs to another sequential edit; delete it to start over")
+    if saved["model_fingerprint"] != fingerprint:
+        raise ValueError(f"{where} was made on another model (fingerprint mismatch)")
 
 
 def _mean(xs) -> float:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.instructions import InstructionExample, alpaca_prompt, training_text
 from ..data.tokenization import pad_right
-from ..io import atomic_write
+from ..integrity import as_json, load_resume_point, remove_resume_point, save_resume_point
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
 from ..progress import progress
@@ -137,10 +139,11 @@ def finetune(
 ) -> FinetuneResult:
     """Train `lm.model` in place (adapters are injected into it; full FT changes its weights).
 
-    With `snapshot` set, the complete training state (trainable weights, optimiser, schedule, data
-    order, random generators) is written there every `snapshot_every` steps, and a run that finds a
-    snapshot continues from it: an interrupted run resumed this way ends bit-identical to an
-    uninterrupted one. The snapshot is deleted when training ends.
+    With `snapshot` set (a directory), the complete training state (trainable weights, optimiser,
+    schedule, data order, random generators) is written there as safetensors + JSON every
+    `snapshot_every` steps, and a run that finds a snapshot continues from it: an interrupted run
+    resumed this way ends bit-identical to an uninterrupted one. The snapshot is deleted when
+    training ends; an old torch.save `snapshot.pt` is ignored (with a warning), never loaded.
     """
     if not examples:
         raise ValueError("no fine-tuning examples")
@@ -176,12 +179,8 @@ def finetune(
     epoch_order: list[int] = []
     elapsed = 0.0
     snapshot = Path(snapshot) if snapshot is not None else None
-    if snapshot is not None and snapshot.exists():
-        state = torch.load(snapshot, weights_only=False)
-        if state["config"] != cfg.to_dict() or state["n_examples"] != len(rows):
-            raise ValueError(
-                f"snapshot {snapshot} belongs to a different fine-tuning run; delete it to start over"
-            )
+    state = _load_snapshot(snapshot, cfg, len(rows)) if snapshot is not None else None
+    if state is not None:
         _restore(model, opt, sched, gen, state)
         losses, tokens, step, epoch_order, elapsed = (
             state["losses"],
@@ -251,8 +250,8 @@ def finetune(
                 time.perf_counter() - t0,
             )
     model.eval()
-    if snapshot is not None and snapshot.exists():
-        snapshot.unlink()
+    if snapshot is not None:
+        remove_resume_point(snapshot)
     return FinetuneResult(
         model, losses, step, tokens, time.perf_counter() - t0, layers, n_trainable
     )
@@ -294,6 +293,15 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+# --------------------------------------------------------------------------- resumable snapshots
+# A snapshot is a directory written by `integrity.save_resume_point`: the tensors in safetensors, as
+# "weights.<name>", "optim.state.<param index>.<key>" and "rng.<generator>"; the rest (optimiser
+# param groups and scalars, schedule, Python / numpy generators, progress) in JSON. Loading it
+# executes nothing.
+
+_WEIGHTS, _OPTIM_STATE, _RNG = "weights.", "optim.state.", "rng."
+
+
 def _save_snapshot(
     path: Path,
     model,
@@ -308,22 +316,44 @@ def _save_snapshot(
     epoch_order,
     elapsed,
 ) -> None:
-    state = {
+    optim_tensors, optim_meta = _flatten_optimizer(opt.state_dict())
+    tensors = {
+        **{_WEIGHTS + n: t for n, t in trainable_state(model).items()},
+        **{_OPTIM_STATE + n: t for n, t in optim_tensors.items()},
+        **{_RNG + n: t for n, t in _torch_rng_states(gen, model).items()},
+    }
+    meta = {
         "config": cfg.to_dict(),
         "n_examples": n_examples,
-        "weights": trainable_state(model),
-        "optimizer": opt.state_dict(),
+        "optimizer": optim_meta,
         "scheduler": sched.state_dict(),
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": _cuda_rng(model),
+        "python_rng": _python_rng_to_json(random.getstate()),
+        "numpy_rng": _numpy_rng_to_json(np.random.get_state()),
         "losses": list(losses),
         "tokens": tokens,
         "step": step,
         "epoch_order": list(epoch_order),
         "elapsed": elapsed,
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    save_resume_point(path, tensors, meta)
+
+
+def _load_snapshot(path: Path, cfg: FinetuneConfig, n_examples: int) -> dict | None:
+    """The snapshot's state, None when there is none (or only an unusable or old torch.save one)."""
+    loaded = load_resume_point(path)
+    if loaded is None:
+        return None
+    tensors, meta = loaded
+    if meta["config"] != as_json(cfg.to_dict()) or meta["n_examples"] != n_examples:
+        raise ValueError(
+            f"snapshot {path} belongs to a different fine-tuning run; delete it to start over"
+        )
+    return {
+        **meta,
+        "weights": _with_prefix(tensors, _WEIGHTS),
+        "optim_tensors": _with_prefix(tensors, _OPTIM_STATE),
+        "rng": _with_prefix(tensors, _RNG),
+    }
 
 
 def _restore(model, opt, sched, gen, state: dict) -> None:
@@ -331,20 +361,77 @@ def _restore(model, opt, sched, gen, state: dict) -> None:
     with torch.no_grad():
         for name, value in state["weights"].items():
             params[name].copy_(value)
-    opt.load_state_dict(state["optimizer"])
+    opt.load_state_dict(
+        _unflatten_optimizer(state["optim_tensors"], state["optimizer"], opt.state_dict())
+    )
     sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["rng"]["generator"])
+    torch.set_rng_state(state["rng"]["torch"])
     device = model_device(model)
-    if (
-        device.type == "cuda" and state.get("cuda_rng") is not None
-    ):  # dropout draws from the GPU's generator
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    if device.type == "cuda" and "cuda" in state["rng"]:  # dropout draws from the GPU's generator
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    random.setstate(_python_rng_from_json(state["python_rng"]))
+    np.random.set_state(_numpy_rng_from_json(state["numpy_rng"]))
 
 
-def _cuda_rng(model) -> torch.Tensor | None:
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimiser state dict as tensors named "<param index>.<key>" and JSON for the rest."""
+    tensors, scalars = {}, {}
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "state_scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, fresh: dict) -> dict:
+    """The inverse of `_flatten_optimizer`; `fresh` (the new optimiser's own state dict) gives the
+    param groups' tuples back (e.g. AdamW's betas), which JSON turned into lists."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, values in meta["state_scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [
+        {k: tuple(v) if isinstance(like.get(k), tuple) else v for k, v in saved.items()}
+        for like, saved in zip(fresh["param_groups"], meta["param_groups"], strict=True)
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+def _torch_rng_states(gen, model) -> dict[str, torch.Tensor]:
+    states = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
     device = model_device(model)
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _python_rng_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_rng_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def _numpy_rng_to_json(state: tuple) -> list:
+    name, keys, pos, has_gauss, cached_gaussian = state
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian)]
+
+
+def _numpy_rng_from_json(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached_gaussian = state
+    return name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian
 
 
 def _prepare(lm: LoadedModel, cfg: FinetuneConfig, layers: list[int]) -> nn.Module:

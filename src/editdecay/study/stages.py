@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..data.instructions import load_finetune_data, remove_edited_subjects
@@ -46,6 +46,7 @@ from ..finetuning.tuner import (
     select_layers,
     trainable_state,
 )
+from ..integrity import load_tensors
 from ..io import atomic_write
 from ..models.registry import LoadedModel, fingerprint, load_model, resolve_device
 from .config import RunConfig
@@ -360,8 +361,8 @@ def _run_targets(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool
 
 
 def _load_prepared(store: ArtifactStore, stage: Stage, stats) -> Prepared:
-    d = store.path(stage)
-    tensors = load_file(str(d / "targets.safetensors"))
+    d = store.verified(stage, "targets.safetensors", "targets.json")
+    tensors = load_tensors(d / "targets.safetensors")
     meta = json.loads((d / "targets.json").read_text())
     result = TargetResult(
         tensors["z"], tensors["h_init"], meta["delta_norm"], meta["final_nll"], meta["steps"]
@@ -384,7 +385,7 @@ def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -
     t0 = time.perf_counter()
     if s["batch_size"] and s["batch_size"] < len(requests):
         delta = edit_sequentially(
-            lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential.pt"
+            lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential"
         )
     else:
         targets = stage.find_input("targets")
@@ -426,7 +427,7 @@ def _run_finetune(
     edited_layers: list[int] = []
     pool.spoil(s["model"])  # the weights change from here on
     if s["edited"]:
-        delta = EditDelta.load(store.path(stage.input("edit")) / "delta")
+        delta = _load_delta(store, stage.input("edit"))
         delta.apply(lm.model)
         edited_layers = store.record(stage.input("edit"))["layers"]
 
@@ -439,7 +440,7 @@ def _run_finetune(
         fcfg,
         edited_layers,
         on_checkpoint=save_checkpoint,
-        snapshot=work / "snapshot.pt",
+        snapshot=work / "snapshot",
         snapshot_every=snapshot_every,
     )
     _save_weights(work / FINAL, trainable_state(res.model))
@@ -459,6 +460,11 @@ def _run_finetune(
             "per_subject": overlap.per_subject,
         },
     }
+
+
+def _load_delta(store: ArtifactStore, edit: Stage) -> EditDelta:
+    """An edit stage's delta, once its files match the stage record (and their own checksums)."""
+    return EditDelta.load(store.verified(edit, "delta") / "delta")
 
 
 def _finetune_config(d: dict) -> FinetuneConfig:
@@ -486,9 +492,7 @@ def model_state(
     lm = pool.get(s["model"])
     _check_model(lm, s)
     edit, ft = stage.find_input("edit"), stage.find_input("finetune")
-    applied = (
-        EditDelta.load(store.path(edit) / "delta").apply(lm.model) if edit is not None else None
-    )
+    applied = _load_delta(store, edit).apply(lm.model) if edit is not None else None
     if ft is None:
         return lm, 0, (applied.revert if applied else (lambda: None))
     pool.spoil(s["model"])
@@ -501,8 +505,9 @@ def model_state(
             f"fine-tuning run {ft.key} has no weights for step {s['step']} (it ran {record['steps']} steps)"
         )
     fcfg = _finetune_config(ft.settings["finetune"])
+    store.verified(ft, f"{sub}/weights.safetensors")
     model = load_finetuned(
-        lm, fcfg, record["layers"], load_file(str(ft_dir / sub / "weights.safetensors"))
+        lm, fcfg, record["layers"], load_tensors(ft_dir / sub / "weights.safetensors")
     )
     tuned = LoadedModel(lm.name, model, lm.tokenizer, lm.adapter, fingerprint(model), lm.source)
     return tuned, step, (lambda: None)
@@ -514,7 +519,8 @@ def _run_evaluate(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPoo
     requests = _requests(s["requests"])
     reference = None
     if s["state"] != "M":
-        reference = pd.read_parquet(store.path(stage.input("evaluate")) / "edits.parquet")
+        base = stage.input("evaluate")
+        reference = pd.read_parquet(store.verified(base, "edits.parquet") / "edits.parquet")
     lm, step, cleanup = model_state(stage, store, pool)
     try:
         scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)

@@ -7,6 +7,11 @@
 A stage is published by renaming its work directory onto the final name, so a reader sees either
 nothing or the complete output; the lock makes concurrent runners (several processes or Ray
 workers sharing a file system) wait for each other instead of computing the same stage twice.
+
+stage.json records the SHA-256 of every other file of the stage (`files`: relative path → digest).
+`done` only looks for stage.json; `verify` rehashes, and `verified` is how a later stage reads an
+input's files: it refuses, naming the stage and the file, one changed or removed since publishing.
+Keys stay content addresses of inputs and settings, never of outputs.
 """
 
 from __future__ import annotations
@@ -17,14 +22,26 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..integrity import IntegrityError, sha256_file
 from ..io import atomic_write
 
 log = logging.getLogger(__name__)
+
+RECORD_FILE = "stage.json"
+PROBLEMS = {
+    "changed": "changed since the stage was published (its SHA-256 differs from the stage record)",
+    "missing": "is missing",
+    "unrecorded": "is not among the files the stage published",
+}
+
+
+class StageIntegrityError(IntegrityError):
+    """A finished stage's output files differ from the digests recorded when it was published."""
 
 
 def canonical_json(value) -> str:
@@ -117,7 +134,7 @@ class ArtifactStore:
         return self.root / stage.kind / stage.key
 
     def done(self, stage: Stage) -> bool:
-        return (self.path(stage) / "stage.json").exists()
+        return (self.path(stage) / RECORD_FILE).exists()
 
     def work_path(self, stage: Stage) -> Path:
         return self.root / stage.kind / f".{stage.key}.work"
@@ -140,9 +157,11 @@ class ArtifactStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def publish(self, stage: Stage, work: Path, record: dict) -> Path:
-        """Write stage.json last, then move the work directory onto the stage's final path."""
+        """Write stage.json (with every other file's digest) last, then move the work directory onto
+        the stage's final path."""
+        files = file_digests(work)
         atomic_write(
-            work / "stage.json",
+            work / RECORD_FILE,
             lambda tmp: tmp.write_text(
                 json.dumps(
                     {
@@ -151,6 +170,7 @@ class ArtifactStore:
                         "key": stage.key,
                         "settings": stage.settings,
                         "inputs": {s.kind: s.key for s in stage.inputs},
+                        "files": files,
                     },
                     indent=1,
                     default=_jsonable,
@@ -166,7 +186,34 @@ class ArtifactStore:
         return final
 
     def record(self, stage: Stage) -> dict:
-        return json.loads((self.path(stage) / "stage.json").read_text())
+        return json.loads((self.path(stage) / RECORD_FILE).read_text())
+
+    def verify(self, stage: Stage, paths: Iterable[str] | None = None) -> dict[str, str]:
+        """Rehash a finished stage's files: {relative path: "changed" | "missing" | "unrecorded"} for
+        each that does not match the record ({} when all do). `paths` (files, or directories for the
+        files under them) limits the check; by default every recorded file is checked. A stage
+        published before digests were recorded cannot be checked and passes (logged at debug level).
+        """
+        recorded = self.record(stage).get("files")
+        if recorded is None:
+            log.debug("stage %s: published without file digests; not verified", stage.name)
+            return {}
+        root = self.path(stage)
+        wanted = sorted(recorded) if paths is None else _expand(paths, recorded)
+        problems = {rel: _problem(root / rel, recorded.get(rel)) for rel in wanted}
+        return {rel: problem for rel, problem in problems.items() if problem}
+
+    def verified(self, stage: Stage, *paths: str) -> Path:
+        """The stage's directory, once the named files (or directories) match their record; raises
+        StageIntegrityError naming the stage and each file that does not."""
+        problems = self.verify(stage, paths)
+        if problems:
+            details = "; ".join(f"{rel} {PROBLEMS[problem]}" for rel, problem in problems.items())
+            raise StageIntegrityError(
+                f"stage {stage.name}: {details}; refusing it as an input "
+                f"(delete {self.path(stage)} to recompute it)"
+            )
+        return self.path(stage)
 
     def clear_work(self, stage: Stage) -> Path:
         work = self.work_path(stage)
@@ -174,3 +221,32 @@ class ArtifactStore:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         return work
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """Relative path → SHA-256 of every file under `directory` except the stage record."""
+    files = (p for p in sorted(directory.rglob("*")) if p.is_file())
+    return {
+        p.relative_to(directory).as_posix(): sha256_file(p)
+        for p in files
+        if p.relative_to(directory).as_posix() != RECORD_FILE
+    }
+
+
+def _expand(paths: Iterable[str], recorded: dict[str, str]) -> list[str]:
+    """The recorded files named by `paths` (a directory names the files under it); a path that names
+    no recorded file is kept, so it is reported."""
+    out: list[str] = []
+    for path in paths:
+        path = path.strip("/")
+        under = [rel for rel in recorded if rel == path or rel.startswith(path + "/")]
+        out += under or [path]
+    return sorted(set(out))
+
+
+def _problem(path: Path, digest: str | None) -> str | None:
+    if digest is None:
+        return "unrecorded" if path.exists() else "missing"
+    if not path.is_file():
+        return "missing"
+    return "changed" if sha256_file(path) != digest else None
