@@ -12,6 +12,7 @@ from editdecay.analysis.claims import (
     DOES_NOT_HOLD,
     HOLDS,
     INCONCLUSIVE,
+    NOT_TESTABLE,
     NOT_TESTED,
     VERDICTS,
     check_claim,
@@ -272,17 +273,26 @@ def test_claim_5_and_6_directions():
     assert check_claim(6, tables(grid(cf_decays_more))).verdict == DOES_NOT_HOLD
 
 
-def test_claim_7_emergent_flips():
-    hidden = grid(seeds=(0,), efr=None)
-    for r in hidden:
+def _with_emergent(rows, emergent):
+    for r in rows:
         if r["ft_method"] != "none" and r["edit_data"] == "counterfact":
-            r["n_emergent"] = 150
-            r["efr"] = r["delta_es"] + 15.0
+            r["n_emergent"] = emergent
+    return rows
+
+
+def test_claim_7_emergent_flips():
+    hidden = _with_emergent(grid(seeds=(0,), es_ed=80.0), 150)  # 200 failed, 150 emerge
     assert check_claim(7, tables(hidden)).verdict == HOLDS
-    plain = grid(seeds=(0,))  # erasures only: EFR = ΔES, no emergent edit
-    assert check_claim(7, tables(plain)).verdict == DOES_NOT_HOLD
-    quiet = grid(lambda *a: 0.0, seeds=(0,))
-    assert check_claim(7, tables(quiet)).verdict == INCONCLUSIVE
+    # one failed edit per hundred: one emergent edit is inside the noise
+    few = _with_emergent(grid(seeds=(0,), es_ed=99.0, counts=(100,), fts=("lora",)), 1)
+    assert check_claim(7, tables(few)).verdict == INCONCLUSIVE
+
+
+def test_claim_7_is_not_testable_when_no_edit_failed_before_fine_tuning():
+    plain = grid(seeds=(0,))  # ES(M_ed) = 100: nothing can emerge, whatever the erasures
+    result = check_claim(7, tables(plain))
+    assert result.verdict == NOT_TESTABLE
+    assert "had failed before fine-tuning" in result.detail
 
 
 def test_claim_9_hotpotqa():
@@ -374,16 +384,19 @@ def test_claim_11_ds_degradation_with_downstream_items():
 
 
 def test_claim_15_seed_noise():
-    quiet = grid(seeds=(0, 1))
+    quiet = grid(seeds=(0, 1))  # seed SD 0.28 pp over 24 groups: the interval sits under 0.5 pp
     result = check_claim(15, tables(quiet))
     assert result.verdict == HOLDS
-    # seed SD 3·√2 ≈ 4.2 pp: above 1 pp and above 2 binomial SEs of 1000 edits (≈ 2.9 pp)...
-    noisy = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0), counts=(N,))
-    assert check_claim(15, tables(noisy)).verdict == DOES_NOT_HOLD
-    # ...but within what 100-edit samples alone explain (2 binomial SEs ≈ 9 pp there)
-    small = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0), counts=(100,))
-    result = check_claim(15, tables(small))
-    assert result.verdict == HOLDS and "limit 9." in result.ours
+    assert "interval [0.22, 0.39]" in result.ours
+    # seed SD 3·√2 ≈ 4.2 pp: far above the paper's 0.5 pp, whatever the number of edits
+    for counts in ((N,), (100,)):
+        noisy = grid(lambda *a: paper_like(*a[:4], a[4], jitter=3.0), counts=counts)
+        assert check_claim(15, tables(noisy)).verdict == DOES_NOT_HOLD
+    # 0.42 pp from 4 groups: the interval [0.25, 1.2] straddles the level
+    few = grid(lambda *a: paper_like(*a[:4], a[4], jitter=0.3), counts=(100,), fts=("lora",))
+    result = check_claim(15, tables(few))
+    assert result.verdict == INCONCLUSIVE and "4 df" in result.ours
+    assert "reads as above the level from" in result.detail
     ds_noisy = grid()
     for r in ds_noisy:
         if r["ft_method"] != "none":

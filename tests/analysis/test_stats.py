@@ -92,3 +92,24 @@ def test_pooled_sd_weights_groups_by_their_degrees_of_freedom():
 )
 def test_outside_band_each_way(mean, se, expected):
     assert outside_band(mean, se, 2.0) == expected
+
+
+def test_chi_square_against_known_quantiles():
+    from editdecay.analysis.stats import chi2_cdf, chi2_quantile
+
+    assert chi2_cdf(2.0, 2) == pytest.approx(1 - math.exp(-1.0), abs=1e-12)  # exponential
+    assert chi2_quantile(0.95, 1) == pytest.approx(3.841459, abs=1e-5)
+    assert chi2_quantile(0.975, 8) == pytest.approx(17.534546, abs=1e-5)
+    assert chi2_quantile(0.025, 8) == pytest.approx(2.179731, abs=1e-5)
+    assert chi2_quantile(0.5, 30) == pytest.approx(29.33603, abs=1e-4)
+
+
+def test_sd_interval_brackets_the_estimate_and_narrows_with_dof():
+    from editdecay.analysis.stats import sd_interval
+
+    low, high = sd_interval(2.0, 8)
+    assert low < 2.0 < high
+    assert low == pytest.approx(2.0 * math.sqrt(8 / 17.534546), abs=1e-4)
+    wide, narrow = sd_interval(2.0, 2), sd_interval(2.0, 200)
+    assert wide[1] - wide[0] > narrow[1] - narrow[0]
+    assert all(math.isnan(v) for v in sd_interval(2.0, 0))

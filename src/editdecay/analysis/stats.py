@@ -136,3 +136,63 @@ def outside_band(mean: float, se: float, z: float) -> int:
     if mean < -z * se:
         return -1
     return 0
+
+
+def regularized_gamma_p(a: float, x: float) -> float:
+    """P(a, x), the regularized lower incomplete gamma: its series below a + 1, else 1 − Q by
+    Q's continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1.0:
+        term = total = 1.0 / a
+        for n in range(1, 1000):
+            term *= x / (a + n)
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return math.exp(log_front) * total
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c, d = 1.0 / tiny, 1.0 / b
+    h = d
+    for n in range(1, 1000):
+        an = -n * (n - a)
+        b += 2.0
+        d = an * d + b
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = b + an / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return 1.0 - math.exp(log_front) * h
+
+
+def chi2_cdf(x: float, df: float) -> float:
+    return regularized_gamma_p(df / 2.0, x / 2.0)
+
+
+def chi2_quantile(q: float, df: float) -> float:
+    """The x with chi2_cdf(x, df) = q, by bisection."""
+    low, high = 0.0, max(1.0, df)
+    while chi2_cdf(high, df) < q:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if chi2_cdf(middle, df) < q:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+def sd_interval(sd: float, dof: int, level: float = 0.95) -> tuple[float, float]:
+    """The chi-square confidence interval of a normal SD estimated with `dof` degrees of freedom."""
+    if not (math.isfinite(sd) and dof > 0):
+        return math.nan, math.nan
+    tail = (1.0 - level) / 2.0
+    return (
+        sd * math.sqrt(dof / chi2_quantile(1.0 - tail, dof)),
+        sd * math.sqrt(dof / chi2_quantile(tail, dof)),
+    )

@@ -31,10 +31,13 @@ REPRODUCTION_FILE = "REPRODUCTION.md"
 
 
 def claim_tables(results: StudyResults) -> dict[str, pd.DataFrame]:
-    """The tables the claim checks read: decay.csv, and downstream.csv for the DS item counts."""
+    """The tables the claim checks read: decay.csv, flips.csv for the per-edit bootstrap, and
+    downstream.csv for the DS item counts."""
     tables: dict[str, pd.DataFrame] = {"decay": results.decay}
     if results.downstream is not None:
         tables["downstream"] = results.downstream
+    if results.flips is not None:
+        tables["flips"] = results.flips
     return tables
 
 
@@ -47,7 +50,8 @@ def claims_section(ctx: ReportContext) -> Section:
     counts = ", ".join(f"{v}: {int((frame['verdict'] == v).sum())}" for v in VERDICTS)
     source = (
         "Source: `editdecay.analysis.claims.check_claims` on [results/decay.csv](results/decay.csv) "
-        "(final rows) and [results/downstream.csv](results/downstream.csv)"
+        "(final rows), [results/flips.csv](results/flips.csv) and "
+        "[results/downstream.csv](results/downstream.csv)"
     )
 
     def shown(claims) -> pd.DataFrame:
@@ -58,10 +62,14 @@ def claims_section(ctx: ReportContext) -> Section:
     blocks = [
         Paragraph(
             f"Verdicts ({counts}). Claims compare directions and orderings, not absolute numbers. "
-            f"**holds** / **does not hold**: the difference points the paper's way / the other way and lies "
-            f"outside the noise band (±{Z:g} standard errors; the standard error comes from the seed-to-seed "
-            "SD of the compared quantity, or, without seed replicates, from the binomial SE of the edit "
-            "sample); **inconclusive**: inside the band; **not tested**: the run lacks what the claim needs."
+            "**holds** / **does not hold**: the difference points the paper's way / the other way "
+            "beyond its 95% band; **inconclusive**: the band holds zero; **not testable here**: "
+            "the configurations exist but their data cannot show the effect (the reason is given); "
+            "**not tested**: the run lacks what the claim needs. The band is a bootstrap over "
+            "edits and seeds from [results/flips.csv](results/flips.csv): configurations that share "
+            "requests are resampled together, so arms are compared edit by edit; DS claims use the "
+            f"binomial noise of the DS items (±{Z:g} SE); claim 15 compares the seed SD's "
+            "chi-square interval with the paper's level. Each claim's detail names its test."
         ),
     ]
     if len(per_model) > 1:

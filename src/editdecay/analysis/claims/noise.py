@@ -20,6 +20,7 @@ import pandas as pd
 from ...schema import FT_LABELS, LOCATE_THEN_EDIT
 from ..stats import binomial_se_percent, outside_band, pooled_sd
 from ..tables import CONFIG_KEYS, SEED_GROUP, fine_tuned_rows
+from .bootstrap import QUANTITIES, EditBootstrap, Interval, interval
 from .registry import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding, not_tested
 
 Z = 2.0  # the noise band is Z standard errors wide on each side
@@ -53,10 +54,11 @@ def seed_averaged(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: replicates that differ only in the fine-tuning seed are averaged.
 
     They share the edit sample (and M_ft's DS items), so counting them as separate configurations would
-    shrink σ/√k without new information. `seed` becomes the smallest seed, `n_seeds` the count.
+    shrink σ/√k without new information. `seed` becomes the smallest seed, `n_seeds` the count and
+    `config_ids` the tuple of the averaged configurations.
     """
     if rows.empty:
-        return rows.assign(n_seeds=pd.Series(dtype=float))
+        return rows.assign(n_seeds=pd.Series(dtype=float), config_ids=pd.Series(dtype=object))
     group = list(SEED_GROUP)
     agg = {
         c: (
@@ -68,9 +70,11 @@ def seed_averaged(rows: pd.DataFrame) -> pd.DataFrame:
         if c not in group
     }
     agg["seed"] = "min"
+    grouped = rows.groupby(group, dropna=False, sort=False)
     out = rows.groupby(group, dropna=False, as_index=False, sort=False).agg(agg)
-    out["n_seeds"] = rows.groupby(group, dropna=False, sort=False)["seed"].nunique().to_numpy()
-    return out[[*rows.columns, "n_seeds"]]
+    out["n_seeds"] = grouped["seed"].nunique().to_numpy()
+    out["config_ids"] = [tuple(ids) for ids in grouped["config_id"].agg(list)]
+    return out[[*rows.columns, "n_seeds", "config_ids"]]
 
 
 def main_rows(final: pd.DataFrame, methods: Iterable[str] = LOCATE_THEN_EDIT) -> pd.DataFrame:
@@ -174,7 +178,8 @@ def matched(
     """Values of `column` for each of `arms` on `axis`, matched on every other setting (rows with all arms).
 
     `group` maps axis values to arm labels (e.g. LoRA and DoRA both to "peft"); values sharing a
-    label and a match are averaged. Returns the match keys and one column per arm.
+    label and a match are averaged. Returns the match keys and one column per arm, and, for
+    seed-averaged rows, `<arm>_ids`: the config-id groups behind each arm's value.
     """
     keys = [k for k in KEYS if k != axis]
     sub = rows.assign(_arm=rows[axis].map(group) if group else rows[axis])
@@ -184,6 +189,11 @@ def matched(
     table = sub.groupby([*keys, "_arm"])[column].mean().unstack("_arm")
     table = table.reindex(columns=list(arms)).dropna().reset_index()
     table.columns.name = None
+    if "config_ids" in sub.columns:
+        ids = sub.groupby([*keys, "_arm"])["config_ids"].agg(list).unstack("_arm")
+        ids = ids.reindex(columns=list(arms))
+        ids.columns = [f"{arm}_ids" for arm in arms]
+        table = table.merge(ids.reset_index(), on=keys, how="left")
     return table
 
 
@@ -243,22 +253,75 @@ def paired_finding(
     scope: str,
     names: Mapping[str, str] | None = None,
     extra: str = "",
+    boot: EditBootstrap | None = None,
 ) -> Finding:
     names = {first: first, second: second, **(names or {})}
     k = len(pairs)
     mean = float(pairs["diff"].mean())
-    se = noise.se_paired(k)
     agree = int((pairs["diff"] > 0).sum())
+    band = paired_interval(boot, pairs, first, second, column)
+    if band is not None:
+        verdict, band_words, test = interval_verdict(band), band.text(), bootstrap_test(band)
+    else:
+        se = noise.se_paired(k)
+        verdict, band_words = judge(mean, se), band_text(se)
+        test = f"{noise.text}; SE = σ·√(2/k); test: normal approximation, mean Δ beyond ±{Z:g}·SE"
     ours = (
         f"{what}: {names[second]} {fmt(float(pairs[second].mean()))} vs {names[first]} "
-        f"{fmt(float(pairs[first].mean()))}{extra} (mean Δ {fmt(mean, sign=True)}, {band_text(se)}; "
+        f"{fmt(float(pairs[first].mean()))}{extra} (mean Δ {fmt(mean, sign=True)}, {band_words}; "
         f"{agree}/{k} pairs point the paper's way)"
     )
-    detail = (
-        f"`{column}` of {k} matched pair(s) ({scope}), Δ = {names[second]} − {names[first]}; {noise.text}; "
-        f"SE = σ·√(2/k); verdict: mean Δ beyond ±{Z:g}·SE."
+    detail = f"`{column}` of {k} matched pair(s) ({scope}), Δ = {names[second]} − {names[first]}; {test}."
+    return Finding(verdict, ours, detail)
+
+
+def paired_interval(
+    boot: EditBootstrap | None, pairs: pd.DataFrame, first: str, second: str, quantity: str
+) -> Interval | None:
+    """The bootstrap interval of the mean paired difference second − first, or None when the
+    per-edit table does not cover every compared configuration."""
+    if boot is None or pairs.empty or f"{first}_ids" not in pairs.columns:
+        return None
+    if quantity not in QUANTITIES:
+        return None
+    arms = [*pairs[f"{first}_ids"], *pairs[f"{second}_ids"]]
+    if not all(boot.covers(ids) for groups in arms for ids in groups):
+        return None
+
+    def arm(groups) -> np.ndarray:
+        return np.mean([boot.group_values(ids, quantity) for ids in groups], axis=0)
+
+    diffs = [arm(b) - arm(a) for a, b in zip(pairs[f"{first}_ids"], pairs[f"{second}_ids"])]
+    return interval(np.mean(diffs, axis=0), float(pairs["diff"].mean()))
+
+
+def mean_interval(boot: EditBootstrap | None, rows: pd.DataFrame, quantity: str) -> Interval | None:
+    """The bootstrap interval of the mean of `quantity` over seed-averaged `rows`."""
+    if boot is None or rows.empty or "config_ids" not in rows.columns:
+        return None
+    if quantity not in QUANTITIES or not all(boot.covers(ids) for ids in rows["config_ids"]):
+        return None
+    values = np.mean([boot.group_values(ids, quantity) for ids in rows["config_ids"]], axis=0)
+    return interval(values, float(rows[quantity].mean()))
+
+
+def interval_verdict(band: Interval) -> str:
+    """holds above 0, does not hold below 0, inconclusive when the interval holds 0 (or is unknown)."""
+    return {1: HOLDS, -1: DOES_NOT_HOLD, 0: INCONCLUSIVE}[band_side(band, 0.0)]
+
+
+def band_side(band: Interval, value: float) -> int:
+    if not (math.isfinite(band.low) and math.isfinite(band.high)):
+        return 0
+    return 1 if band.low > value else (-1 if band.high < value else 0)
+
+
+def bootstrap_test(band: Interval) -> str:
+    return (
+        f"test: bootstrap over edits and seeds ({band.replicates} replicates; configurations that "
+        "share requests resampled together, so arms are paired edit by edit), 95% percentile "
+        "interval; holds when it lies above 0, does not hold when below"
     )
-    return Finding(judge(mean, se), ours, detail)
 
 
 def compare_axis(
@@ -269,6 +332,7 @@ def compare_axis(
     low: str,
     high: str,
     missing: str,
+    boot: EditBootstrap | None = None,
 ) -> Finding:
     """ΔES of configurations that differ only in `axis` (`low` against `high`), judged against the noise."""
     pairs = paired(rows, axis, low, high, "delta_es")
@@ -276,4 +340,4 @@ def compare_axis(
         return not_tested(missing)
     used = matching_rows(rows, pairs, axis)
     noise = estimate_noise(final, used, "delta_es", n_ds)
-    return paired_finding(pairs, noise, "ΔES pp", low, high, "delta_es", scope(used))
+    return paired_finding(pairs, noise, "ΔES pp", low, high, "delta_es", scope(used), boot=boot)

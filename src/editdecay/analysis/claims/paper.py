@@ -9,38 +9,53 @@ and the pairing are in :mod:`.noise`.
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from dataclasses import dataclass
 
 from ...schema import FT_LABELS, LOCATE_THEN_EDIT
 from ...schema import PEFT_METHODS as PEFT
+from ..stats import chi2_quantile, sd_interval
 from .noise import (
     MAIN_FT_DATA,
     SEED_GROUP,
     Z,
     band_text,
     binomial_sd,
+    bootstrap_test,
     compare_axis,
     estimate_noise,
     fine_tuned_rows,
     fmt,
+    interval_verdict,
     judge,
     main_ft_data,
     main_rows,
     matched,
     matching_rows,
+    mean_interval,
     paired,
     paired_finding,
+    paired_interval,
     scope,
     seed_averaged,
     seed_sd,
 )
-from .registry import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, ClaimData, Finding, claim, not_tested
+from .registry import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    ClaimData,
+    Finding,
+    claim,
+    not_testable,
+    not_tested,
+)
 from .tables import seed_spreads
 
 EQUIVALENCE_MARGIN = 5.0  # claim 3, "within a few points" of relative decay
-ES_NOISE_LIMIT = 1.0  # claim 15: ES deltas below ~1 pp are noise in the paper
 DS_NOISE_LIMIT = 5.4  # claim 15: the paper's largest seed-to-seed DS difference (GPT-J)
+ES_SD_LEVEL = 0.5  # claim 15: the paper's ES SD across sampled edit sets (10k edits)
+DS_SD_LEVEL = DS_NOISE_LIMIT / math.sqrt(2)  # the SD whose two-seed differences are 5.4 points
+EMERGENCE_RESOLUTION = 1.0  # claim 7: emergent flips hiding under a point of erasures count as none
 
 
 @claim(
@@ -55,22 +70,25 @@ def edits_decay(data: ClaimData) -> Finding:
     rows = main_rows(final).dropna(subset=["relative_decay"])
     if rows.empty:
         return not_tested("needs MEMIT/AlphaEdit configurations fine-tuned on all layers")
-    noise = estimate_noise(final, rows, "relative_decay", n_ds)
     k = len(rows)
     mean = float(rows["relative_decay"].mean())
-    se = noise.se_mean(k)
+    band = mean_interval(data.boot, rows, "relative_decay")
+    if band is not None:
+        verdict, band_words, test = interval_verdict(band), band.text(), bootstrap_test(band)
+    else:
+        noise = estimate_noise(final, rows, "relative_decay", n_ds)
+        se = noise.se_mean(k)
+        verdict, band_words = judge(mean, se), band_text(se)
+        test = f"{noise.text}; SE = σ/√k; test: normal approximation, mean beyond ±{Z:g}·SE of 0"
     by_kind = ", ".join(
         f"{kind} {fmt(float(g['relative_decay'].mean()))}%" for kind, g in rows.groupby("kind")
     )
     ours = (
-        f"mean relative ES loss {fmt(mean)}% ({by_kind}; {band_text(se)}); positive in "
+        f"mean relative ES loss {fmt(mean)}% ({by_kind}; {band_words}); positive in "
         f"{int((rows['relative_decay'] > 0).sum())}/{k} configurations"
     )
-    detail = (
-        f"`relative_decay` of {k} configuration(s) ({scope(rows)}); {noise.text}; SE = σ/√k; "
-        f"verdict: mean beyond ±{Z:g}·SE of 0."
-    )
-    return Finding(judge(mean, se), ours, detail)
+    detail = f"`relative_decay` of {k} configuration(s) ({scope(rows)}); {test}."
+    return Finding(verdict, ours, detail)
 
 
 @claim(
@@ -101,6 +119,7 @@ def full_ft_erases_more(data: ClaimData) -> Finding:
         "full",
         "relative_decay",
         scope(used) + "; LoRA and DoRA averaged per match",
+        boot=data.boot,
     )
 
 
@@ -119,8 +138,15 @@ def lora_and_dora_erase_alike(data: ClaimData) -> Finding:
     noise = estimate_noise(final, used, "relative_decay", n_ds)
     k = len(pairs)
     mean = float(pairs["diff"].mean())
-    se = noise.se_paired(k)
-    low, high = mean - Z * se, mean + Z * se
+    band = paired_interval(data.boot, pairs, "lora", "dora", "relative_decay")
+    if band is not None:
+        low, high, test = band.low, band.high, bootstrap_test(band).split(";")[0] + ")"
+    else:
+        se = noise.se_paired(k)
+        low, high = mean - Z * se, mean + Z * se
+        test = (
+            f"{noise.text}; SE = σ·√(2/k); test: normal approximation, interval mean Δ ± {Z:g}·SE"
+        )
     if not (math.isfinite(low) and math.isfinite(high)):
         verdict = INCONCLUSIVE
     elif -EQUIVALENCE_MARGIN <= low and high <= EQUIVALENCE_MARGIN:
@@ -134,9 +160,9 @@ def lora_and_dora_erase_alike(data: ClaimData) -> Finding:
         f"(mean Δ {fmt(mean, sign=True)}, interval [{fmt(low)}, {fmt(high)}])"
     )
     detail = (
-        f"`relative_decay` of {k} LoRA/DoRA pair(s) ({scope(used)}), diff = DoRA − LoRA; {noise.text}; "
-        f"SE = σ·√(2/k). Equivalence test: holds if the whole interval mean Δ ± {Z:g}·SE lies within "
-        f"±{EQUIVALENCE_MARGIN:g} points, does not hold if it lies entirely outside, else inconclusive."
+        f"`relative_decay` of {k} LoRA/DoRA pair(s) ({scope(used)}), diff = DoRA − LoRA; {test}. "
+        f"Equivalence: holds if the whole interval lies within ±{EQUIVALENCE_MARGIN:g} points, does "
+        "not hold if it lies entirely outside, else inconclusive."
     )
     return Finding(verdict, ours, detail)
 
@@ -156,6 +182,7 @@ def alphaedit_more_fragile(data: ClaimData) -> Finding:
         "memit",
         "alphaedit",
         "needs the same requests edited by MEMIT and by AlphaEdit, then fine-tuned",
+        boot=data.boot,
     )
 
 
@@ -195,6 +222,7 @@ def decay_grows_with_edit_count(data: ClaimData) -> Finding:
         scope(used),
         names={low: f"{low} edits", high: f"{high} edits"},
         extra=extra,
+        boot=data.boot,
     )
 
 
@@ -214,6 +242,7 @@ def zsre_decays_more(data: ClaimData) -> Finding:
         "counterfact",
         "zsre",
         "needs the same settings run on zsRE and on CounterFact edits",
+        boot=data.boot,
     )
 
 
@@ -235,33 +264,49 @@ def emergent_flips_hide_erasures(data: ClaimData) -> Finding:
     if rows.empty:
         return not_tested("needs fine-tuned CounterFact configurations with EFR measured")
     # EFR − ΔES also grows when edits failed before FT (EFR's denominator is the successes only); the
-    # share of edits that flipped failure → success is the part of ΔES that hides erasures.
-    noise = estimate_noise(final, rows, "emergent_share", n_ds)
-    efr_noise = estimate_noise(final, rows, "efr", n_ds)
+    # share of edits that flipped failure → success is the part of ΔES that hides erasures, and only
+    # an edit that failed on M_ed can flip that way.
     k = len(rows)
     mean = float(rows["emergent_share"].mean())
-    se = noise.se_mean(k)
     emergent = float(rows["n_emergent"].fillna(0).sum())
     erased = float(rows["n_erased"].fillna(0).sum())
-    hidden = judge(mean, se)
-    erasure = judge(float(rows["efr"].mean()), efr_noise.se_mean(k))
-    if hidden == HOLDS:
+    failed_share = float((100 * (1 - rows["n_success_ed"] / rows["n_edits"])).mean())
+    ours = (
+        f"EFR {fmt(float(rows['efr'].mean()))}% vs ΔES {fmt(float(rows['delta_es'].mean()))} pp; "
+        f"emergent edits {fmt(mean, 2)}% of all edits; {emergent:g} emergent and {erased:g} erased "
+        f"edits in {k} configurations; {fmt(failed_share, 2)}% of edits had failed before FT"
+    )
+    if failed_share < EMERGENCE_RESOLUTION:
+        return not_testable(
+            f"only {fmt(failed_share, 2)}% of the edits had failed before fine-tuning (at most that "
+            f"share can emerge), under the {EMERGENCE_RESOLUTION:g}-point resolution of the check",
+            ours=ours,
+        )
+    band = mean_interval(data.boot, rows, "emergent_share")
+    if band is not None:
+        low, high, test = band.low, band.high, bootstrap_test(band).split(";")[0] + ")"
+    else:
+        noise = estimate_noise(final, rows, "emergent_share", n_ds)
+        se = noise.se_mean(k)
+        low, high = mean - Z * se, mean + Z * se
+        test = f"{noise.text}; SE = σ/√k; test: normal approximation, mean ± {Z:g}·SE"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        verdict = INCONCLUSIVE
+    elif low > 0:
         verdict = HOLDS
-    elif erasure == HOLDS and emergent == 0:
+    elif high < EMERGENCE_RESOLUTION:
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    ours = (
-        f"EFR {fmt(float(rows['efr'].mean()))}% vs ΔES {fmt(float(rows['delta_es'].mean()))} pp; emergent edits "
-        f"{fmt(mean, 2)}% of all edits ({band_text(se)}); {emergent:g} emergent and {erased:g} erased edits in "
-        f"{k} configurations"
-    )
+    ours += f" (emergent share interval [{fmt(low, 2)}, {fmt(high, 2)}])"
     detail = (
-        f"`emergent_share` (100·`n_emergent`/`n_edits`, which equals erased share − ΔES for CounterFact's "
-        f"binary ES) of {k} CounterFact configuration(s) ({scope(rows)}; seeds averaged); {noise.text}; EFR: "
-        f"{efr_noise.text}; SE = σ/√k. Holds: emergent share beyond {Z:g}·SE of 0. Does not hold: EFR beyond "
-        f"{Z:g}·SE (edits measurably erased) and not one emergent edit (ΔES then counts every erasure). Else "
-        "inconclusive. EFR − ΔES alone is not judged: it is positive whenever some edits failed before FT."
+        f"`emergent_share` (100·`n_emergent`/`n_edits`, which equals erased share − ΔES for "
+        f"CounterFact's binary ES) of {k} CounterFact configuration(s) ({scope(rows)}; seeds "
+        f"averaged); {test}. Holds: the interval lies above 0. Does not hold: it lies below "
+        f"{EMERGENCE_RESOLUTION:g} point (emergent flips hide less than a point of erasures although "
+        "edits had failed and could emerge). Not testable: fewer than that share of edits failed "
+        "before fine-tuning. Else inconclusive. EFR − ΔES alone is not judged: it is positive "
+        "whenever some edits failed before FT."
     )
     return Finding(verdict, ours, detail)
 
@@ -308,6 +353,7 @@ def knowledge_rich_data_erases_more(data: ClaimData) -> Finding:
         MAIN_FT_DATA,
         "es_ed_ft",
         scope(used),
+        boot=data.boot,
     )
 
 
@@ -331,8 +377,19 @@ def selective_layer_order(data: ClaimData) -> Finding:
     high = triples.assign(diff=triples["all"] - triples["non-edited"])
     low = triples.assign(diff=triples["non-edited"] - triples["edited"])
     used = matching_rows(rows, triples, "ft_layers")
-    noise = estimate_noise(final, used, "es_ed_ft", n_ds)
-    verdicts = [judge(float(p["diff"].mean()), noise.se_paired(len(p))) for p in (high, low)]
+    bands = [
+        paired_interval(data.boot, triples.assign(diff=p["diff"]), a, b, "es_ed_ft")
+        for p, (a, b) in ((high, ("non-edited", "all")), (low, ("edited", "non-edited")))
+    ]
+    if all(band is not None for band in bands):
+        verdicts = [interval_verdict(band) for band in bands]
+        band_words = "; ".join(band.text() for band in bands)
+        test = bootstrap_test(bands[0])
+    else:
+        noise = estimate_noise(final, used, "es_ed_ft", n_ds)
+        verdicts = [judge(float(p["diff"].mean()), noise.se_paired(len(p))) for p in (high, low)]
+        band_words = band_text(noise.se_paired(len(high)))
+        test = f"{noise.text}; SE = σ·√(2/k); test: normal approximation, beyond ±{Z:g}·SE"
     if DOES_NOT_HOLD in verdicts:
         verdict = DOES_NOT_HOLD
     elif all(v == HOLDS for v in verdicts):
@@ -349,7 +406,7 @@ def selective_layer_order(data: ClaimData) -> Finding:
     ours = (
         f"ES after FT: all {fmt(means['all'])}, non-edited {fmt(means['non-edited'])}, edited "
         f"{fmt(means['edited'])} (all − non-edited {fmt(float(high['diff'].mean()), sign=True)}, non-edited − "
-        f"edited {fmt(float(low['diff'].mean()), sign=True)}; {band_text(noise.se_paired(len(high)))}); DS: "
+        f"edited {fmt(float(low['diff'].mean()), sign=True)}; {band_words}); DS: "
         + (
             ", ".join(f"{k} {fmt(v)}" for k, v in ds.items()) + f" (order {ds_order})"
             if any(math.isfinite(v) for v in ds.values())
@@ -358,9 +415,9 @@ def selective_layer_order(data: ClaimData) -> Finding:
     )
     detail = (
         f"`es_ed_ft` of {len(high)} setting(s) fine-tuned on all three layer choices ({scope(used)}); "
-        f"{noise.text}; SE = σ·√(2/k). Holds: ES(all) > ES(non-edited) and ES(non-edited) > ES(edited), "
-        f"each beyond {Z:g}·SE; does not hold: either pair reversed beyond it. The DS order (`{ds_column}`) "
-        "is reported, not judged."
+        f"{test}. Holds: ES(all) > ES(non-edited) and ES(non-edited) > ES(edited), each beyond the "
+        f"band; does not hold: either pair reversed beyond it. The DS order (`{ds_column}`) is "
+        "reported, not judged."
     )
     return Finding(verdict, ours, detail)
 
@@ -456,42 +513,67 @@ def poor_layers_collapse_edits(data: ClaimData) -> Finding:
     ),
 )
 def run_noise_is_small(data: ClaimData) -> Finding:
-    final, n_ds = data.final, data.n_ds
+    final = data.final
     spreads = seed_spreads(data.decay)
     if spreads.empty:
         return not_tested("needs configurations repeated with several fine-tuning seeds")
     ft = fine_tuned_rows(final)
     replicated = ft[ft.duplicated(list(SEED_GROUP), keep=False)]
-    es_sd, groups, dof = seed_sd(replicated, "es_ed_ft")
-    ds_range = float(spreads["DS range"].mean()) if spreads["DS range"].notna().any() else math.nan
-    # The paper's levels are for 10k edits and 1k+ DS items; a finite sample alone makes a seed-to-seed
-    # difference of about the binomial SE, so each level is raised to 2 binomial SEs of this run's sample.
-    es_binomial = float(np.sqrt((binomial_sd(replicated, "es_ed_ft") ** 2).mean()))
-    ds_binomial = float(np.sqrt((binomial_sd(replicated, "ds_M_ed_ft", n_ds) ** 2).mean()))
-    es_limit = (
-        max(ES_NOISE_LIMIT, Z * es_binomial) if math.isfinite(es_binomial) else ES_NOISE_LIMIT
-    )
-    # a range of two seeds is |difference| ≈ √2 σ
-    ds_limit = (
-        max(DS_NOISE_LIMIT, Z * math.sqrt(2) * ds_binomial)
-        if math.isfinite(ds_binomial)
-        else DS_NOISE_LIMIT
-    )
-    checks = [es_sd <= es_limit]
-    if math.isfinite(ds_range):
-        checks.append(ds_range <= ds_limit)
-    verdict = (HOLDS if all(checks) else DOES_NOT_HOLD) if math.isfinite(es_sd) else INCONCLUSIVE
-    ours = (
-        f"seed-to-seed SD of ES after FT {fmt(es_sd, 2)} pp (limit {fmt(es_limit, 2)}); DS range across seeds "
-        f"{fmt(ds_range, 2)} pp (limit {fmt(ds_limit, 2)}; {groups} seed group(s))"
-    )
+    checks = [
+        _noise_check("ES after FT", *seed_sd(replicated, "es_ed_ft"), ES_SD_LEVEL),
+        _noise_check("DS of M_ed_ft", *seed_sd(replicated, "ds_M_ed_ft"), DS_SD_LEVEL),
+    ]
+    judged = [c for c in checks if c.verdict != INCONCLUSIVE or math.isfinite(c.sd)]
+    verdicts = [c.verdict for c in judged]
+    if not judged:
+        verdict = INCONCLUSIVE
+    elif DOES_NOT_HOLD in verdicts:
+        verdict = DOES_NOT_HOLD
+    elif all(v == HOLDS for v in verdicts):
+        verdict = HOLDS
+    else:
+        verdict = INCONCLUSIVE
+    ours = "; ".join(c.text for c in checks)
     detail = (
-        f"pooled seed-to-seed SD of `es_ed_ft` over {groups} group(s) of configurations differing only in the "
-        f"seed ({dof} df), and the mean max − min of `ds_M_ed_ft` over seeds (see the seed-spread table). "
-        f"Holds: ES SD ≤ max({ES_NOISE_LIMIT:g} pp, {Z:g} binomial SEs of the edits = {fmt(Z * es_binomial, 2)}) "
-        f"and DS range ≤ max({DS_NOISE_LIMIT:g} pp, {Z:g}·√2 binomial SEs of the DS items = "
-        f"{fmt(Z * math.sqrt(2) * ds_binomial, 2)}), i.e. no more seed noise than the paper's levels or this "
-        "run's sample size explain; does not hold: either is larger. The paper's ES figure varies the edit "
-        "sample, ours the fine-tuning seed."
+        "pooled seed-to-seed SD over groups of configurations differing only in the fine-tuning seed, "
+        "with its chi-square 95% interval; test: holds when the interval's upper end is at or under "
+        f"the paper's level (ES SD {ES_SD_LEVEL:g} pp; DS {DS_SD_LEVEL:.2f} pp, the SD whose "
+        f"two-seed differences reach the paper's {DS_NOISE_LIMIT:g}%), does not hold when its lower "
+        "end is above it, else inconclusive. Power: "
+        + "; ".join(c.power for c in checks)
+        + ". The paper's ES figure varies the sampled edit set at 10k edits; ours varies the "
+        "fine-tuning seed (data sample, order, adapter initialisation, dropout) on the same edits."
     )
     return Finding(verdict, ours, detail)
+
+
+@dataclass(frozen=True)
+class NoiseCheck:
+    sd: float
+    verdict: str
+    text: str
+    power: str
+
+
+def _noise_check(what: str, sd: float, groups: int, dof: int, level: float) -> NoiseCheck:
+    low, high = sd_interval(sd, dof)
+    if not math.isfinite(sd):
+        return NoiseCheck(sd, INCONCLUSIVE, f"{what}: no seed replicates", f"{what}: none")
+    if high <= level:
+        verdict = HOLDS
+    elif low > level:
+        verdict = DOES_NOT_HOLD
+    else:
+        verdict = INCONCLUSIVE
+    # the smallest estimate that would show the SD above the level, and the largest showing it below
+    above = level * math.sqrt(chi2_quantile(0.975, dof) / dof)
+    below = level * math.sqrt(chi2_quantile(0.025, dof) / dof)
+    text = (
+        f"{what}: seed SD {fmt(sd, 2)} pp, interval [{fmt(low, 2)}, {fmt(high, 2)}] "
+        f"({groups} group(s), {dof} df) against {fmt(level, 2)}"
+    )
+    power = (
+        f"with {dof} df the {what} SD reads as above the level from {fmt(above, 2)} pp and as "
+        f"under it only below {fmt(below, 2)} pp"
+    )
+    return NoiseCheck(sd, verdict, text, power)

@@ -12,13 +12,17 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from ...schema import FLIPS
 from ..tables import final_rows
+from . import bootstrap
+from .bootstrap import EditBootstrap
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 INCONCLUSIVE = "inconclusive"
+NOT_TESTABLE = "not testable here"
 NOT_TESTED = "not tested"
-VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED)
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTABLE, NOT_TESTED)
 
 Tables = Mapping[str, pd.DataFrame]
 
@@ -51,7 +55,13 @@ class Finding:
 
 
 def not_tested(reason: str, ours: str = "—") -> Finding:
+    """The run lacks the configurations (or the analysis) the claim needs."""
     return Finding(NOT_TESTED, ours, reason)
+
+
+def not_testable(reason: str, ours: str = "—") -> Finding:
+    """The configurations are there, but their data cannot show the effect (the reason says why)."""
+    return Finding(NOT_TESTABLE, ours, f"not testable here: {reason}")
 
 
 @dataclass(frozen=True)
@@ -61,12 +71,14 @@ class ClaimData:
     final   one row per configuration (its final fine-tuning step), numbers as floats, with
             `kind` (the efficacy kind), `efr_minus_delta` and `emergent_share` added;
     n_ds    DS test items per configuration (from downstream.csv; empty without it);
-    decay   every row of decay.csv (several steps per configuration).
+    decay   every row of decay.csv (several steps per configuration);
+    boot    the bootstrap over the edits of flips.csv (None without that table).
     """
 
     final: pd.DataFrame
     n_ds: dict[str, float]
     decay: pd.DataFrame
+    boot: EditBootstrap | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,12 @@ def prepare(tables: Tables) -> ClaimData:
     decay = tables.get("decay") if isinstance(tables, Mapping) else None
     if decay is None:
         raise ValueError("check_claims needs the decay table (tables['decay'])")
-    return ClaimData(final_for_claims(decay), ds_items(tables.get("downstream")), decay)
+    final = final_for_claims(decay)
+    flips = tables.get("flips")
+    flips = FLIPS.normalise(flips) if flips is not None else None
+    return ClaimData(
+        final, ds_items(tables.get("downstream")), decay, bootstrap.build(flips, final)
+    )
 
 
 def final_for_claims(decay: pd.DataFrame) -> pd.DataFrame:
