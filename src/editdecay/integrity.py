@@ -108,7 +108,7 @@ def save_resume_point(
     directory: str | Path, tensors: Mapping[str, torch.Tensor], meta: dict
 ) -> None:
     directory = Path(directory)
-    _remove_legacy_pickle(directory, "its state is saved anew")
+    _remove_old_pt_file(directory, "its state is saved anew")
     directory.mkdir(parents=True, exist_ok=True)
     name = f"tensors-{uuid.uuid4().hex[:12]}.safetensors"
     digest = save_tensors(directory / name, tensors)
@@ -131,7 +131,7 @@ def load_resume_point(directory: str | Path) -> tuple[dict[str, torch.Tensor], d
     warning and treated as absent: resuming is an optimisation, starting over gives the same result.
     """
     directory = Path(directory)
-    _remove_legacy_pickle(directory, "the work starts over")
+    _remove_old_pt_file(directory, "the work starts over")
     state_json = directory / RESUME_JSON
     if not state_json.is_file():
         return None
@@ -151,12 +151,12 @@ def load_resume_point(directory: str | Path) -> tuple[dict[str, torch.Tensor], d
 
 def remove_resume_point(directory: str | Path) -> None:
     directory = Path(directory)
-    _remove_legacy_pickle(directory, "nothing is resumed from it")
+    _remove_old_pt_file(directory, "nothing is resumed from it")
     if directory.is_dir():
         shutil.rmtree(directory)
 
 
-def _remove_legacy_pickle(directory: Path, consequence: str) -> None:
+def _remove_old_pt_file(directory: Path, consequence: str) -> None:
     """Delete, unread, an old torch.save file at `directory` or at `directory` + `.pt`."""
     for legacy in (directory, directory.with_name(directory.name + ".pt")):
         if legacy.is_file():
