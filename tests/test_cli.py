@@ -259,12 +259,19 @@ def test_malformed_options_exit_2(runner, tmp_path, args, message):
 
 def test_overrides_merge_config_file_sets_and_shortcuts(tmp_path):
     from editdecay.cli import _overrides, _parse_layers
+    from editdecay.editing.config import MemitConfig
 
     cfg = tmp_path / "c.toml"
     cfg.write_text("mom2_update_weight = 500.0\n[targets]\nsteps = 4\nlr = 0.1\n")
     out = _overrides(
+        MemitConfig,
         cfg,
-        ["targets.lr=0.2", 'templates.seed_words=["A", "B"]', "method_note=plain text"],
+        [
+            "targets.lr=0.2",
+            'templates.seed_words=["A", "B"]',
+            "templates.length=3",
+            "targets.reuse_prefix=false",
+        ],
         "2-4",
         None,
         1000,
@@ -273,11 +280,39 @@ def test_overrides_merge_config_file_sets_and_shortcuts(tmp_path):
         "mom2_update_weight": 500.0,
         "targets.steps": 4,
         "targets.lr": 0.2,
-        "templates.seed_words": ["A", "B"],
-        "method_note": "plain text",
+        "templates.seed_words": ("A", "B"),  # --set values take their field's type
+        "templates.length": 3,
+        "targets.reuse_prefix": False,
         "layers": [2, 3, 4],
         "statistic.max_tokens": 1000,
     }
-    assert _overrides(None, [], "1,3", 7.5, None) == {"layers": [1, 3], "mom2_update_weight": 7.5}
+    assert _overrides(MemitConfig, None, [], "1,3", 7.5, None) == {
+        "layers": [1, 3],
+        "mom2_update_weight": 7.5,
+    }
+    with pytest.raises(ValueError, match="method_note: unknown config field"):
+        _overrides(MemitConfig, None, ["method_note=plain text"], None, None, None)
     assert _parse_layers("4-8") == [4, 5, 6, 7, 8]
     assert _parse_layers("5") == [5]
+
+
+def test_edit_set_of_a_wrong_type_exits_2_naming_the_field(runner, tmp_path):
+    result, text = _invoke(
+        runner,
+        ["edit", "--model", "tiny-llama", "--set", "targets.steps=abc", "--out", tmp_path / "o"],
+    )
+    assert result.exit_code == 2, result.output
+    assert text == "error: targets.steps: expected an integer, got 'abc'"
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_cli_defaults_are_the_dataclass_defaults():
+    import typer
+
+    from editdecay.config_types import field_default
+    from editdecay.study.edit import EditJob
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["edit"].params}
+    assert params["ppl_tokens"].default == field_default(EditJob, "ppl_tokens")
+    assert params["n"].default == field_default(EditJob, "n")
+    assert params["model"].default == field_default(EditJob, "model")

@@ -1,4 +1,9 @@
-"""The `editdecay` command line: thin wrappers over the Python API that print small tables."""
+"""The `editdecay` command line: thin wrappers over the Python API that print small tables.
+
+Option defaults and help come from the dataclass fields they fill (EditJob, MendConfig, the
+registry's and the reproduction's defaults), so a default is written once. Errors the user can fix
+(a wrong setting, a missing file) print one line and exit with code 2: see `_user_errors`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,21 @@ import shlex
 import sys
 import tomllib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
+
+from .config_types import field_default, field_help, parse_text
+from .editing.config import MendConfig, config_class
+from .models.registry import DEFAULT_DEVICE, DEFAULT_MODEL
+from .study.edit import EditJob
+from .study.reproduce import DEFAULT_MODELS, DEFAULT_OUT, DEFAULT_SCALE, SCALES
 
 app = typer.Typer(
     add_completion=False,
@@ -36,30 +50,44 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("editdecay").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _parse_value(text: str):
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A wrong setting, a missing file, an unknown model: one red line and exit code 2, no traceback."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        yield
+    except typer.Exit:  # click's Exit is a RuntimeError: let a deliberate exit through
+        raise
+    except USER_ERRORS as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _overrides(
+    config_cls: type,
     config_file: Path | None,
     sets: list[str],
     layers: str | None,
     lam: float | None,
     stat_tokens: int | None,
 ) -> dict:
+    """Overrides of `config_cls` (dotted keys): the file's values as written, each `--set KEY=VALUE`
+    converted by its field's type (`targets.steps=abc` is refused here), then the shortcuts."""
     out: dict = {}
     if config_file is not None:
         text = config_file.read_text()
-        raw = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
+        try:
+            raw = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"config file {config_file}: {err}") from None
         out.update(_flatten(raw))
     for item in sets:
         if "=" not in item:
             raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v.strip())
+        out[k.strip()] = parse_text(config_cls, k.strip(), v)
     if layers:
         out["layers"] = _parse_layers(layers)
     if lam is not None:
@@ -93,7 +121,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @app.callback()
 def _global_options(
     device: str = typer.Option(
-        "auto",
+        DEFAULT_DEVICE,
         "--device",
         envvar="EDITDECAY_DEVICE",
         help="where models run: auto (a CUDA GPU if there is one, else the CPU), "
@@ -114,31 +142,26 @@ def _global_options(
     )
 
 
+def _job(name: str, *flags: str, **kw):
+    """The option that fills the EditJob field `name`, with the field's default and help."""
+    return typer.Option(field_default(EditJob, name), *flags, help=field_help(EditJob, name), **kw)
+
+
 @app.command()
 def edit(
-    model: str = typer.Option(
-        "smollm2-135m", help="registered model name, HF model directory or cached HF id"
-    ),
-    method: str = typer.Option(
-        "memit", help="edit method: memit, alphaedit, rome, mend (after `mend-train`)"
-    ),
-    data: str = typer.Option("counterfact", help="bundled dataset name (see `editdecay data`)"),
+    model: str = _job("model"),
+    method: str = _job("method"),
+    data: str = _job("data"),
     data_file: Path | None = typer.Option(
         None, "--data-file", help="your own JSON/JSONL edit requests"
     ),
-    n: int = typer.Option(
-        100, "--n", help="number of edits (the first N valid records after --offset)"
-    ),
-    offset: int = typer.Option(0, help="skip this many valid records first"),
-    batch_size: int | None = typer.Option(None, help="edit sequentially in batches of this size"),
-    ppl_tokens: int = typer.Option(
-        8192, help="held-out WikiText tokens for perplexity before/after (0: skip)"
-    ),
-    out: Path = typer.Option(Path("runs/edit"), help="output directory"),
-    strict: bool = typer.Option(
-        False, help="fail on the first malformed record instead of skipping it"
-    ),
-    seed: int = typer.Option(0, help="seed for context templates and everything random"),
+    n: int = _job("n", "--n"),
+    offset: int = _job("offset"),
+    batch_size: int | None = _job("batch_size"),
+    ppl_tokens: int = _job("ppl_tokens"),
+    out: Path = _job("out"),
+    strict: bool = _job("strict"),
+    seed: int = _job("seed"),
     layers: str | None = typer.Option(None, help="edit layers, '4,5,6,7,8' or '4-8'"),
     lam: float | None = typer.Option(None, help="MEMIT λ (mom2_update_weight)"),
     stat_tokens: int | None = typer.Option(
@@ -152,11 +175,11 @@ def edit(
 ):
     """Edit facts into a model, evaluate before and after, and save the delta and per-edit metrics."""
     _setup_logging(verbose)
-    from .study.edit import EditJob, run_edit
+    from .study.edit import run_edit
 
-    try:
-        overrides = _overrides(config, set_, layers, lam, stat_tokens)
-        job = EditJob(
+    with _user_errors():
+        overrides = _overrides(config_class(method), config, set_, layers, lam, stat_tokens)
+        job = EditJob(  # checks every setting, before the model loads
             model=model,
             method=method,
             data=str(data_file) if data_file else data,
@@ -170,9 +193,6 @@ def edit(
             out=out,
         )
         result = run_edit(job)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     _print_edit_summary(result.summary, out)
 
 
@@ -295,7 +315,7 @@ def _run_study(
     _setup_logging(verbose)
     from .study.pipeline import run_study
 
-    try:
+    with _user_errors():
         study = _load_study(study_file, out)
         result = run_study(
             study,
@@ -308,9 +328,6 @@ def _run_study(
             execute=not gather_only,
             gpus_per_stage=gpus_per_stage,
         )
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     console.print(
         f"study {study.name}: {len(result.plan.configs)} configurations, "
         f"{len(result.plan.stages)} stages, {result.seconds / 60:.1f} min"
@@ -413,11 +430,8 @@ def grid(
     _setup_logging(verbose)
     from .study.pipeline import make_plan
 
-    try:
+    with _user_errors():
         plan_ = make_plan(_load_study(study_file, out), store)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     t = Table(title=f"{len(plan_.configs)} configurations")
     t.add_column("config_id")
     for pc in plan_.configs:
@@ -440,29 +454,27 @@ def report(
 ):
     """Write report.md and a self-contained report.html with tables and plots for a finished run."""
     _setup_logging(verbose)
-    from .study.report import write_report
+    from .report import write_report
 
-    try:
+    with _user_errors():
         rep = write_report(run_dir, title=title)
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     _print_frame(rep.key_table, "key results")
     console.print(f"report: {rep.markdown_path} and {rep.html_path}")
 
 
 @app.command("mend-train")
 def mend_train(
-    model: str = typer.Option(
-        "smollm2-135m", help="registered model name, HF model directory or cached HF id"
-    ),
+    model: str = typer.Option(DEFAULT_MODEL, help=field_help(EditJob, "model")),
     data: str = typer.Option(
-        "counterfact-train", help="bundled training sets, comma-separated (counterfact-train,zsre)"
+        ",".join(field_default(MendConfig, "data")),
+        help="bundled training sets, comma-separated (counterfact-train,zsre)",
     ),
     steps: int | None = typer.Option(
-        None, help="training steps (default: MendConfig.steps, 30 with --quick)"
+        None,
+        help=f"training steps (default: {field_default(MendConfig, 'steps')}, "
+        f"{MendConfig.quick().steps} with --quick)",
     ),
-    batch_size: int | None = typer.Option(None, help="edits per step, summed into one ΔW"),
+    batch_size: int | None = typer.Option(None, help=field_help(MendConfig, "batch_size")),
     out: Path | None = typer.Option(
         None,
         help="editor directory (default: <cache>/mend/<model>, where `edit --method mend` looks)",
@@ -477,26 +489,23 @@ def mend_train(
     """Train a MEND hypernetwork for a model and save it where `editdecay edit --method mend` finds it."""
     _setup_logging(verbose)
     from .editing import default_config
-    from .editing.config import MendConfig
     from .editing.mend import train_mend
     from .models.registry import load_model
 
-    try:
-        lm = load_model(model)
-        layers = default_config("mend", lm).layers
-        cfg = MendConfig.quick(layers=layers) if quick else MendConfig(layers=layers)
-        overrides = _overrides(None, set_, None, None, None)
+    with _user_errors():
+        overrides = _overrides(MendConfig, None, set_, None, None, None)
         overrides["data"] = [d.strip() for d in data.split(",") if d.strip()]
         if steps is not None:
             overrides["steps"] = steps
         if batch_size is not None:
             overrides["batch_size"] = batch_size
-        cfg = cfg.with_overrides(**overrides)
+        base = MendConfig.quick() if quick else MendConfig()
+        base.with_overrides(**overrides)  # every setting checked before the model loads
+        lm = load_model(model)
+        layers = default_config("mend", lm).layers
+        cfg = base.with_overrides(**{"layers": list(layers), **overrides})
         editor = train_mend(lm, cfg, time_limit_s=max_minutes * 60 if max_minutes else None)
         where = editor.save(out)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     tr = editor.training
     final = tr["heldout_final"]
     console.print(
@@ -510,10 +519,11 @@ def mend_train(
 @app.command()
 def reproduce(
     scale: str = typer.Option(
-        "small", help="small (2-core CPU, a few hours per model), medium, or paper (GPUs)"
+        DEFAULT_SCALE,
+        help=f"{', '.join(SCALES)}: small (2-core CPU, a few hours per model), medium, or paper (GPUs)",
     ),
-    models: str = typer.Option("smollm2-135m,gemma3-270m", help="comma-separated model names"),
-    out: Path = typer.Option(Path("results/reproduction"), help="run directory"),
+    models: str = typer.Option(",".join(DEFAULT_MODELS), help="comma-separated model names"),
+    out: Path = typer.Option(DEFAULT_OUT, help="run directory"),
     store: Path | None = typer.Option(
         None, help="artifact store to share between runs (default: OUT/store)"
     ),
@@ -530,7 +540,7 @@ def reproduce(
     _setup_logging(verbose)
     from .study.reproduce import describe, estimate_table, reproduction_study, write_reproduction
 
-    try:
+    with _user_errors():
         study = reproduction_study(scale, [m for m in models.split(",") if m.strip()], out)
         if dry_run:
             _print_frame(
@@ -558,13 +568,11 @@ def reproduce(
             gpus_per_stage=gpus_per_stage,
         )
         rep = write_reproduction(result.run_dir)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
     colours = {
         "holds": "green",
         "does not hold": "red",
         "inconclusive": "yellow",
+        "not testable here": "dim",
         "not tested": "dim",
     }
     t = Table(title=f"paper claims, scale {scale} ({len(study.configs)} configurations)")

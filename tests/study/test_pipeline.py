@@ -224,7 +224,7 @@ def test_killed_during_finetuning_resumes_to_identical_results(tmp_path):
     snapshots: list[Path] = []
     while time.time() < deadline and proc.poll() is None:
         snapshots = (
-            list((killed / "store" / "finetune").glob(".*.work/snapshot.pt"))
+            list((killed / "store" / "finetune").glob(".*.work/snapshot/state.json"))
             if (killed / "store" / "finetune").exists()
             else []
         )

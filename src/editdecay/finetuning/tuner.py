@@ -14,37 +14,53 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config_types import ConfigError, build, check_fields
 from ..data.instructions import InstructionExample, alpaca_prompt, training_text
 from ..data.tokenization import pad_right
 from ..integrity import as_json, load_resume_point, remove_resume_point, save_resume_point
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
 from ..progress import progress
+from ..schema import FT_METHODS, FT_NONE, LAYER_CHOICES
 
 log = logging.getLogger(__name__)
+
+
+FinetuneMethod = Literal[tuple(m for m in FT_METHODS if m != FT_NONE)]
+LayerChoice = Literal[LAYER_CHOICES]
+Precision = Literal["fp32", "bf16"]
+# set per configuration of a study (its ft_method, ft_layers and seed), never in its `finetune` table
+RUN_LEVEL_FIELDS = {"method": "ft_method", "layers": "ft_layers", "seed": "seed"}
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """One fine-tuning run. Defaults are the paper's; `max_steps` caps them for CPU runs."""
 
-    method: str = field(default="lora", metadata={"help": "'lora', 'dora' or 'full'"})
-    layers: str | tuple[int, ...] = field(
+    method: FinetuneMethod = field(
+        default="lora",
+        metadata={"help": "'lora', 'dora' or 'full'", "label": "fine-tuning method"},
+    )
+    layers: LayerChoice | tuple[int, ...] = field(
         default="all",
         metadata={
-            "help": "'all', 'edited' (only the edited layers), 'non-edited', or explicit layer indices"
+            "help": "'all', 'edited' (only the edited layers), 'non-edited', or explicit layer indices",
+            "ge": 0,
         },
     )
-    r: int = field(default=32, metadata={"help": "adapter rank"})
+    r: int = field(default=32, metadata={"help": "adapter rank", "ge": 1})
     alpha: int = field(
-        default=64, metadata={"help": "adapter scaling numerator (scale = alpha / r)"}
+        default=64, metadata={"help": "adapter scaling numerator (scale = alpha / r)", "gt": 0}
     )
-    dropout: float = 0.05
+    dropout: float = field(
+        default=0.05, metadata={"help": "adapter dropout probability", "ge": 0, "lt": 1}
+    )
     target_modules: tuple[str, ...] | None = field(
         default=None,
         metadata={
@@ -52,31 +68,44 @@ class FinetuneConfig:
         },
     )
     lr: float | None = field(
-        default=None, metadata={"help": "default 2e-4 for adapters, 5e-6 for full FT"}
+        default=None, metadata={"help": "default 2e-4 for adapters, 5e-6 for full FT", "gt": 0}
     )
-    epochs: int = 3
+    epochs: int = field(default=3, metadata={"help": "passes over the data", "ge": 1})
     max_steps: int | None = field(
-        default=None, metadata={"help": "stop after this many optimiser steps"}
+        default=None, metadata={"help": "stop after this many optimiser steps", "ge": 1}
     )
-    batch_size: int = 16
-    micro_batch_size: int = 4
-    cutoff_len: int = 256
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
+    batch_size: int = field(default=16, metadata={"help": "examples per optimiser step", "ge": 1})
+    micro_batch_size: int = field(
+        default=4, metadata={"help": "examples per forward pass (gradient accumulation)", "ge": 1}
+    )
+    cutoff_len: int = field(
+        default=256, metadata={"help": "tokens kept of each training text", "ge": 1}
+    )
+    warmup_steps: int = field(
+        default=100, metadata={"help": "linear learning-rate warm-up steps", "ge": 0}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "ge": 0})
     train_on_inputs: bool = field(
         default=True, metadata={"help": "loss on prompt and answer (the paper's setting)"}
     )
-    seed: int = 0
-    checkpoint_steps: tuple[int, ...] = field(
-        default=(), metadata={"help": "steps at which on_checkpoint runs"}
+    seed: int = field(
+        default=0, metadata={"help": "data order, adapter initialisation and dropout"}
     )
-    precision: str = field(
+    checkpoint_steps: tuple[int, ...] = field(
+        default=(), metadata={"help": "steps at which on_checkpoint runs", "ge": 1}
+    )
+    precision: Precision = field(
         default="fp32",
         metadata={
             "help": "'fp32', or 'bf16' for bf16 autocast of the forward pass (weights and optimiser stay fp32); "
             "faster only where the CPU/GPU has fast bf16 matmuls (see benchmarks/RESULTS.md)"
         },
     )
+
+    field_noun = "finetune setting"
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def learning_rate(self) -> float:
@@ -86,6 +115,20 @@ class FinetuneConfig:
         d = asdict(self)
         d["learning_rate"] = self.learning_rate
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FinetuneConfig:
+        """The config `to_dict` wrote (its derived `learning_rate` is dropped), lists and all."""
+        return build(cls, {k: v for k, v in d.items() if k != "learning_rate"})
+
+    @classmethod
+    def check_overrides(cls, overrides: dict) -> None:
+        """Refuse a study's `finetune` table if a key is unknown, set per configuration instead, or
+        of the wrong type or range (the messages name the fields without the table's name)."""
+        for key, run_level in RUN_LEVEL_FIELDS.items():
+            if key in overrides:
+                raise ConfigError(key, f"set it through the configuration's {run_level}")
+        build(cls, overrides)
 
 
 @dataclass

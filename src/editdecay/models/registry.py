@@ -116,6 +116,7 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 TINY_MODEL = "tiny-llama"
+DEFAULT_MODEL = "smollm2-135m"  # the model of `editdecay edit` and of a study that names none
 
 
 def list_models() -> list[tuple[str, str, bool]]:
@@ -132,13 +133,16 @@ def list_models() -> list[tuple[str, str, bool]]:
 
 
 DEVICE_ENV = "EDITDECAY_DEVICE"
+DEFAULT_DEVICE = "auto"
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run models on: `device`, else `EDITDECAY_DEVICE`, else "auto" (the first CUDA GPU
     when there is one, else the CPU)."""
     choice = (
-        str(device if device is not None else os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+        str(device if device is not None else os.environ.get(DEVICE_ENV) or DEFAULT_DEVICE)
+        .strip()
+        .lower()
     )
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -23,6 +23,9 @@ ft_method = ["none", "lora", "dora", "full"]
 [[extra]]                       # further single configurations (or grids) merged over [config]
 ft_layers = ["edited", "non-edited"]
 ft_method = "lora"
+
+Every value is checked against its field's type, choices and range when the study is loaded (before
+any model loads): a wrong one is a ConfigError naming the field and the block it was written in.
 """
 
 from __future__ import annotations
@@ -32,12 +35,21 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from ..config_types import ConfigError, build, check_fields, check_value, field_default
+from ..editing.config import EDIT_METHODS, EditMethod, check_overrides, has_field
+from ..finetuning.tuner import FinetuneConfig, LayerChoice
+from ..models.registry import DEFAULT_MODEL
+from ..schema import DS_MODES, FT_METHODS, FT_NONE
 from .store import canonical_json
 
-FT_METHODS = ("none", "lora", "dora", "full")
+FtMethod = Literal[FT_METHODS]
+DsMode = Literal[tuple(DS_MODES)]
 
 
 @dataclass(frozen=True)
@@ -45,54 +57,86 @@ class EvaluateSettings:
     """What is measured on every model state (M, M_ed, M_ft, M_ed_ft)."""
 
     ds_per_task: int = field(
-        default=10, metadata={"help": "commonsense test items per task for DS (0 skips DS)"}
+        default=10,
+        metadata={"help": "commonsense test items per task for DS (0 skips DS)", "ge": 0},
     )
-    ds_modes: tuple[str, ...] = field(
+    ds_modes: tuple[DsMode, ...] = field(
         default=("generate", "rank"),
         metadata={
-            "help": "'generate' (LLM-Adapters protocol) and/or 'rank' (option log-likelihoods)"
+            "help": "'generate' (LLM-Adapters protocol) and/or 'rank' (option log-likelihoods)",
+            "label": "DS mode",
         },
     )
-    ds_seed: int = 0
-    ds_max_new_tokens: int = 32
+    ds_seed: int = field(default=0, metadata={"help": "seed of the DS item sample"})
+    ds_max_new_tokens: int = field(
+        default=32, metadata={"help": "greedy tokens generated per DS answer", "ge": 1}
+    )
     ppl_tokens: int = field(
-        default=4096, metadata={"help": "held-out WikiText tokens for perplexity (0 skips)"}
+        default=4096,
+        metadata={
+            "help": "held-out WikiText tokens for perplexity (0 skips); shorter than `editdecay edit`'s "
+            "because a study measures every state at every checkpoint of every configuration",
+            "ge": 0,
+        },
     )
     answer_tokens: int = field(
         default=8,
         metadata={
-            "help": "greedy continuation of each rewrite prompt kept for flip examples (0 skips)"
+            "help": "greedy continuation of each rewrite prompt kept for flip examples (0 skips)",
+            "ge": 0,
         },
     )
+
+    field_noun = "evaluate setting"
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+# reset to their defaults when ft_method is "none": fine-tuning settings then mean nothing, and
+# one configuration must not become many
+FT_ONLY_FIELDS = ("ft_data", "ft_examples", "ft_layers", "seed", "finetune")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One configuration of a study: which model, which edits, which fine-tuning, which seed."""
 
-    model: str = "smollm2-135m"
-    edit_method: str = "memit"
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "registered model name, HF model directory or cached HF id"},
+    )
+    edit_method: EditMethod = field(
+        default="memit", metadata={"help": "memit, alphaedit, rome or mend"}
+    )
     edit_data: str = field(
         default="counterfact", metadata={"help": "dataset name or a path to a request file"}
     )
-    n_edits: int = 100
-    edit_offset: int = 0
+    n_edits: int = field(default=100, metadata={"help": "edit requests", "ge": 1})
+    edit_offset: int = field(default=0, metadata={"help": "valid records skipped first", "ge": 0})
     edit_batch_size: int | None = field(
-        default=None, metadata={"help": "sequential batches of this size"}
+        default=None,
+        metadata={"help": "sequential batches of this size (None or 0: one batch)", "ge": 0},
     )
-    edit_seed: int = 0
+    edit_seed: int = field(default=0, metadata={"help": "seed of the editor's context templates"})
     edit: dict = field(
-        default_factory=dict, metadata={"help": "editor config overrides (dotted keys)"}
+        default_factory=dict,
+        metadata={
+            "help": "editor config overrides (dotted keys; a table named after a method applies to it only)"
+        },
     )
-    ft_method: str = field(default="lora", metadata={"help": "none, lora, dora or full"})
+    ft_method: FtMethod = field(
+        default="lora",
+        metadata={"help": "none, lora, dora or full"},
+    )
     ft_data: str = field(
         default="commonsense", metadata={"help": "commonsense, hotpotqa or an instruction file"}
     )
     ft_examples: int | None = field(
-        default=1000, metadata={"help": "fine-tuning examples (None = all)"}
+        default=1000, metadata={"help": "fine-tuning examples (None = all)", "ge": 1}
     )
-    ft_layers: str | tuple[int, ...] = field(
-        default="all", metadata={"help": "all, edited, non-edited or a list"}
+    ft_layers: LayerChoice | tuple[int, ...] = field(
+        default="all", metadata={"help": "all, edited, non-edited or a list", "ge": 0}
     )
     seed: int = field(
         default=0, metadata={"help": "fine-tuning seed: data sample, order, adapter init, dropout"}
@@ -100,30 +144,64 @@ class RunConfig:
     finetune: dict = field(default_factory=dict, metadata={"help": "FinetuneConfig overrides"})
     evaluate: EvaluateSettings = EvaluateSettings()
 
+    field_noun = "configuration field"
+
     def __post_init__(self):
-        if self.ft_method not in FT_METHODS:
-            raise ValueError(
-                f"ft_method {self.ft_method!r} unknown; use one of {', '.join(FT_METHODS)}"
-            )
-        if self.n_edits <= 0:
-            raise ValueError(f"n_edits must be positive, got {self.n_edits}")
-        if isinstance(self.ft_layers, (list, tuple)):
-            object.__setattr__(self, "ft_layers", tuple(int(x) for x in self.ft_layers))
-        elif not isinstance(self.ft_layers, str):
-            raise ValueError(
-                f"ft_layers must be all, edited, non-edited or a list of layers, got {self.ft_layers!r}"
-            )
+        check_fields(self)
+        self._check_edit()
+        try:
+            FinetuneConfig.check_overrides(self.finetune)
+        except ConfigError as err:
+            raise err.within("finetune") from None
         if not self.edit_batch_size or self.edit_batch_size >= self.n_edits:
             object.__setattr__(self, "edit_batch_size", None)  # one batch, however it was written
         for name in ("edit_data", "ft_data"):
             value = getattr(self, name)
             if Path(value).is_file():
                 object.__setattr__(self, name, str(Path(value).resolve()))
-        if (
-            self.ft_method == "none"
-        ):  # fine-tuning settings mean nothing here: one configuration, not many
-            for name in ("ft_data", "ft_examples", "ft_layers", "seed", "finetune"):
-                object.__setattr__(self, name, copy.deepcopy(_DEFAULTS[name]))
+        if self.ft_method == FT_NONE:
+            for name in FT_ONLY_FIELDS:
+                object.__setattr__(self, name, field_default(RunConfig, name))
+
+    def editor_overrides(self, method: str | None = None) -> dict:
+        """The `edit` overrides that apply to `method` (default: this configuration's): plain keys
+        apply to every method, a table named after a method (`[config.edit.alphaedit]`) or a key
+        prefixed with it (`alphaedit.nullspace_threshold`, as a grid axis writes it) to that one."""
+        method = method or self.edit_method
+        return {**self._plain_edit(), **self._own_edit(method)}
+
+    def _plain_edit(self) -> dict:
+        return {k: v for k, v in self.edit.items() if k.partition(".")[0] not in EDIT_METHODS}
+
+    def _own_edit(self, method: str) -> dict:
+        own = {}
+        for key, value in self.edit.items():
+            head, _, rest = key.partition(".")
+            if key == method:
+                own.update(value)
+            elif head == method and rest:
+                own[rest] = value
+        return own
+
+    def _check_edit(self) -> None:
+        """The editor overrides against the editor configs: this method's, and those of every method
+        with a table of its own. A plain key that no editor has is refused; one that only other
+        editors have is left to the plan, which refuses it for this method (as it always did)."""
+        for key, value in self.edit.items():
+            if key in EDIT_METHODS and not isinstance(value, dict):
+                raise ConfigError(
+                    f"edit.{key}", f"expected a table of {key} settings, got {value!r}"
+                )
+        plain = self._plain_edit()
+        for key in plain:
+            if not any(has_field(method, key) for method in EDIT_METHODS):
+                check_overrides(self.edit_method, {key: plain[key]}, "edit")  # unknown: refused
+        for method in EDIT_METHODS:
+            own = self._own_edit(method)
+            if method == self.edit_method or own:
+                known = {k: v for k, v in plain.items() if has_field(method, k)}
+                name = "edit" if method == self.edit_method else f"edit.{method}"
+                check_overrides(method, {**known, **own}, name)
 
     def to_dict(self) -> dict:
         return json.loads(canonical_json(asdict(self)))
@@ -168,35 +246,15 @@ class RunConfig:
 
     @staticmethod
     def from_dict(d: dict) -> RunConfig:
-        known = {f.name for f in fields(RunConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown configuration field(s) {unknown}; known: {', '.join(sorted(known))}"
-            )
-        d = dict(d)
-        if "evaluate" in d:
-            ev = dict(d["evaluate"])
-            bad = sorted(set(ev) - {f.name for f in fields(EvaluateSettings)})
-            if bad:
-                raise ValueError(f"unknown evaluate setting(s) {bad}")
-            if "ds_modes" in ev:
-                ev["ds_modes"] = tuple(ev["ds_modes"])
-            d["evaluate"] = EvaluateSettings(**ev)
-        return RunConfig(**d)
-
-
-_DEFAULTS = {
-    "ft_data": "commonsense",
-    "ft_examples": 1000,
-    "ft_layers": "all",
-    "seed": 0,
-    "finetune": {},
-}
+        """A configuration from a study's table; unknown keys and ill-typed values are ConfigErrors."""
+        return build(RunConfig, check_value(d, dict, ""))
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(text)).strip("-")
+
+
+STUDY_KEYS = ("name", "out", "description", "snapshot_every", "config", "grid", "extra")
 
 
 @dataclass
@@ -204,8 +262,17 @@ class Study:
     name: str
     out: Path
     configs: list[RunConfig]
-    source: dict  # the parsed study file, recorded with the results
-    snapshot_every: int = 25
+    source: dict = field(metadata={"help": "the parsed study file, recorded with the results"})
+    snapshot_every: int = field(
+        default=25,
+        metadata={
+            "help": "fine-tuning steps between resumable snapshots (results do not depend on it; 0: none)",
+            "ge": 0,
+        },
+    )
+
+    def __post_init__(self):
+        check_fields(self)
 
     @staticmethod
     def load(path: str | Path, out: str | Path | None = None) -> Study:
@@ -214,34 +281,51 @@ class Study:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"study file {path}: {e}") from None
-        return Study.from_dict(raw, out=out, default_name=path.stem)
+        try:
+            return Study.from_dict(raw, out=out, default_name=path.stem)
+        except ConfigError as err:
+            raise err.located(f"{err.where} of {path}" if err.where else str(path)) from None
 
     @staticmethod
     def from_dict(raw: dict, out: str | Path | None = None, default_name: str = "study") -> Study:
-        unknown = sorted(
-            set(raw) - {"name", "out", "config", "grid", "extra", "description", "snapshot_every"}
-        )
+        unknown = sorted(set(raw) - set(STUDY_KEYS))
         if unknown:
             raise ValueError(
                 f"unknown study section(s) {unknown}; use name, out, config, grid, extra"
             )
+        for key, tp in (("name", str), ("out", str), ("description", str), ("config", dict)):
+            if key in raw:
+                check_value(raw[key], tp, key)
         base = raw.get("config", {})
-        blocks = [raw.get("grid", {})] + list(raw.get("extra", []))
+        grid = check_value(raw.get("grid", {}), dict, "grid")
+        extra = check_value(raw.get("extra", []), list[dict], "extra")
+        blocks = [("[grid]", grid)] + [(f"[[extra]] {i}", b) for i, b in enumerate(extra, 1)]
         configs: list[RunConfig] = []
         seen: set[str] = set()
-        for block in blocks:
-            for cfg in expand(base, block):
+        for where, block in blocks:
+            with _located(where, block):
+                expanded = expand(base, block)
+            for cfg in expanded:
                 if cfg.config_id not in seen:
                     seen.add(cfg.config_id)
                     configs.append(cfg)
         name = raw.get("name", default_name)
+        snapshot_every = raw.get("snapshot_every", field_default(Study, "snapshot_every"))
         return Study(
-            name,
-            Path(out or raw.get("out", f"runs/{name}")),
-            configs,
-            raw,
-            int(raw.get("snapshot_every", 25)),
+            name, Path(out or raw.get("out", f"runs/{name}")), configs, raw, snapshot_every
         )
+
+
+@contextmanager
+def _located(where: str, block: dict) -> Iterator[None]:
+    """Name the block a wrong value was written in: the grid/extra block when it sets that field,
+    else [config]."""
+    try:
+        yield
+    except ConfigError as err:
+        head = err.field.partition(".")[0].partition("[")[0]
+        in_block = head in {k.partition(".")[0] for k in block}
+        raise err.located(where if in_block else "[config]") from None
 
 
 def expand(base: dict, axes: dict) -> list[RunConfig]:

@@ -25,8 +25,10 @@ import pandas as pd
 import torch
 
 from .. import __version__
+from ..config_types import check_fields
 from ..data.loaders import load_requests, save_requests_jsonl
 from ..editing import default_config, get_editor
+from ..editing.config import EditMethod, check_overrides
 from ..editing.delta import EditDelta
 from ..editing.sequential import edit_sequentially
 from ..evaluation.edit_metrics import evaluate_requests, summarise
@@ -34,26 +36,65 @@ from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
 from ..io import atomic_write
 from ..models.adapter import model_device
-from ..models.registry import load_model
+from ..models.registry import DEFAULT_MODEL, load_model
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EditJob:
-    model: str = "smollm2-135m"
-    method: str = "memit"
-    data: str = "counterfact"
-    n: int = 100
-    offset: int = 0
-    strict: bool = False
-    seed: int = 0
-    batch_size: int | None = (
-        None  # sequential batches of this size; None edits all requests in one batch
+    """One `editdecay edit` run; its fields are the command's options and their defaults."""
+
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "registered model name, HF model directory or cached HF id"},
     )
-    ppl_tokens: int = 8192  # held-out perplexity before and after (0 skips it)
-    overrides: dict = field(default_factory=dict)
-    out: Path = Path("runs/edit")
+    method: EditMethod = field(
+        default="memit",
+        metadata={
+            "help": "edit method: memit, alphaedit, rome, mend (after `mend-train`)",
+            "label": "edit method",
+        },
+    )
+    data: str = field(
+        default="counterfact",
+        metadata={"help": "bundled dataset name (see `editdecay data`) or a request file"},
+    )
+    n: int = field(
+        default=100,
+        metadata={"help": "number of edits (the first N valid records after --offset)", "ge": 1},
+    )
+    offset: int = field(default=0, metadata={"help": "skip this many valid records first", "ge": 0})
+    strict: bool = field(
+        default=False,
+        metadata={"help": "fail on the first malformed record instead of skipping it"},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed for context templates and everything random"}
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "edit sequentially in batches of this size (none or 0: all requests in one batch)",
+            "ge": 0,
+        },
+    )
+    ppl_tokens: int = field(
+        default=8192,
+        metadata={
+            "help": "held-out WikiText tokens for perplexity before/after (0: skip); longer than a "
+            "study's evaluate.ppl_tokens because one job measures only two states",
+            "ge": 0,
+        },
+    )
+    overrides: dict = field(
+        default_factory=dict, metadata={"help": "editor config overrides (dotted keys)"}
+    )
+    out: Path = field(default=Path("runs/edit"), metadata={"help": "output directory"})
+
+    def __post_init__(self):
+        check_fields(self)
+        check_overrides(self.method, self.overrides)  # before the model loads
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..analysis.decay import flip_table
 from ..analysis.summary import decay_summary
 from ..io import atomic_write
 from ..models.registry import resolve_device
+from ..schema import DOWNSTREAM, FLIPS, TRAINING
 from .config import RunConfig, Study
 from .stages import ModelPool, plan, run_stage
 from .store import ArtifactStore, Stage, walk
@@ -210,10 +211,10 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
         "edits": _ordered(pd.concat(edits, ignore_index=True)),
         "downstream": pd.concat(downstream, ignore_index=True)
         if downstream
-        else pd.DataFrame(columns=["config_id", "state", "step", "task", "mode", "n", "accuracy"]),
+        else pd.DataFrame(columns=list(DOWNSTREAM.names)),
         "training": pd.concat(training, ignore_index=True)
         if training
-        else pd.DataFrame(columns=["config_id", "state", "step", "loss"]),
+        else pd.DataFrame(columns=list(TRAINING.names)),
         "perplexity": pd.DataFrame(ppl),
     }
     out["decay"] = decay_summary(
@@ -245,7 +246,7 @@ def _flips(edits: pd.DataFrame) -> pd.DataFrame:
             ft = flip_table(before, after_all[after_all["step"] == step])
             rows.append(ft.assign(config_id=cid, step=int(step)))
     if not rows:
-        return pd.DataFrame(columns=["config_id", "step", "case_id", "category"])
+        return pd.DataFrame(columns=list(FLIPS.names))
     flips = pd.concat(rows, ignore_index=True)
     first = ["config_id", "step", "case_id"]
     return flips[first + [c for c in flips.columns if c not in first]]

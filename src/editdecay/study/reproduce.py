@@ -32,18 +32,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ..config_types import ConfigError, build, check_fields, field_default, field_defaults
+from ..editing.config import EDIT_METHODS
 from ..finetuning.tuner import FinetuneConfig
-from .config import RunConfig, Study
+from ..schema import FT_METHODS, FT_NONE, LOCATE_THEN_EDIT
+from .config import EvaluateSettings, RunConfig, Study
 from .store import canonical_json
 
 SCALES = ("small", "medium", "paper")
+DEFAULT_SCALE = "small"
 DEFAULT_MODELS = ("smollm2-135m", "gemma3-270m")
-LOCATE_THEN_EDIT = ("memit", "alphaedit")
+DEFAULT_OUT = Path("results/reproduction")
 EDIT_DATA = ("counterfact", "zsre")
 
 # Editor overrides per model, applied to every configuration of that model (dotted keys as in a
@@ -108,6 +112,21 @@ class ScaleSettings:
         int, ...
     ] = ()  # further edit counts, fine-tuned with `count_ft_methods` only (claim 5)
     count_ft_methods: tuple[str, ...] = ("lora",)
+
+    def __post_init__(self):
+        check_fields(self)
+        try:
+            FinetuneConfig.check_overrides(self.finetune)
+        except ConfigError as err:
+            raise err.within("finetune") from None
+        build(EvaluateSettings, self.evaluate, "evaluate")
+        for method, lr in self.lr.items():
+            if method not in FT_METHODS or method == FT_NONE:
+                raise ConfigError(f"lr.{method}", "unknown fine-tuning method")
+            try:
+                FinetuneConfig(method=method, lr=lr)
+            except ConfigError as err:
+                raise err.within(f"lr.{method}") from None
 
 
 SMALL = ScaleSettings(
@@ -354,11 +373,11 @@ def study_source(
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
     blocks = grid_blocks(scale, models, mend_available, data)
     base = {
-        "edit_data": "counterfact",
-        "ft_data": "commonsense",
+        "edit_data": field_default(RunConfig, "edit_data"),
+        "ft_data": field_default(RunConfig, "ft_data"),
         "ft_examples": s.ft_examples,
-        "ft_layers": "all",
-        "seed": 0,
+        "ft_layers": field_default(RunConfig, "ft_layers"),
+        "seed": field_default(RunConfig, "seed"),
         "finetune": dict(s.finetune),
         "evaluate": dict(s.evaluate),
     }
@@ -397,7 +416,7 @@ def reproduction_study(
 # --------------------------------------------------------------------------- time estimate
 
 
-EDITOR_NAMES = ("memit", "alphaedit", "rome", "mend")
+EDITOR_NAMES = EDIT_METHODS
 
 
 def _common_overrides(cfg: RunConfig) -> dict:
@@ -427,7 +446,7 @@ def _n_requests(cfg: RunConfig) -> int:
     return max(0, min(cfg.n_edits, available - cfg.edit_offset))
 
 
-_FT_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig)}
+_FT_DEFAULTS = field_defaults(FinetuneConfig)
 
 
 def _ft_tokens(cfg: RunConfig) -> float:

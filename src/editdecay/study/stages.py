@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from .. import __version__
+from ..config_types import field_default
 from ..data.instructions import load_finetune_data, remove_edited_subjects
 from ..data.loaders import load_requests, save_requests_jsonl
 from ..editing import default_config, get_editor
@@ -49,13 +50,13 @@ from ..finetuning.tuner import (
 from ..integrity import load_tensors
 from ..io import atomic_write
 from ..models.registry import LoadedModel, fingerprint, load_model, resolve_device
-from .config import RunConfig
+from .config import RunConfig, Study
 from .store import ArtifactStore, Stage
 
 log = logging.getLogger(__name__)
 
 FINAL = "final"  # the step label of a fine-tuning run's last state
-SNAPSHOT_EVERY = 25  # default fine-tuning steps between resumable training snapshots
+SNAPSHOT_EVERY = field_default(Study, "snapshot_every")
 
 
 # --------------------------------------------------------------------------- models held by a process
@@ -94,42 +95,17 @@ def requests_settings(cfg: RunConfig) -> dict:
 def edit_config(cfg: RunConfig, lm: LoadedModel):
     """The editor's defaults for this model, then `edit` overrides: plain keys apply to every method,
     a table named after a method (e.g. `[config.edit.alphaedit]`) only to that method."""
-    from ..editing import EDITORS
-
-    overrides, own = {}, {}
-    for key, value in cfg.edit.items():
-        head, _, rest = key.partition(".")
-        if key in EDITORS:  # a [config.edit.<method>] table
-            if key == cfg.edit_method:
-                own.update(value)
-        elif head in EDITORS:  # "alphaedit.nullspace_threshold", as a grid axis writes it
-            if head == cfg.edit_method:
-                own[rest] = value
-        else:
-            overrides[key] = value
-    overrides.update(own)
+    overrides = cfg.editor_overrides()
     overrides.setdefault("templates.seed", cfg.edit_seed)
     return default_config(cfg.edit_method, lm, overrides)
 
 
 def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
-    overrides = dict(cfg.finetune)
-    bad = sorted(set(overrides) - set(FinetuneConfig.__dataclass_fields__))
-    if bad:
-        raise ValueError(
-            f"unknown finetune setting(s) {bad}; known: {', '.join(FinetuneConfig.__dataclass_fields__)}"
-        )
-    for key in ("method", "layers", "seed"):
-        if key in overrides:
-            raise ValueError(
-                f"set finetune.{key} through the configuration's ft_method / ft_layers / seed"
-            )
+    overrides = dict(cfg.finetune)  # checked against FinetuneConfig when `cfg` was built
     if "checkpoint_steps" in overrides:
         overrides["checkpoint_steps"] = tuple(
             sorted({int(s) for s in overrides["checkpoint_steps"]})
         )
-    if "target_modules" in overrides and overrides["target_modules"] is not None:
-        overrides["target_modules"] = tuple(overrides["target_modules"])
     fcfg = FinetuneConfig(method=cfg.ft_method, layers=tuple(layers), seed=cfg.seed, **overrides)
     # one key per distinct run: the rate written out, adapter-only fields at their defaults for full FT
     fcfg = replace(fcfg, lr=fcfg.learning_rate)
@@ -468,12 +444,7 @@ def _load_delta(store: ArtifactStore, edit: Stage) -> EditDelta:
 
 
 def _finetune_config(d: dict) -> FinetuneConfig:
-    d = {k: v for k, v in d.items() if k != "learning_rate"}
-    d["layers"] = tuple(d["layers"]) if isinstance(d["layers"], list) else d["layers"]
-    d["checkpoint_steps"] = tuple(d["checkpoint_steps"])
-    if d.get("target_modules") is not None:
-        d["target_modules"] = tuple(d["target_modules"])
-    return FinetuneConfig(**d)
+    return FinetuneConfig.from_dict(d)
 
 
 def _save_weights(directory: Path, weights: dict[str, torch.Tensor]) -> None:
