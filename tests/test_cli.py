@@ -163,7 +163,7 @@ def test_data_file_skips_malformed_records(runner, messy_file, tmp_path):
     assert "3 malformed record(s) skipped" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_skipped"] == 3
-    assert [s["index"] for s in summary["skipped"]] == [1, 3, 4]
+    assert [s["index"] for s in summary["skipped"]] == [2, 4, 5]  # records numbered from 1
     assert [s["case_id"] for s in summary["skipped"]] == ["u1", "u3", None]
     assert summary["n_edits"] == 3
     table = pd.read_csv(out / "edits.csv")
@@ -190,7 +190,7 @@ def test_data_file_strict_fails_naming_the_record(runner, messy_file, tmp_path):
         ],
     )
     assert result.exit_code == 2, result.output
-    assert "record 1" in text and "u1" in text and "target_new" in text
+    assert "record 2" in text and "u1" in text and "target_new" in text
     assert not (out / "summary.json").exists()
 
 
