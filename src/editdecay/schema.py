@@ -31,6 +31,7 @@ FT_METHODS = (
     "dora",
     "full",
 )  # paper order; "none" = the edited model is not fine-tuned
+TUNED_METHODS = tuple(m for m in FT_METHODS if m != FT_NONE)
 PEFT_METHODS = ("lora", "dora")
 FT_LABELS = {"none": "No FT", "lora": "LoRA", "dora": "DoRA", "full": "Full FT"}
 LAYER_CHOICES = ("all", "edited", "non-edited")  # or an explicit list of layer indices

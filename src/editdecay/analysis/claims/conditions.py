@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...schema import FT_LABELS, LOCATE_THEN_EDIT
+from ...schema import FT_LABELS, LOCATE_THEN_EDIT, TUNED_METHODS
 from ..stats import chi2_quantile, sd_interval
 from .noise import (
     MAIN_FT_DATA,
@@ -185,7 +185,7 @@ def editing_reduces_ft_benefit(data: ClaimData) -> Finding:
     se = noise.se_mean(k)
     per_method = ", ".join(
         f"{FT_LABELS.get(m, m)} {fmt(float(rows[rows['ft_method'] == m][column].mean()))}%"
-        for m in ("lora", "dora", "full")
+        for m in TUNED_METHODS
         if (rows["ft_method"] == m).any()
     )
     ours = f"DS degradation {per_method} (mean {fmt(mean)}%, {band_text(se)})"

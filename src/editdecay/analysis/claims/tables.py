@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ...schema import FT_LABELS
+from ...schema import FT_LABELS, TUNED_METHODS
 from ..stats import paired_t_test
 from ..tables import SEED_GROUP, fine_tuned_rows
 from .noise import main_rows
@@ -46,9 +46,9 @@ def t_tests(decay: pd.DataFrame) -> pd.DataFrame:
         [(m, per_config[per_config["model"] == m]) for m in models] if len(models) > 1 else []
     )
     for scope, table in scopes:
-        for method in [
-            m for m in ("lora", "dora", "full") if (table["ft_method"] == m).any()
-        ] + sorted(set(table["ft_method"]) - {"lora", "dora", "full"}):
+        for method in [m for m in TUNED_METHODS if (table["ft_method"] == m).any()] + sorted(
+            set(table["ft_method"]) - set(TUNED_METHODS)
+        ):
             sub = table[table["ft_method"] == method]
             test = paired_t_test(sub["es_ed"], sub["es_ed_ft"])
             records.append(
