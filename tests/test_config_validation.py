@@ -563,8 +563,8 @@ STAGE_KEY_DIGESTS = {
 }
 REPRODUCTION_ID_DIGESTS = {
     "small": (80, "c9a4985f6dbdfbe9"),
-    "medium": (128, "8fc9451f29ee89bc"),
-    "paper": (140, "a7a444a56c5abe58"),
+    "medium": (128, "60b24dd315e61c8a"),
+    "paper": (140, "2fadd1c8e71ef569"),
 }
 
 

@@ -276,7 +276,10 @@ def test_snapshot_round_trips_every_state_bit_for_bit(method, tiny_lm, tmp_path)
 
     import numpy as np
 
-    from editdecay.finetuning.tuner import _load_snapshot, _prepare, _restore, _save_snapshot
+    from editdecay.finetuning.snapshot import load_snapshot as _load_snapshot
+    from editdecay.finetuning.snapshot import restore as _restore
+    from editdecay.finetuning.snapshot import save_snapshot as _save_snapshot
+    from editdecay.finetuning.tuner import _prepare
 
     cfg = _cfg(method, layers=(1, 2))
     model = _prepare(_fresh(tiny_lm), cfg, [1, 2])
@@ -326,7 +329,10 @@ def test_snapshot_round_trips_every_state_bit_for_bit(method, tiny_lm, tmp_path)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_snapshot_saves_and_restores_the_cuda_generator(tiny_lm, tmp_path):
-    from editdecay.finetuning.tuner import _load_snapshot, _prepare, _restore, _save_snapshot
+    from editdecay.finetuning.snapshot import load_snapshot as _load_snapshot
+    from editdecay.finetuning.snapshot import restore as _restore
+    from editdecay.finetuning.snapshot import save_snapshot as _save_snapshot
+    from editdecay.finetuning.tuner import _prepare
 
     cfg = _cfg("lora", layers=(1,))
     lm = _fresh(tiny_lm)

@@ -16,11 +16,13 @@ from typer.testing import CliRunner
 
 from editdecay.analysis.claims import NOT_TESTED, check_claims
 from editdecay.cli import app
+from editdecay.finetuning.tuner import FinetuneConfig
 from editdecay.report import SECTIONS, write_report, write_reproduction
 from editdecay.report.reproduction import claims_section
 from editdecay.study import reproduce
 from editdecay.study.config import RunConfig, Study
 from editdecay.study.reproduce import (
+    PAPER_DEPARTURES,
     SMALL_BUDGET_HOURS,
     estimate_seconds,
     estimate_table,
@@ -160,9 +162,9 @@ def test_paper_scale_is_table_1():
     # the bundled zsRE set has 1,000 records: 10k zsRE edits need a larger request file
     assert max(c.n_edits for c in study.configs if c.edit_data == "zsre") == 1000
     tuned = [c for c in study.configs if c.ft_method != "none"]
-    assert all(
-        "lr" not in c.finetune and "epochs" not in c.finetune for c in tuned
-    )  # the paper's recipe
+    for c in tuned:  # the paper's recipe per method, written out
+        recipe = FinetuneConfig.recipe_for(c.ft_method)
+        assert {k: c.finetune[k] for k in recipe} == recipe, c.config_id
     assert all(c.ft_examples is None for c in tuned)
     assert {c.seed for c in tuned} == {0, 1, 2}
     hotpot = {
@@ -480,3 +482,37 @@ def test_cli_rejects_an_unknown_scale(tmp_path):
     )
     assert result.exit_code == 2
     assert "scale" in result.output
+
+
+def test_paper_scale_sets_recipes_validation_beams_zsre_target_and_a_fixed_data_seed():
+    study = _study("paper", mend=True)
+    tuned = [c for c in study.configs if c.ft_method != "none"]
+    full = [c for c in tuned if c.ft_method == "full"]
+    adapters = [c for c in tuned if c.ft_method in ("lora", "dora")]
+    assert full and adapters
+    for c in full:
+        f = c.finetune
+        assert (f["cutoff_len"], f["warmup_ratio"], f["weight_decay"], f["lr"]) == (
+            1024,
+            0.1,
+            0.01,
+            5e-6,
+        )
+    for c in adapters:
+        f = c.finetune
+        assert (f["cutoff_len"], f["warmup_steps"], f["lr"]) == (256, 100, 2e-4)
+        assert f["validation_examples"] == 120 and f["select_best"] is True
+    assert {c.evaluate.ds_num_beams for c in study.configs} == {4}
+    assert {c.zsre_target for c in study.configs if c.edit_data == "zsre"} == {"answer"}
+    replicates = [c for c in tuned if c.seed != 0]
+    assert replicates and {c.data_seed for c in replicates} == {0}
+    assert {c.sample_seed for c in tuned} == {0}  # every seed fine-tunes on the same sample
+    assert PAPER_DEPARTURES and all(isinstance(d, str) and d for d in PAPER_DEPARTURES)
+
+
+@pytest.mark.parametrize("scale", ["small", "medium"])
+def test_smaller_scales_keep_greedy_ds_alt_targets_and_no_validation(scale):
+    study = _study(scale, mend=True)
+    assert {c.evaluate.ds_num_beams for c in study.configs} == {1}
+    assert {c.zsre_target for c in study.configs} == {"alt"}
+    assert all("validation_examples" not in c.finetune for c in study.configs)

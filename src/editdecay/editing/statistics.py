@@ -3,7 +3,12 @@
 All requested layers are gathered in ONE forward pass that stops right after the highest of them.
 Every non-pad token of every window counts; C is the uncentred mean over tokens. Results are cached
 on disk under a key made of everything that determines them (model fingerprint, module, corpus
-digest, token budget, window, dtype), so a stale statistic cannot be loaded (pitfall P16).
+digest, token budget, window, dtype, and the BOS token when the tokenizer adds one), so a stale
+statistic cannot be loaded (pitfall P16).
+
+BOS (pitfall P2): every prompt the editors and scorer see starts with the tokenizer's BOS when the
+tokenizer adds one to plain text, so every window here does too (:func:`bos_windows`, also used for
+held-out perplexity); windows of a tokenizer without BOS are unchanged, and so are their keys.
 """
 
 from __future__ import annotations
@@ -50,6 +55,22 @@ class SecondMoment:
     key: str
 
 
+def bos_prefix(tokenizer) -> list[int]:
+    """[BOS id] when `tokenizer` starts plain text with its BOS token (Llama, Gemma), else []."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if tokenizer is None or bos is None:
+        return []
+    ids = list(tokenizer("a")["input_ids"])
+    return [int(bos)] if ids and ids[0] == bos else []
+
+
+def bos_windows(tokenizer, windows: list[list[int]]) -> list[list[int]]:
+    """The windows `data.corpus.token_windows` cut, each started with BOS when the tokenizer adds one
+    to a prompt: the same context the editors' and scorer's prompts have."""
+    prefix = bos_prefix(tokenizer)
+    return [prefix + w for w in windows] if prefix else windows
+
+
 def corpus_texts(corpus: str) -> tuple[list[str], str]:
     """The statistic-side texts of a named corpus and a digest of their content."""
     if corpus != "wikitext-2-test":
@@ -71,6 +92,9 @@ def statistic_key(lm: LoadedModel, layer: int, spec: StatisticSpec, corpus_diges
         "window": spec.window,
         "dtype": spec.dtype,
     }
+    bos = bos_prefix(lm.tokenizer)
+    if bos:  # BOS-started windows; absent without BOS, so those keys (and caches) stay valid
+        fields["bos"] = bos[0]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -128,6 +152,7 @@ def _compute(lm: LoadedModel, layers: list[int], spec: StatisticSpec, texts: lis
     model, adapter = lm.model, lm.adapter
     device = model_device(model)
     windows = token_windows(lm.tokenizer, texts, window=spec.window, max_tokens=spec.max_tokens)
+    windows = bos_windows(lm.tokenizer, windows)
     windows.sort(key=len, reverse=True)
     names = {layer: adapter.mlp_out_name(layer) for layer in layers}
     last = names[max(layers)]

@@ -1,9 +1,10 @@
 """Downstream (DS) accuracy on the LLM-Adapters commonsense test sets, two ways.
 
 ``generate``
-    The LLM-Adapters protocol: greedy decoding after the Alpaca prompt, then the first label-shaped
-    word of the answer (:func:`extract_answer`) is compared with the gold label. An answer with no
-    label counts as wrong.
+    The LLM-Adapters protocol: decoding after the Alpaca prompt (greedy, or beam search with
+    ``num_beams`` beams: the paper's protocol is 4, PAPER §2.6), then the first label-shaped word of
+    the answer (:func:`extract_answer`) is compared with the gold label. An answer with no label
+    counts as wrong.
 ``rank``
     Rank classification: each label offered for the item (``instructions.example_labels``; normally
     the task's whole label set, narrowed by the item's ``Answer format:`` line for the few ARC items
@@ -89,10 +90,17 @@ def generate_answers(
     max_new_tokens: int = 32,
     batch_size: int = 8,
     show_progress: bool = False,
+    num_beams: int = 1,
 ) -> list[str]:
-    """Greedy continuations of ``alpaca_prompt(ex)`` (decoded, special tokens dropped), one per example."""
+    """Continuations of ``alpaca_prompt(ex)`` (decoded, special tokens dropped), one per example:
+    greedy, or the best of a ``num_beams``-beam search."""
     return greedy_continuations(
-        lm, [alpaca_prompt(ex) for ex in examples], max_new_tokens, batch_size, show_progress
+        lm,
+        [alpaca_prompt(ex) for ex in examples],
+        max_new_tokens,
+        batch_size,
+        show_progress,
+        num_beams=num_beams,
     )
 
 
@@ -103,8 +111,10 @@ def greedy_continuations(
     max_new_tokens: int = 32,
     batch_size: int = 8,
     show_progress: bool = False,
+    num_beams: int = 1,
 ) -> list[str]:
-    """Greedy continuations of plain-text prompts (decoded, special tokens dropped), one per prompt.
+    """Greedy continuations of plain-text prompts (decoded, special tokens dropped), one per prompt;
+    with ``num_beams`` > 1 the highest-scoring sequence of a beam search (no sampling) instead.
 
     Prompts are left-padded here by hand (the tokenizer's own padding settings are not used or
     changed), with an attention mask, so each answer is independent of its batch mates. Batches are
@@ -133,7 +143,8 @@ def greedy_continuations(
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                num_beams=1,
+                num_beams=num_beams,
+                num_return_sequences=1,
                 temperature=None,
                 top_p=None,
                 top_k=None,
@@ -157,9 +168,10 @@ def downstream_accuracy(
     max_new_tokens: int = 32,
     batch_size: int = 8,
     scorer: Scorer | None = None,
+    num_beams: int = 1,
 ):
     """DS accuracy on the bundled commonsense test sets (a seeded sample of ``n_per_task`` per task;
-    None = the whole test split).
+    None = the whole test split). ``num_beams`` > 1 decodes mode ``generate`` by beam search.
 
     Returns a DataFrame with columns ``task, mode, n, accuracy`` (accuracy in [0, 1]): one row per
     (task, mode) in task order, then one ``task="average"`` row per mode (the unweighted mean over
@@ -186,7 +198,13 @@ def downstream_accuracy(
             gens: list[str | None] = [None] * len(examples)
         else:
             gens = list(
-                generate_answers(lm, examples, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                generate_answers(
+                    lm,
+                    examples,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                    num_beams=num_beams,
+                )
             )
             preds = [extract_answer(ex.task, g) for ex, g in zip(examples, gens)]
         for ex, i, p, g in zip(examples, index_in_task, preds, gens):

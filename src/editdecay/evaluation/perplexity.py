@@ -1,4 +1,8 @@
-"""Perplexity on held-out WikiText articles (never the ones the statistic C is computed from)."""
+"""Perplexity on held-out WikiText articles (never the ones the statistic C is computed from).
+
+Windows start with BOS when the tokenizer adds one to prompts (pitfall P2), as the statistic's do;
+the first text token is then predicted from BOS and counted.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import torch
 
 from ..data.corpus import split_articles, token_windows, wikitext_articles
 from ..data.tokenization import pad_right
+from ..editing.statistics import bos_windows
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
 from ..progress import progress
@@ -22,6 +27,7 @@ def heldout_perplexity(
     windows = token_windows(
         lm.tokenizer, [a.text for a in heldout], window=window, max_tokens=max_tokens
     )
+    windows = bos_windows(lm.tokenizer, windows)
     device = model_device(lm.model)
     total, count = 0.0, 0
     starts = range(0, len(windows), batch_windows)

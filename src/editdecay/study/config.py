@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config_types import ConfigError, build, check_fields, check_value, field_default
+from ..data.loaders import ZSRE_TARGETS
 from ..editing.config import EDIT_METHODS, EditMethod, check_overrides, has_field
 from ..finetuning.tuner import FinetuneConfig, LayerChoice
 from ..models.registry import DEFAULT_MODEL
@@ -50,6 +51,7 @@ from .store import canonical_json
 
 FtMethod = Literal[FT_METHODS]
 DsMode = Literal[tuple(DS_MODES)]
+ZsreTarget = Literal[ZSRE_TARGETS]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class EvaluateSettings:
     ds_seed: int = field(default=0, metadata={"help": "seed of the DS item sample"})
     ds_max_new_tokens: int = field(
         default=32, metadata={"help": "greedy tokens generated per DS answer", "ge": 1}
+    )
+    ds_num_beams: int = field(
+        default=1,
+        metadata={
+            "help": "beams of the DS generation (1: greedy; the paper's protocol: 4)",
+            "ge": 1,
+        },
     )
     ppl_tokens: int = field(
         default=4096,
@@ -92,10 +101,27 @@ class EvaluateSettings:
     def __post_init__(self):
         check_fields(self)
 
+    def to_dict(self) -> dict:
+        """The settings as hashed into stage keys; fields added later are left out at their
+        defaults, so every existing configuration keeps its keys."""
+        return _without_defaults(self, asdict(self), EVALUATE_ADDED)
+
+
+# fields written into hashed dicts only when set away from their defaults
+EVALUATE_ADDED = ("ds_num_beams",)
+RUN_ADDED = ("data_seed", "zsre_target")
+
+
+def _without_defaults(obj, d: dict, names: tuple[str, ...]) -> dict:
+    for name in names:
+        if getattr(obj, name) == field_default(type(obj), name):
+            d.pop(name, None)
+    return d
+
 
 # reset to their defaults when ft_method is "none": fine-tuning settings then mean nothing, and
 # one configuration must not become many
-FT_ONLY_FIELDS = ("ft_data", "ft_examples", "ft_layers", "seed", "finetune")
+FT_ONLY_FIELDS = ("ft_data", "ft_examples", "ft_layers", "seed", "data_seed", "finetune")
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,13 @@ class RunConfig:
         default=None,
         metadata={"help": "sequential batches of this size (None or 0: one batch)", "ge": 0},
     )
+    zsre_target: ZsreTarget = field(
+        default="alt",
+        metadata={
+            "help": "zsRE edit target: 'alt' (the MEND split's alternative answer) or 'answer' "
+            "(answers[0], the paper's code)"
+        },
+    )
     edit_seed: int = field(default=0, metadata={"help": "seed of the editor's context templates"})
     edit: dict = field(
         default_factory=dict,
@@ -139,7 +172,14 @@ class RunConfig:
         default="all", metadata={"help": "all, edited, non-edited or a list", "ge": 0}
     )
     seed: int = field(
-        default=0, metadata={"help": "fine-tuning seed: data sample, order, adapter init, dropout"}
+        default=0,
+        metadata={
+            "help": "fine-tuning seed: order, adapter init, dropout (and the data when data_seed is None)"
+        },
+    )
+    data_seed: int | None = field(
+        default=None,
+        metadata={"help": "seed of the fine-tuning data sample and validation split (None: seed)"},
     )
     finetune: dict = field(default_factory=dict, metadata={"help": "FinetuneConfig overrides"})
     evaluate: EvaluateSettings = EvaluateSettings()
@@ -203,8 +243,15 @@ class RunConfig:
                 name = "edit" if method == self.edit_method else f"edit.{method}"
                 check_overrides(method, {**known, **own}, name)
 
+    @property
+    def sample_seed(self) -> int:
+        """The seed of the fine-tuning data sample."""
+        return self.seed if self.data_seed is None else self.data_seed
+
     def to_dict(self) -> dict:
-        return json.loads(canonical_json(asdict(self)))
+        d = _without_defaults(self, asdict(self), RUN_ADDED)
+        d["evaluate"] = self.evaluate.to_dict()
+        return json.loads(canonical_json(d))
 
     @property
     def ft_layers_label(self) -> str:
