@@ -205,3 +205,44 @@ def test_layer_out_of_range_raises(tiny_lm, tiny_stat_spec, tmp_path, layer):
 def test_unknown_corpus_raises(tiny_lm, tmp_path):
     with pytest.raises(ValueError, match="unknown statistic corpus"):
         second_moments(tiny_lm, [1], StatisticSpec(corpus="c4", max_tokens=100), cache_dir=tmp_path)
+
+
+class _BosTokenizer:
+    """Wraps a tokenizer so that plain text starts with a BOS token (as Llama's and Gemma's do)."""
+
+    bos_token_id = 1
+
+    def __init__(self, inner):
+        self.inner, self.pad_token_id = inner, inner.pad_token_id
+
+    def __call__(self, text, add_special_tokens=True, **kw):
+        ids = list(self.inner(text, add_special_tokens=False)["input_ids"])
+        return {"input_ids": ([1] if add_special_tokens else []) + ids}
+
+
+def test_windows_start_with_bos_only_when_the_tokenizer_adds_one(tiny_lm):
+    from editdecay.editing.statistics import bos_prefix, bos_windows
+
+    windows = [[5, 6, 7], [8, 9]]
+    bos_tok = _BosTokenizer(tiny_lm.tokenizer)
+    assert bos_prefix(bos_tok) == [1]
+    assert bos_windows(bos_tok, windows) == [[1, 5, 6, 7], [1, 8, 9]]
+    if not bos_prefix(tiny_lm.tokenizer):
+        assert bos_windows(tiny_lm.tokenizer, windows) == windows
+
+
+def test_the_cache_key_records_the_bos_choice(tiny_lm, tiny_stat_spec, digest):
+    from editdecay.editing.statistics import bos_prefix
+    from editdecay.models.registry import LoadedModel
+
+    bos_lm = LoadedModel(
+        tiny_lm.name,
+        tiny_lm.model,
+        _BosTokenizer(tiny_lm.tokenizer),
+        tiny_lm.adapter,
+        tiny_lm.fingerprint,
+    )
+    if bos_prefix(tiny_lm.tokenizer) != [1]:  # the tiny tokenizer adds no BOS (or another)
+        assert statistic_key(bos_lm, 1, tiny_stat_spec, digest) != statistic_key(
+            tiny_lm, 1, tiny_stat_spec, digest
+        )

@@ -146,3 +146,17 @@ def test_downstream_accuracy_table(tiny_lm):
     assert list(only_rank["task"]) == ["boolq", "average"]
     with pytest.raises(ValueError, match="mode"):
         downstream_accuracy(tiny_lm, tasks=("boolq",), n_per_task=2, modes=("beam",))
+
+
+def test_beam_search_answers_go_through_the_same_extraction_and_one_beam_is_greedy(tiny_lm):
+    from editdecay.evaluation.downstream import greedy_continuations
+
+    prompts = ["The capital of France is", "Question: is water wet? Answer:"]
+    greedy = greedy_continuations(tiny_lm, prompts, max_new_tokens=6)
+    assert greedy_continuations(tiny_lm, prompts, max_new_tokens=6, num_beams=1) == greedy
+    beams = greedy_continuations(tiny_lm, prompts, max_new_tokens=6, num_beams=4)
+    assert len(beams) == 2 and all(isinstance(b, str) for b in beams)
+    ds = downstream_accuracy(
+        tiny_lm, tasks=("boolq",), n_per_task=2, modes=("generate",), max_new_tokens=4, num_beams=4
+    )
+    assert list(ds["task"]) == ["boolq", "average"]

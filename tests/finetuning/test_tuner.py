@@ -37,19 +37,18 @@ def examples():
 
 
 def _cfg(method, **kw):
-    return FinetuneConfig(
-        method=method,
-        r=4,
-        alpha=8,
-        epochs=2,
-        max_steps=6,
-        batch_size=4,
-        micro_batch_size=2,
-        cutoff_len=96,
-        warmup_steps=1,
-        lr=1e-2 if method != "full" else 1e-3,
-        **kw,
-    )
+    settings = {
+        "r": 4,
+        "alpha": 8,
+        "epochs": 2,
+        "max_steps": 6,
+        "batch_size": 4,
+        "micro_batch_size": 2,
+        "cutoff_len": 96,
+        "warmup_steps": 1,
+        "lr": 1e-2 if method != "full" else 1e-3,
+    }
+    return FinetuneConfig(method=method, **{**settings, **kw})
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "full"])
@@ -399,3 +398,93 @@ def test_a_corrupt_snapshot_is_ignored_and_training_starts_over(
     assert "checksum mismatch" in caplog.text and "starting over" in caplog.text
     assert "resuming" not in caplog.text
     assert res.losses == whole.losses
+
+
+# --------------------------------------------------------------------------- recipe, validation, seeds
+
+
+def test_each_method_has_the_papers_recipe():
+    full = FinetuneConfig.recipe_for("full")
+    assert (full["cutoff_len"], full["warmup_ratio"], full["weight_decay"], full["lr"]) == (
+        1024,
+        0.1,
+        0.01,
+        5e-6,
+    )
+    for method in ("lora", "dora"):
+        r = FinetuneConfig.recipe_for(method)
+        assert (r["cutoff_len"], r["warmup_steps"], r["weight_decay"], r["lr"]) == (
+            256,
+            100,
+            0.0,
+            2e-4,
+        )
+        assert (r["validation_examples"], r["validation_every"], r["select_best"]) == (
+            120,
+            80,
+            True,
+        )
+    cfg = FinetuneConfig(method="full", **full)
+    assert cfg.learning_rate == 5e-6 and cfg.warmup_for(95) == 10
+
+
+def test_new_fields_stay_out_of_the_hashed_dict_at_their_defaults():
+    d = FinetuneConfig().to_dict()
+    assert not {"data_seed", "validation_examples", "select_best", "warmup_ratio"} & set(d)
+    assert FinetuneConfig(data_seed=3).to_dict()["data_seed"] == 3
+    with pytest.raises(ValueError, match="select_best"):
+        FinetuneConfig(select_best=True)
+
+
+def test_the_validation_split_is_disjoint_deterministic_and_follows_the_data_seed(examples):
+    from editdecay.finetuning.tuner import split_validation
+
+    train, val = split_validation(examples, 4, seed=0)
+    assert len(val) == 4 and len(train) == len(examples) - 4
+    assert not {id(e) for e in train} & {id(e) for e in val}
+    assert split_validation(examples, 4, seed=0) == (train, val)
+    assert split_validation(examples, 4, seed=1)[1] != val
+
+
+def test_best_checkpoint_selection_keeps_the_lowest_validation_loss(tiny_lm, examples):
+    from editdecay.finetuning.tuner import trainable_state
+
+    seen = {}
+    cfg = _cfg(
+        "lora",
+        max_steps=4,
+        lr=0.3,
+        validation_examples=4,
+        validation_every=1,
+        select_best=True,
+        checkpoint_steps=(1, 2, 3),
+    )
+    res = finetune(
+        _fresh(tiny_lm),
+        examples,
+        cfg,
+        on_checkpoint=lambda s, m: seen.__setitem__(s, trainable_state(m)),
+    )
+    assert [s for s, _ in res.validation] == [1, 2, 3, 4]
+    best = min(res.validation, key=lambda v: v[1])[0]
+    assert res.best_step == best
+    final = trainable_state(res.model)
+    if best in seen:
+        assert all(torch.equal(final[n], seen[best][n]) for n in final)
+
+
+def test_data_seed_moves_the_split_but_not_the_order_and_init_and_vice_versa(tiny_lm, examples):
+    from editdecay.finetuning.tuner import split_validation
+
+    base = _cfg("lora", max_steps=2, validation_examples=4)
+    other_data = _cfg("lora", max_steps=2, validation_examples=4, data_seed=5)
+    assert split_validation(examples, 4, base.split_seed) != split_validation(
+        examples, 4, other_data.split_seed
+    )
+    other_seed = _cfg("lora", max_steps=2, validation_examples=4, seed=7, data_seed=0)
+    assert split_validation(examples, 4, other_seed.split_seed) == split_validation(
+        examples, 4, base.split_seed
+    )  # the same data ...
+    a = finetune(_fresh(tiny_lm), examples, base)
+    b = finetune(_fresh(tiny_lm), examples, other_seed)
+    assert a.losses != b.losses  # ... another order and initialisation
