@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -153,6 +153,40 @@ def claims_section(ctx: ReportContext) -> Section:
     return Section(TITLE_CLAIMS, blocks)
 
 
+TITLE_DEPARTURES = "Departures from the paper's protocol"
+
+
+def departures_section(ctx: ReportContext) -> Section:
+    """What this run does differently from the paper: the departures of every scale, then the
+    settings in which this run's scale differs from the paper scale."""
+    from ..study.reproduce import PAPER, PAPER_DEPARTURES, SCALE_SETTINGS
+
+    name = str((ctx.results.study or {}).get("name", ""))
+    scale = name.removeprefix("reproduction-") if name.startswith("reproduction-") else None
+    blocks: list = [
+        Paragraph(
+            "At every scale, including `--scale paper` (`study/reproduce.py: PAPER_DEPARTURES`):"
+        ),
+        BulletList(list(PAPER_DEPARTURES)),
+    ]
+    settings = SCALE_SETTINGS.get(scale or "")
+    if settings is not None and settings is not PAPER:
+        differing = [
+            f"`{f.name}`: {getattr(settings, f.name)!r} (paper scale: {getattr(PAPER, f.name)!r})"
+            for f in fields(settings)
+            if getattr(settings, f.name) != getattr(PAPER, f.name)
+        ]
+        blocks += [
+            Paragraph(
+                f"This run is at scale `{scale}`, which also differs from the paper scale in:"
+            ),
+            BulletList(differing),
+        ]
+    elif settings is None:
+        blocks.append(Paragraph("The run's scale is not recorded (study name `" + name + "`)."))
+    return Section(TITLE_DEPARTURES, blocks)
+
+
 @dataclass
 class Reproduction:
     markdown_path: Path
@@ -185,7 +219,12 @@ def write_reproduction(run_dir: Path | str, title: str | None = None) -> Reprodu
         )
         return Section(c.title, [intro, *header.blocks], level=1)
 
-    builders = [title_section, claims_section, *[b for b in SECTIONS if b is not header_section]]
+    builders = [
+        title_section,
+        claims_section,
+        departures_section,
+        *[b for b in SECTIONS if b is not header_section],
+    ]
     sections = [s for s in (build_section(b, ctx) for b in builders) if s is not None]
     markdown = render_markdown(sections, run_dir)
     path = atomic_write(
