@@ -336,8 +336,9 @@ def test_write_reproduction_puts_the_claims_first(tmp_path):
     assert rep.sections[:3] == [
         "Reproduction of the paper's claims: reproduction-small",
         "Paper claims (PAPER §4)",
-        "Key results",
+        "Departures from the paper's protocol",
     ]
+    assert "This run is at scale `small`" in text and "`zsre_target`: 'alt'" in text
     assert "How this run was made" in rep.sections
 
 
