@@ -341,8 +341,85 @@ CONFIGS = TableSchema(
     (*CONFIG_COLUMNS, _text("config", "every setting of the configuration, as JSON")),
 )
 
+_GEOMETRY = (
+    _int("layer", "block index; layer l is block l's output (the residual stream)"),
+    _float("norm_ed", "‖h_ed − h‖₂, the edit's shift (PAPER Eqn 2)"),
+    _float("norm_ft", "‖h_ft − h‖₂, fine-tuning's shift of the base model (Eqn 2)"),
+    _float("norm_ed_ft", "‖h_ed_ft − h‖₂, the edited and fine-tuned model's shift (Eqn 2)"),
+    _float("cos_ed_ft", "cos(d_ed, d_ft), d_ed = h_ed − h, d_ft = h_ft − h (Eqns 3, 4, 6)"),
+    _float("cos_edft_ft", "cos(d_ed_ft, d_ft), d_ed_ft = h_ed_ft − h_ed (Eqns 5, 6)"),
+    _float("cos_edft_ed", "cos(d_ed_ft, d_ed) (Eqn 6)"),
+)
+PROMPT_SETS = ("edit", "finetune")  # the prompts of the activation analysis
+
+ACTIVATIONS = TableSchema(
+    "activations",
+    "configuration × prompt set × token position × layer (means over prompts; `editdecay analyse`)",
+    (
+        CONFIG_ID,
+        _text(
+            "prompts",
+            "edit (the configuration's rewrite prompts) or finetune (a sample of its "
+            "fine-tuning prompts)",
+        ),
+        _text(
+            "position", "subject_last (the subject's last token; edit prompts only) or prompt_last"
+        ),
+        *_GEOMETRY,
+        _int("n_prompts", "prompts averaged"),
+        _text("edit_layers", "the layers the edit changed, space-separated"),
+    ),
+)
+
+ACTIVATIONS_PER_EDIT = TableSchema(
+    "activations_per_edit",
+    "configuration × edit × layer, at the subject's last token of the rewrite prompt",
+    (
+        CONFIG_ID,
+        _text("case_id", "the request's id"),
+        *_GEOMETRY,
+        _text("category", "the edit's flip category at the final step (flips.csv)", lower=True),
+    ),
+)
+
+TARGET_FREQUENCY = TableSchema(
+    "target_frequency",
+    "configuration × edit",
+    (
+        CONFIG_ID,
+        _text("case_id", "the request's id"),
+        _text("target_new", "the object the edit writes"),
+        _int("n_target_tokens", "tokens of target_new after the prompt (PAPER Table 6, claim 13)"),
+        _float("wikitext_mean_count", "mean count of the target's tokens in the bundled WikiText"),
+        _float("wikitext_min_count", "count of the target's rarest token in WikiText"),
+        _float(
+            "wikitext_log10_per_million",
+            "log10((mean count + 1) / WikiText tokens × 10⁶), add-one smoothed",
+        ),
+        _float("finetune_mean_count", "mean count of the target's tokens in the fine-tuning data"),
+        _float("finetune_min_count", "count of the target's rarest token in the fine-tuning data"),
+        _float(
+            "finetune_log10_per_million",
+            "log10((mean count + 1) / fine-tuning tokens × 10⁶), add-one smoothed",
+        ),
+        _text("category", "the edit's flip category at the final step (flips.csv)", lower=True),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
-    t.name: t for t in (DECAY, EDITS, FLIPS, DOWNSTREAM, TRAINING, PERPLEXITY, CONFIGS)
+    t.name: t
+    for t in (
+        DECAY,
+        EDITS,
+        FLIPS,
+        DOWNSTREAM,
+        TRAINING,
+        PERPLEXITY,
+        CONFIGS,
+        ACTIVATIONS,
+        ACTIVATIONS_PER_EDIT,
+        TARGET_FREQUENCY,
+    )
 }
 
 
