@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import editdecay.study.edit as edit_job
+import editdecay.study.edit_run as edit_run
 from editdecay.cli import app
 
 RNG = random.Random(20240601)
@@ -109,7 +110,7 @@ def test_generated_bad_options_fail_in_one_line_before_the_model(
     def no_model(*a, **kw):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(edit_job, "load_model", no_model)
+    monkeypatch.setattr(edit_run, "load_model", no_model)
     runner = CliRunner(env={"EDITDECAY_NO_PROGRESS": "1"})
     (tmp_path / "inputs").mkdir()
     cases = _cases(tmp_path / "inputs")  # files written outside `finished_out`

@@ -327,7 +327,11 @@ def no_model_loads(monkeypatch):
     def refuse(*a, **kw):
         raise AssertionError("a model was loaded")
 
-    for module in ("editdecay.study.edit", "editdecay.study.stages", "editdecay.models.registry"):
+    for module in (
+        "editdecay.study.edit_run",
+        "editdecay.study.stages",
+        "editdecay.models.registry",
+    ):
         monkeypatch.setattr(f"{module}.load_model", refuse)
 
 

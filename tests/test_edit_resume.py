@@ -19,10 +19,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import editdecay.study.edit as edit_job
+import editdecay.study.edit_run as edit_run
 from editdecay.cli import app
 from editdecay.editing.delta import EditDelta
-from editdecay.study.edit import KILL_AFTER_ENV, PHASES, UNSTABLE_SUMMARY_KEYS, work_dir
+from editdecay.study.edit import UNSTABLE_SUMMARY_KEYS, work_dir
+from editdecay.study.edit_run import KILL_AFTER_ENV, PHASES
 
 FAST = [
     "edit", "--model", "tiny-llama", "--n", "2", "--stat-tokens", "2000", "--ppl-tokens", "256",
@@ -131,7 +132,7 @@ def test_a_failed_job_leaves_the_finished_out_untouched_and_logs_the_error(
         if phase == "targets":
             raise RuntimeError("simulated failure after the targets")
 
-    monkeypatch.setattr(edit_job, "_kill_hook", fail_after)
+    monkeypatch.setattr(edit_run, "_kill_hook", fail_after)
     failed, text = _invoke(runner, out, "--set", "targets.lr=0.3", "--overwrite")
     assert failed.exit_code == 2 and text == "error: simulated failure after the targets"
     assert _hashes(out) == finished
@@ -148,7 +149,7 @@ def test_a_changed_setting_recomputes_from_the_first_phase_it_affects(
         if phase == PHASES[-1]:
             raise RuntimeError("stopped")
 
-    monkeypatch.setattr(edit_job, "_kill_hook", stop_at_the_end)
+    monkeypatch.setattr(edit_run, "_kill_hook", stop_at_the_end)
     assert _invoke(runner, out)[0].exit_code == 2  # every phase saved, nothing published
     monkeypatch.undo()
     result, _ = _invoke(runner, out, "--set", "mom2_update_weight=5000")
