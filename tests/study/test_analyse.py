@@ -1,0 +1,106 @@
+"""The activation analysis of a finished tiny study run: schema columns, non-negative norms, an edit
+that leaves the layers below the first edited one unchanged, and the categories of flips.csv."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from editdecay.schema import TABLES
+from editdecay.study.analyse import analyse_run
+from editdecay.study.config import Study
+from editdecay.study.pipeline import run_study
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_pipeline import TINY  # noqa: E402  (the tiny study of the pipeline tests)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit", "alphaedit"], "ft_method": ["lora"]}
+    out = tmp_path_factory.mktemp("study")
+    run_study(Study.from_dict(raw, out=out), report=False)
+    t0 = time.perf_counter()
+    tables = analyse_run(out, max_edits=3, ft_prompts=6)
+    print(f"analyse_run on the tiny study: {time.perf_counter() - t0:.1f} s")
+    return out, tables
+
+
+def test_tables_are_written_with_the_schema_columns(analysed):
+    out, tables = analysed
+    for name, table in tables.items():
+        assert list(table.columns) == list(TABLES[name].names)
+        on_disk = pd.read_csv(out / "results" / f"{name}.csv")
+        assert list(on_disk.columns) == list(TABLES[name].names) and len(on_disk) == len(table)
+    acts = tables["activations"]
+    assert acts["config_id"].nunique() == 2
+    assert set(zip(acts["prompts"], acts["position"])) == {
+        ("edit", "subject_last"),
+        ("edit", "prompt_last"),
+        ("finetune", "prompt_last"),
+    }
+    assert (acts[acts["prompts"] == "finetune"]["n_prompts"] == 6).all()
+
+
+def test_norms_are_non_negative_and_cosines_bounded(analysed):
+    _, tables = analysed
+    for name in ("activations", "activations_per_edit"):
+        t = tables[name]
+        assert (t[["norm_ed", "norm_ft", "norm_ed_ft"]] >= 0).all().all()
+        assert (t[["cos_ed_ft", "cos_edft_ft", "cos_edft_ed"]].abs() <= 1 + 1e-9).all().all()
+
+
+def test_edit_leaves_layers_below_the_first_edited_one_unchanged(analysed):
+    _, tables = analysed
+    acts = tables["activations"]
+    for _, t in acts[acts["position"] == "subject_last"].groupby("config_id"):
+        first = min(int(x) for x in t["edit_layers"].iloc[0].split())
+        assert first > 0
+        below, edited = t[t["layer"] < first], t[t["layer"] >= first]
+        assert (below["norm_ed"] < 1e-6).all()
+        assert (edited["norm_ed"] > 1e-6).all()
+        assert (t["norm_ft"] > 0).any()
+
+
+def test_categories_match_flips_csv(analysed):
+    out, tables = analysed
+    flips = pd.read_csv(out / "results" / "flips.csv")
+    final = flips[flips["step"] == flips.groupby("config_id")["step"].transform("max")]
+    expected = dict(zip(zip(final["config_id"], final["case_id"]), final["category"].str.lower()))
+    for name in ("activations_per_edit", "target_frequency"):
+        t = tables[name]
+        got = dict(zip(zip(t["config_id"], t["case_id"]), t["category"]))
+        assert got and all(expected[key] == category for key, category in got.items())
+    per_edit = tables["activations_per_edit"]
+    assert per_edit.groupby("config_id")["case_id"].nunique().eq(3).all()
+    freq = tables["target_frequency"]
+    assert (freq["n_target_tokens"] >= 1).all() and (freq["wikitext_mean_count"] >= 0).all()
+
+
+def test_unknown_configuration_is_refused(analysed):
+    out, _ = analysed
+    with pytest.raises(ValueError, match="unknown configurations"):
+        analyse_run(out, configs=["nope"])
+
+
+def test_shared_base_states_are_loaded_once(analysed, monkeypatch):
+    import editdecay.study.analyse as analyse
+
+    loaded = []
+
+    def counting(stage, store, pool):
+        loaded.append(stage.settings["state"])
+        return model_state(stage, store, pool)
+
+    model_state = analyse.model_state
+    monkeypatch.setattr(analyse, "model_state", counting)
+    out, _ = analysed
+    analyse_run(out, max_edits=3, ft_prompts=6)
+    # MEMIT and AlphaEdit share M and M_ft (same requests, same fine-tuning of M)
+    assert sorted(loaded) == ["M", "M_ed", "M_ed", "M_ed_ft", "M_ed_ft", "M_ft"]
