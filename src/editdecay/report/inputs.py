@@ -15,9 +15,22 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.tables import normalise_decay
-from ..schema import FLIPS, TRAINING, TableSchema
+from ..schema import (
+    ACTIVATIONS,
+    ACTIVATIONS_PER_EDIT,
+    FLIPS,
+    TARGET_FREQUENCY,
+    TRAINING,
+    TableSchema,
+)
 
 log = logging.getLogger(__name__)
+
+ANALYSIS_TABLES = {  # StudyResults field → schema, written by `editdecay analyse`
+    "activations": ACTIVATIONS,
+    "activations_per_edit": ACTIVATIONS_PER_EDIT,
+    "target_frequency": TARGET_FREQUENCY,
+}
 
 
 @dataclass
@@ -31,6 +44,9 @@ class StudyResults:
     training: pd.DataFrame | None = None
     downstream: pd.DataFrame | None = None
     study: dict[str, Any] | None = None
+    activations: pd.DataFrame | None = None  # the tables of `editdecay analyse`
+    activations_per_edit: pd.DataFrame | None = None
+    target_frequency: pd.DataFrame | None = None
 
     @property
     def results_dir(self) -> Path:
@@ -58,6 +74,10 @@ def load_results(run_dir: Path) -> StudyResults:
         training=training,
         downstream=read_optional_csv(results_dir / "downstream.csv"),
         study=read_optional_json(results_dir / "study.json"),
+        **{
+            name: _normalised(schema, read_optional_csv(results_dir / schema.file))
+            for name, schema in ANALYSIS_TABLES.items()
+        },
     )
 
 

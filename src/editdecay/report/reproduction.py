@@ -31,13 +31,17 @@ REPRODUCTION_FILE = "REPRODUCTION.md"
 
 
 def claim_tables(results: StudyResults) -> dict[str, pd.DataFrame]:
-    """The tables the claim checks read: decay.csv, flips.csv for the per-edit bootstrap, and
-    downstream.csv for the DS item counts."""
+    """The tables the claim checks read: decay.csv, flips.csv for the per-edit bootstrap,
+    downstream.csv for the DS item counts, and activations.csv / target_frequency.csv of
+    `editdecay analyse` for claims 12 and 13."""
     tables: dict[str, pd.DataFrame] = {"decay": results.decay}
-    if results.downstream is not None:
-        tables["downstream"] = results.downstream
-    if results.flips is not None:
-        tables["flips"] = results.flips
+    optional = {
+        "downstream": results.downstream,
+        "flips": results.flips,
+        "activations": results.activations,
+        "target_frequency": results.target_frequency,
+    }
+    tables.update({name: table for name, table in optional.items() if table is not None})
     return tables
 
 

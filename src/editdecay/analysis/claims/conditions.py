@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ...schema import FT_LABELS, LOCATE_THEN_EDIT, TUNED_METHODS
+from ..rank_tests import mann_whitney_u
 from ..stats import chi2_quantile, sd_interval
 from .noise import (
     MAIN_FT_DATA,
@@ -43,6 +46,7 @@ from .registry import (
     ClaimData,
     Finding,
     claim,
+    not_testable,
     not_tested,
 )
 from .tables import seed_spreads
@@ -202,11 +206,107 @@ def editing_reduces_ft_benefit(data: ClaimData) -> Finding:
     paper="‖Δh_ft‖ ≫ ‖Δh_ed‖ at every layer; cos(d_ed, d_ft) < cos(d_ed_ft, d_ed) ≪ cos(d_ed_ft, d_ft)",
 )
 def activation_geometry(data: ClaimData) -> Finding:
-    del data  # nothing in the tables can test it
-    return not_tested(
-        "needs an activation analysis (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft), "
-        "which editdecay does not compute"
+    acts = data.activations
+    if acts is None:
+        return not_tested(NO_ACTIVATIONS)
+    if acts.empty:
+        return not_tested("results/activations.csv has no rows")
+    units = activation_units(acts)
+    if units.empty:
+        return not_tested("activations.csv has no rows at or after an edited layer")
+    n = len(units)
+    magnitude = sign_verdict(units["min_norm_gap"])
+    orderings = [sign_verdict(units[c]) for c in ("gap_low", "gap_high")]
+    parts = [magnitude, *orderings]
+    if any(v == DOES_NOT_HOLD for v, _ in parts):
+        verdict = DOES_NOT_HOLD
+    elif all(v == HOLDS for v, _ in parts):
+        verdict = HOLDS
+    else:
+        verdict = INCONCLUSIVE
+    ours = (
+        f"‖Δh_ft‖ > ‖Δh_ed‖ at every edited-and-later layer in {int((units['min_norm_gap'] > 0).sum())}"
+        f"/{n} unit(s) (median ratio {fmt(float(units['median_ratio'].median()), 2)}); mean cosines "
+        f"cos(d_ed, d_ft) {fmt(float(units['cos_ed_ft'].mean()), 2)}, cos(d_ed_ft, d_ed) "
+        f"{fmt(float(units['cos_edft_ed'].mean()), 2)}, cos(d_ed_ft, d_ft) "
+        f"{fmt(float(units['cos_edft_ft'].mean()), 2)}"
     )
+    detail = (
+        f"[results/activations.csv](results/activations.csv): {n} unit(s) = configuration × prompt "
+        "set × position, each over the layers from the first edited one on (below it the edit "
+        "cannot move the residual stream). Three exact two-sided sign tests over the units: "
+        "(a) min over layers of norm_ft − norm_ed > 0 (" + magnitude[1] + "); (b) layer-mean "
+        "cos_edft_ed − cos_ed_ft > 0 (" + orderings[0][1] + "); (c) layer-mean cos_edft_ft − "
+        "cos_edft_ed > 0 (" + orderings[1][1] + "). Holds: every unit positive and p < "
+        f"{SIGN_ALPHA:g} in all three; does not hold: any of them negative with p < {SIGN_ALPHA:g}; "
+        "inconclusive otherwise. The sizes (≫) are reported, not judged; layers within a unit "
+        "are not independent, so they are not counted as separate evidence."
+    )
+    return Finding(verdict, ours, detail)
+
+
+SIGN_ALPHA = 0.05
+# The reasons without `editdecay analyse`'s tables: worded as before it existed, so that the
+# committed REPRODUCTION.md files (tests/report/test_committed_reports.py) stay byte for byte.
+NO_ACTIVATIONS = (
+    "needs an activation analysis (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft), "
+    "which editdecay does not compute"
+)
+NO_TARGET_FREQUENCY = (
+    "needs target-token frequency statistics, which editdecay does not compute; results/flips.csv "
+    "holds the per-edit categories and answers for a manual look"
+)
+MIN_FREQUENCY_GROUP = 5  # claim 13: erased and stable edits needed for a rank test
+
+
+def activation_units(acts: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration × prompt set × position over the layers at or after the first
+    edited layer: the smallest norm_ft − norm_ed, the median norm_ft / norm_ed, the mean cosines
+    and the two ordering gaps of claim 12."""
+    rows = []
+    for key, unit in acts.groupby(["config_id", "prompts", "position"], sort=False):
+        edited = [int(x) for x in str(unit["edit_layers"].iloc[0]).split() if x.strip().isdigit()]
+        first = min(edited) if edited else 0
+        later = unit[unit["layer"] >= first]
+        if later.empty:
+            continue
+        gap = later["norm_ft"] - later["norm_ed"]
+        ratio = later["norm_ft"] / later["norm_ed"].where(later["norm_ed"] > 0)
+        cos = {c: float(later[c].mean()) for c in ("cos_ed_ft", "cos_edft_ed", "cos_edft_ft")}
+        rows.append(
+            {
+                "unit": " / ".join(map(str, key)),
+                "min_norm_gap": float(gap.min()),
+                "median_ratio": float(ratio.median()),
+                **cos,
+                "gap_low": cos["cos_edft_ed"] - cos["cos_ed_ft"],
+                "gap_high": cos["cos_edft_ft"] - cos["cos_edft_ed"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sign_test_p(n_positive: int, n_negative: int) -> float:
+    """Exact two-sided sign test: P(a split at least this uneven) under p = ½ (ties dropped)."""
+    n = n_positive + n_negative
+    if n == 0:
+        return 1.0
+    k = min(n_positive, n_negative)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def sign_verdict(values: pd.Series) -> tuple[str, str]:
+    """HOLDS when every value is positive and the sign test rejects ½ at SIGN_ALPHA; DOES_NOT_HOLD
+    when the negatives win beyond it; INCONCLUSIVE otherwise. Returns (verdict, words)."""
+    pos, neg = int((values > 0).sum()), int((values < 0).sum())
+    p = sign_test_p(pos, neg)
+    words = f"{pos}+/{neg}−, p = {p:.3g}"
+    if neg > pos and p < SIGN_ALPHA:
+        return DOES_NOT_HOLD, words
+    if neg == 0 and pos == len(values) and p < SIGN_ALPHA:
+        return HOLDS, words
+    return INCONCLUSIVE, words
 
 
 @claim(
@@ -215,11 +315,46 @@ def activation_geometry(data: ClaimData) -> Finding:
     paper="qualitative (Table 6 examples)",
 )
 def erased_edits_have_rare_targets(data: ClaimData) -> Finding:
-    del data  # nothing in the tables can test it
-    return not_tested(
-        "needs target-token frequency statistics, which editdecay does not compute; results/flips.csv "
-        "holds the per-edit categories and answers for a manual look"
+    freq = data.target_frequency
+    if freq is None:
+        return not_tested(NO_TARGET_FREQUENCY)
+    if freq.empty:
+        return not_tested("results/target_frequency.csv has no rows")
+    column = "wikitext_log10_per_million"
+    targets = distinct_targets(freq, column)
+    groups = {
+        c: targets[targets["category"] == c][column] for c in ("stable", "erased", "emergent")
+    }
+    sizes = ", ".join(f"{c} {len(v)}" for c, v in groups.items())
+    if min(len(groups["stable"]), len(groups["erased"])) < MIN_FREQUENCY_GROUP:
+        return not_testable(
+            f"{sizes} distinct targets; the rank test needs at least {MIN_FREQUENCY_GROUP} erased "
+            f"and {MIN_FREQUENCY_GROUP} stable"
+        )
+    test = mann_whitney_u(groups["stable"], groups["erased"])
+    if test.p < SIGN_ALPHA:
+        verdict = HOLDS if test.effect > 0.5 else DOES_NOT_HOLD
+    else:
+        verdict = INCONCLUSIVE
+    means = ", ".join(f"{c} {fmt(float(v.mean()), 2)}" for c, v in groups.items() if len(v))
+    ours = (
+        f"mean log10 WikiText frequency per million: {means}; stable vs erased "
+        f"P(stable > erased) = {fmt(test.effect, 2)}, p = {test.p:.3g}"
     )
+    detail = (
+        f"[results/target_frequency.csv](results/target_frequency.csv), `{column}`; {sizes} "
+        "distinct targets (a target counts once per category, however many configurations "
+        "repeat it). Mann–Whitney U of stable against erased, normal approximation with tie "
+        f"correction. Holds: erased rarer with p < {SIGN_ALPHA:g}; does not hold: stable rarer "
+        f"with p < {SIGN_ALPHA:g}; inconclusive otherwise. Emergent targets are reported, not judged."
+    )
+    return Finding(verdict, ours, detail)
+
+
+def distinct_targets(freq: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Each (target, category) once, with its frequency `column`."""
+    table = freq.assign(category=freq["category"].astype(str).str.lower())
+    return table.drop_duplicates(["target_new", "category"])[["target_new", "category", column]]
 
 
 @claim(

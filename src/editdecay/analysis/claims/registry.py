@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from ...schema import FLIPS
+from ...schema import ACTIVATIONS, FLIPS, TARGET_FREQUENCY, TableSchema
 from ..tables import final_rows
 from . import bootstrap
 from .bootstrap import EditBootstrap
@@ -72,13 +72,17 @@ class ClaimData:
             `kind` (the efficacy kind), `efr_minus_delta` and `emergent_share` added;
     n_ds    DS test items per configuration (from downstream.csv; empty without it);
     decay   every row of decay.csv (several steps per configuration);
-    boot    the bootstrap over the edits of flips.csv (None without that table).
+    boot    the bootstrap over the edits of flips.csv (None without that table);
+    activations, target_frequency
+            activations.csv and target_frequency.csv of `editdecay analyse` (None without them).
     """
 
     final: pd.DataFrame
     n_ds: dict[str, float]
     decay: pd.DataFrame
     boot: EditBootstrap | None = None
+    activations: pd.DataFrame | None = None
+    target_frequency: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,17 @@ def prepare(tables: Tables) -> ClaimData:
     flips = tables.get("flips")
     flips = FLIPS.normalise(flips) if flips is not None else None
     return ClaimData(
-        final, ds_items(tables.get("downstream")), decay, bootstrap.build(flips, final)
+        final,
+        ds_items(tables.get("downstream")),
+        decay,
+        bootstrap.build(flips, final),
+        activations=_optional(ACTIVATIONS, tables.get("activations")),
+        target_frequency=_optional(TARGET_FREQUENCY, tables.get("target_frequency")),
     )
+
+
+def _optional(schema: TableSchema, table: pd.DataFrame | None) -> pd.DataFrame | None:
+    return None if table is None else schema.normalise(table)
 
 
 def final_for_claims(decay: pd.DataFrame) -> pd.DataFrame:
