@@ -35,6 +35,7 @@ from .tables import (
     selective_table,
     with_model_averages,
 )
+from .why_sections import why_edits_decay_section
 
 DECAY_LINK = "[results/decay.csv](results/decay.csv)"
 FLIPS_LINK = "[results/flips.csv](results/flips.csv)"
@@ -335,6 +336,7 @@ SECTIONS: list[SectionBuilder] = [
     flips_section,
     selective_layers_section,
     downstream_section,
+    why_edits_decay_section,
     decay_plot_section,
     steps_section,
     training_section,
