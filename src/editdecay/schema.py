@@ -406,6 +406,27 @@ TARGET_FREQUENCY = TableSchema(
     ),
 )
 
+UMAP = TableSchema(
+    "umap",
+    "configuration × model state × edit prompt: its UMAP point at one edited layer (needs umap-learn)",
+    (
+        CONFIG_ID,
+        _int(
+            "layer", "the edited layer projected (the last edited one), at the subject's last token"
+        ),
+        STATE,
+        _text("case_id", "the request whose rewrite prompt the point is"),
+        _float("x", "first UMAP component (3-D, n_neighbors 20, min_dist 0.1; PAPER §2.7)"),
+        _float("y", "second UMAP component"),
+        _float("z", "third UMAP component"),
+        _float("silhouette", "mean silhouette of the four states' points, −1 to 1 (≈ 0: overlap)"),
+        _float(
+            "ed_ft_nearer_ft",
+            "share of M_ed_ft points nearer M_ft's centroid than M_ed's (claim 12: near 1)",
+        ),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
     t.name: t
     for t in (
@@ -419,6 +440,7 @@ TABLES: dict[str, TableSchema] = {
         ACTIVATIONS,
         ACTIVATIONS_PER_EDIT,
         TARGET_FREQUENCY,
+        UMAP,
     )
 }
 

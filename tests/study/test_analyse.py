@@ -34,6 +34,7 @@ def analysed(tmp_path_factory):
 
 def test_tables_are_written_with_the_schema_columns(analysed):
     out, tables = analysed
+    assert {"activations", "activations_per_edit", "target_frequency"} <= set(tables)
     for name, table in tables.items():
         assert list(table.columns) == list(TABLES[name].names)
         on_disk = pd.read_csv(out / "results" / f"{name}.csv")
@@ -104,3 +105,24 @@ def test_shared_base_states_are_loaded_once(analysed, monkeypatch):
     analyse_run(out, max_edits=3, ft_prompts=6)
     # MEMIT and AlphaEdit share M and M_ft (same requests, same fine-tuning of M)
     assert sorted(loaded) == ["M", "M_ed", "M_ed", "M_ed_ft", "M_ed_ft", "M_ft"]
+
+
+def test_umap_projects_the_last_edited_layer(analysed):
+    pytest.importorskip("umap")
+    out, tables = analysed
+    projected = tables["umap"]
+    assert set(projected["state"]) == {"M", "M_ed", "M_ft", "M_ed_ft"}
+    assert projected.groupby("config_id").size().eq(4 * 3).all()
+    assert projected[["x", "y", "z"]].notna().all().all()
+    assert projected["silhouette"].between(-1, 1).all()
+    assert projected["ed_ft_nearer_ft"].between(0, 1).all()
+    assert (out / "results" / "umap.csv").is_file()
+
+
+def test_without_umap_the_projection_is_skipped(analysed, monkeypatch, caplog):
+    import editdecay.study.analyse as analyse
+
+    monkeypatch.setattr(analyse, "umap_available", lambda: False)
+    out, _ = analysed
+    tables = analyse_run(out, max_edits=3, ft_prompts=6)
+    assert "umap" not in tables and not (out / "results" / "umap.csv").exists()

@@ -31,10 +31,16 @@ from ..data.corpus import wikitext_articles
 from ..data.instructions import alpaca_prompt, training_text
 from ..data.loaders import load_requests
 from ..data.requests import EditRequest
-from ..evaluation.activations import POSITIONS, displacement_geometry, hidden_states
+from ..evaluation.activations import (
+    POSITIONS,
+    displacement_geometry,
+    hidden_states,
+    overlap_score,
+    umap_projection,
+)
 from ..io import atomic_write
 from ..progress import progress
-from ..schema import ACTIVATIONS, ACTIVATIONS_PER_EDIT, FLIPS, STATES, TARGET_FREQUENCY
+from ..schema import ACTIVATIONS, ACTIVATIONS_PER_EDIT, FLIPS, STATES, TARGET_FREQUENCY, UMAP
 from .runners import FINAL, finetune_examples, model_state
 from .stages import ModelPool
 from .store import ArtifactStore, Stage
@@ -74,14 +80,16 @@ def analyse_run(
     max_edits: int = 100,
     ft_prompts: int = 50,
     store: str | Path | None = None,
+    umap: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Compute and write the activation and target-frequency tables of a finished study run.
 
     configs: config_ids to analyse (default: every fine-tuned configuration whose four final
         states are evaluated); max_edits: the first that many requests per configuration;
         ft_prompts: fine-tuning prompts sampled per configuration; store: the artifact store
-        (default: the one plan.json names, else RUN_DIR/store).
-    Returns {"activations", "activations_per_edit", "target_frequency"} as written.
+        (default: the one plan.json names, else RUN_DIR/store); umap: also project the last
+        edited layer with UMAP into umap.csv, when umap-learn is installed (else logged, skipped).
+    Returns {"activations", "activations_per_edit", "target_frequency"[, "umap"]} as written.
     """
     run_dir = Path(run_dir)
     plan = json.loads((run_dir / "plan.json").read_text())
@@ -90,6 +98,7 @@ def analyse_run(
     flips = final_flips(run_dir / "results" / "flips.csv")
     pool, cache, counts = ModelPool(), {}, {}
     tables: dict[str, list[pd.DataFrame]] = {name: [] for name in OUTPUTS}
+    project = umap and umap_available()
     for cfg in progress(chosen, desc="analysing configurations"):
         requests = edit_requests(store_, cfg.edit, max_edits)
         sets = prompt_sets(requests, cfg.finetune, ft_prompts)
@@ -108,14 +117,20 @@ def analyse_run(
         tables["target_frequency"].append(
             frequency_rows(cfg.config_id, requests, categories, corpora, tokenizer)
         )
-    return write_tables(run_dir / "results", tables)
+        if project:
+            tables["umap"].append(umap_rows(cfg.config_id, hidden, requests, max(layers)))
+    if not project:
+        (run_dir / "results" / UMAP.file).unlink(missing_ok=True)  # never a stale projection
+    return write_tables(run_dir / "results", {k: v for k, v in tables.items() if v})
 
 
 OUTPUTS = {
     "activations": ACTIVATIONS,
     "activations_per_edit": ACTIVATIONS_PER_EDIT,
     "target_frequency": TARGET_FREQUENCY,
+    "umap": UMAP,
 }
+UMAP_MISSING = "UMAP not installed: pip install -e '.[analysis]'"
 
 
 # --------------------------------------------------------------------------- locating the stages
@@ -274,6 +289,38 @@ def frequency_rows(
     return frequency_by_category(edits, corpora, tokenizer).assign(config_id=config_id)
 
 
+def umap_available() -> bool:
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        log.warning("%s; umap.csv is not written", UMAP_MISSING)
+        return False
+    return True
+
+
+def umap_rows(
+    config_id: str, hidden: dict, requests: list[EditRequest], layer: int
+) -> pd.DataFrame:
+    """umap.csv rows: the four states' subject-position activations at `layer`, one UMAP fit
+    (PAPER §2.7: 3-D, n_neighbors 20, min_dist 0.1; fewer neighbours when there are fewer points)."""
+    states = {s: hidden[s][EDIT_PROMPTS]["subject_last"][:, layer].numpy() for s in STATES}
+    n_points = sum(len(v) for v in states.values())
+    embedding = umap_projection(states, n_neighbors=max(2, min(20, n_points - 1)))
+    overlap = overlap_score(embedding)
+    frames = [
+        pd.DataFrame(points[:, :3], columns=["x", "y", "z"]).assign(
+            state=state, case_id=[r.case_id for r in requests]
+        )
+        for state, points in embedding.items()
+    ]
+    return pd.concat(frames, ignore_index=True).assign(
+        config_id=config_id,
+        layer=layer,
+        silhouette=overlap.silhouette,
+        ed_ft_nearer_ft=overlap.probe_nearer_share,
+    )
+
+
 def final_flips(path: Path) -> dict[str, dict[str, str]]:
     """{config_id: {case_id: category}} at each configuration's last fine-tuning step (flips.csv)."""
     if not path.is_file():
@@ -288,8 +335,9 @@ def final_flips(path: Path) -> dict[str, dict[str, str]]:
 def write_tables(results: Path, parts: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     results.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, schema in OUTPUTS.items():
-        table = schema.normalise(pd.concat(parts[name], ignore_index=True))[list(schema.names)]
+    for name, frames in parts.items():
+        schema = OUTPUTS[name]
+        table = schema.normalise(pd.concat(frames, ignore_index=True))[list(schema.names)]
         atomic_write(results / schema.file, lambda tmp, t=table: t.to_csv(tmp, index=False))
         log.info("wrote %s (%d rows)", results / schema.file, len(table))
         out[name] = table
