@@ -10,7 +10,7 @@ import pandas as pd
 
 from editdecay.report import write_report
 from editdecay.report.why_sections import TITLE_WHY, stable_vs_erased
-from editdecay.schema import ACTIVATIONS_PER_EDIT
+from editdecay.schema import ACTIVATIONS_PER_EDIT, UMAP
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
 from test_claims_activation import activations, decay, frequencies  # noqa: E402
@@ -61,6 +61,38 @@ def test_section_shows_figures_and_tables_citing_their_csvs(tmp_path):
         assert (out / "plots" / plot).is_file()
     assert "Mann–Whitney" in section and "P(stable > erased)" in section
     assert text.index(f"## {TITLE_WHY}") < text.index("## Configurations")
+
+
+def umap_points() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [
+        UMAP.row(
+            config_id="c0",
+            layer=2,
+            state=state,
+            case_id=f"counterfact:{i}",
+            x=x,
+            y=y,
+            z=0.0,
+            silhouette=0.1,
+            ed_ft_nearer_ft=0.9,
+        )
+        for state in ("M", "M_ed", "M_ft", "M_ed_ft")
+        for i, (x, y) in enumerate(rng.normal(size=(5, 2)))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_umap_figure_with_its_overlap_or_the_install_note(tmp_path):
+    out = run_dir(tmp_path / "without", with_analysis=True)
+    text = write_report(out).markdown_path.read_text()
+    assert "UMAP not installed: pip install -e '.[analysis]'" in text
+    out = run_dir(tmp_path / "with", with_analysis=True)
+    umap_points().to_csv(out / "results" / "umap.csv", index=False)
+    text = write_report(out).markdown_path.read_text()
+    assert "UMAP not installed" not in text and "(results/umap.csv)" in text
+    assert (out / "plots" / "activation_umap.png").is_file()
+    assert "M_ed_ft nearer M_ft than M_ed" in text and "0.90" in text
 
 
 def test_section_is_absent_without_activations(tmp_path):

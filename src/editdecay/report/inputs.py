@@ -21,6 +21,7 @@ from ..schema import (
     FLIPS,
     TARGET_FREQUENCY,
     TRAINING,
+    UMAP,
     TableSchema,
 )
 
@@ -30,6 +31,7 @@ ANALYSIS_TABLES = {  # StudyResults field → schema, written by `editdecay anal
     "activations": ACTIVATIONS,
     "activations_per_edit": ACTIVATIONS_PER_EDIT,
     "target_frequency": TARGET_FREQUENCY,
+    "umap": UMAP,
 }
 
 
@@ -47,6 +49,7 @@ class StudyResults:
     activations: pd.DataFrame | None = None  # the tables of `editdecay analyse`
     activations_per_edit: pd.DataFrame | None = None
     target_frequency: pd.DataFrame | None = None
+    umap: pd.DataFrame | None = None
 
     @property
     def results_dir(self) -> Path:

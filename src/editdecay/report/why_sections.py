@@ -36,6 +36,9 @@ COSINES = {
 }
 COLOURS = ("#4878a8", "#d9843b", "#5a9e5a")
 EDITED_SHADE = "#eeeeee"
+UMAP_LINK = "[results/umap.csv](results/umap.csv)"
+UMAP_MISSING = "UMAP not installed: pip install -e '.[analysis]'"
+STATE_COLOURS = {"M": "#888888", "M_ed": "#4878a8", "M_ft": "#d9843b", "M_ed_ft": "#5a9e5a"}
 FREQUENCY_COLUMNS = ("wikitext_log10_per_million", "finetune_log10_per_million")
 
 
@@ -60,6 +63,7 @@ def why_edits_decay_section(ctx: ReportContext) -> Section | None:
             [Table(geometry_summary(acts, labels), source=f"Source: {ACTIVATIONS_LINK}.")],
         ),
     ]
+    blocks += umap_blocks(ctx, ctx.results.umap, labels)
     blocks += stable_vs_erased_blocks(ctx.results.activations_per_edit, labels)
     blocks += frequency_blocks(ctx.results.target_frequency)
     return Section(TITLE_WHY, blocks)
@@ -139,6 +143,66 @@ def geometry_summary(acts: pd.DataFrame, labels: dict) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- UMAP
+
+
+def plot_umap(projected: pd.DataFrame, labels: dict) -> MplFigure:
+    """The first two UMAP components per configuration, points coloured by model state."""
+    groups = list(projected.groupby("config_id", sort=False))[:MAX_PANELS]
+    figure, axes_list = panel_grid(len(groups), width=3.0, height=2.8)
+    for axes, (config_id, points) in zip(axes_list, groups):
+        for state, colour in STATE_COLOURS.items():
+            at = points[points["state"] == state]
+            axes.scatter(at["x"], at["y"], s=8, color=colour, alpha=0.7, linewidths=0)
+        axes.set_title(
+            f"{labels.get(config_id, config_id)} · layer {int(points['layer'].iloc[0])}", fontsize=7
+        )
+        axes.tick_params(labelsize=7)
+    figure.supxlabel("UMAP 1", fontsize=9)
+    figure.supylabel("UMAP 2", fontsize=9)
+    handles = [Patch(color=c) for c in STATE_COLOURS.values()]
+    figure.legend(
+        handles, list(STATE_COLOURS), loc="outside upper center", ncols=4, fontsize=8, frameon=False
+    )
+    return figure
+
+
+def umap_overlap(projected: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    first = projected.drop_duplicates("config_id")
+    return pd.DataFrame(
+        {
+            "configuration": [labels.get(c, c) for c in first["config_id"]],
+            "layer": first["layer"].astype(int).to_numpy(),
+            "silhouette": first["silhouette"].to_numpy(),
+            "M_ed_ft nearer M_ft than M_ed": first["ed_ft_nearer_ft"].to_numpy(),
+        }
+    )
+
+
+def umap_blocks(ctx: ReportContext, projected: pd.DataFrame | None, labels: dict) -> list[Block]:
+    if projected is None or projected.empty:
+        return [
+            Paragraph(
+                f"No UMAP projection (results/umap.csv): {UMAP_MISSING}, then rerun "
+                "`editdecay analyse`."
+            )
+        ]
+    path = ctx.save_plot("activation_umap.png", plot_umap(projected, labels))
+    return [
+        Figure(
+            path,
+            "UMAP (3-D, n_neighbors 20, min_dist 0.1; first two components shown) of the four "
+            f"states' activations at the subject's last token of one edited layer, from {UMAP_LINK}.",
+        ),
+        Paragraph(
+            "The paper reads its UMAP as M_ed_ft clustering with M_ft. Overlap: the silhouette of "
+            "the four states (near 0: they overlap) and the share of M_ed_ft points nearer M_ft's "
+            "centroid than M_ed's (near 1: M_ed_ft sits with M_ft)."
+        ),
+        Table(umap_overlap(projected, labels), source=f"Source: {UMAP_LINK}."),
+    ]
 
 
 # --------------------------------------------------------------------------- stable vs erased
