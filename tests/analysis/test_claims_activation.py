@@ -129,7 +129,7 @@ def test_claim12_inconclusive_with_too_few_units_or_mixed_signs():
 def test_claim12_not_tested_without_activations():
     assert claim12(None).verdict == NOT_TESTED
     assert claim12(activations().iloc[0:0]).verdict == NOT_TESTED
-    assert "does not compute" in claim12(None).detail  # the committed reports keep their text
+    assert "editdecay analyse" in claim12(None).detail  # the committed reports keep their text
 
 
 def test_claim13_holds_when_erased_targets_are_rarer():

@@ -126,3 +126,22 @@ def test_without_umap_the_projection_is_skipped(analysed, monkeypatch, caplog):
     out, _ = analysed
     tables = analyse_run(out, max_edits=3, ft_prompts=6)
     assert "umap" not in tables and not (out / "results" / "umap.csv").exists()
+
+
+def test_cli_analyse_writes_the_tables_and_the_report_gains_its_section(analysed):
+    from typer.testing import CliRunner
+
+    from editdecay.cli import app
+    from editdecay.report import write_report
+
+    out, _ = analysed
+    result = CliRunner().invoke(
+        app, ["analyse", str(out), "--max-edits", "2", "--ft-prompts", "4", "--no-umap"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "activations:" in result.output and "editdecay report" in result.output
+    assert pd.read_csv(out / "results" / "activations_per_edit.csv")["case_id"].nunique() <= 2
+    report = write_report(out)
+    assert any(title.startswith("Why edits decay") for title in report.sections)
+    missing = CliRunner().invoke(app, ["analyse", str(out / "nowhere")])
+    assert missing.exit_code == 2 and "plan.json" in missing.output

@@ -4,7 +4,8 @@ Option defaults and help come from the dataclass fields they fill (EditJob, Mend
 registry's and the reproduction's defaults), so a default is written once. Errors the user can fix
 (a wrong setting, a missing file) print one line and exit with code 2: see `errors._user_errors`.
 
-Modules: `edit` (edit, mend-train), `study` (run, grid, report, reproduce), `info` (models, data),
+Modules: `edit` (edit, mend-train), `study` (run, grid, report, reproduce), `analyse`, `info`
+(models, data),
 `errors` (the console, logging and the shared error handling).
 """
 
@@ -16,6 +17,7 @@ import sys
 import typer
 
 from ..models.registry import ALLOW_DOWNLOAD_ENV, DEFAULT_DEVICE
+from . import analyse as _analyse
 from . import edit as _edit
 from . import info as _info
 from . import study as _study
@@ -66,6 +68,7 @@ app.command()(_study.run)
 app.command()(_study.grid)
 app.command()(_study.report)
 app.command()(_study.reproduce)
+app.command()(_analyse.analyse)
 
 __all__ = ["app", "console", "USER_ERRORS", "_user_errors", "_overrides", "_parse_layers"]
 

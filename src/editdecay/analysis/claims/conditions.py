@@ -249,12 +249,12 @@ SIGN_ALPHA = 0.05
 # The reasons without `editdecay analyse`'s tables: worded as before it existed, so that the
 # committed REPRODUCTION.md files (tests/report/test_committed_reports.py) stay byte for byte.
 NO_ACTIVATIONS = (
-    "needs an activation analysis (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft), "
-    "which editdecay does not compute"
+    "needs results/activations.csv (per-layer hidden-state shifts of M, M_ed, M_ft, M_ed_ft): "
+    "run `editdecay analyse RUN_DIR` on the run and its store"
 )
 NO_TARGET_FREQUENCY = (
-    "needs target-token frequency statistics, which editdecay does not compute; results/flips.csv "
-    "holds the per-edit categories and answers for a manual look"
+    "needs results/target_frequency.csv (the edit targets' token frequencies by flip category): "
+    "run `editdecay analyse RUN_DIR` on the run and its store"
 )
 MIN_FREQUENCY_GROUP = 5  # claim 13: erased and stable edits needed for a rank test
 
