@@ -1,35 +1,12 @@
 """The four edit-request record formats: validating one record and turning it into an EditRequest.
 
-``counterfact``
-    The MEND/EasyEdit layout: ``case_id``, ``prompt`` (subject filled in), ``subject``,
-    ``target_new``, ``ground_truth``, ``rephrase_prompt``, ``locality_prompt``,
-    ``locality_ground_truth``. The template is the prompt with the first occurrence of the subject
-    replaced by ``"{}"``; the rephrase is the one paraphrase and the locality prompt the one
-    neighbour. ``case_id`` becomes ``"counterfact:<id>"`` (``"counterfact-train:<id>"`` for the
-    bundled train split).
-
-``zsre``
-    The MEND layout: ``subject``, ``src``, ``rephrase``, ``alt``, ``answers``, ``loc``,
-    ``loc_ans``. **Chosen convention:** by default (``zsre_target="alt"``) the edit is toward
-    ``alt``, a counterfactual answer, so that a successful edit changes what the model says, and
-    ``target_true`` is ``answers[0]`` (the EasyEdit convention). A record with an empty ``alt`` is
-    invalid under this convention. With ``zsre_target="answer"`` the edit is toward ``answers[0]``
-    and ``target_true`` is ``None`` (the MEMIT ``MENDQADataset`` convention, which has no true
-    target). The neighbour is ``Probe(loc + "?", loc_ans)``, the ``"nq question: "`` prefix kept
-    exactly as MEMIT does. ``case_id`` is ``"zsre:<record index>"``.
-
-``memit``
-    The ROME/MEMIT JSON layout: ``case_id``, ``requested_rewrite`` {``prompt`` with ``"{}"``,
-    ``subject``, ``target_new`` {``str``}, ``target_true`` {``str``}}, ``paraphrase_prompts``,
-    ``neighborhood_prompts``. Neighbour strings are scored against ``target_true``; neighbour
-    objects ``{"prompt", "target"}`` (MEMIT's zsRE file) keep their own target. A missing
-    ``target_true`` or MEMIT's dummy ``"<|endoftext|>"`` means "no true target" (``None``).
-
-``plain``
-    ``subject``, ``prompt``, ``target_new`` and optionally ``target_true``, ``paraphrases``
-    (strings), ``neighbours`` (``{"prompt", "target"}`` objects), ``case_id``, ``source``,
-    ``extra``. The prompt holds either one ``"{}"`` or the subject verbatim. This is what
-    :func:`~editdecay.data.loaders.save_requests_jsonl` writes, so saved requests load back unchanged.
+The fields of each format (``counterfact``: the MEND/EasyEdit layout; ``zsre``: MEND's; ``memit``:
+the ROME/MEMIT JSON layout; ``plain``: what :func:`~editdecay.data.loaders.save_requests_jsonl`
+writes) are documented with an example each in docs/data-files.md. **zsRE convention:** by default
+(``zsre_target="alt"``) the edit is toward ``alt``, a counterfactual answer, with ``answers[0]`` as
+``target_true`` (EasyEdit); ``zsre_target="answer"`` edits toward ``answers[0]`` with no true
+target (MEMIT's ``MENDQADataset``). The neighbour is ``Probe(loc + "?", loc_ans)``, MEMIT's
+``"nq question: "`` prefix kept.
 
 Every record is validated (object, required fields present and of the right type, non-empty
 targets and subject, subject found in its prompt, at most one ``"{}"``, no other braces that would
