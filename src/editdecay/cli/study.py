@@ -240,7 +240,8 @@ def reproduce(
 ):
     """Run the grid that tests the paper's claims, then write REPRODUCTION.md and print the claims table."""
     setup_logging(verbose)
-    from ..study.reproduce import describe, estimate_table, reproduction_study, write_reproduction
+    from ..report import write_reproduction
+    from ..study.reproduce import describe, estimate_table, reproduction_study
 
     with _user_errors():
         _refuse_committed_results(out, overwrite)

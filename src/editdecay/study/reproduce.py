@@ -439,19 +439,13 @@ def reproduction_study(
     return Study.from_dict(study_source(scale, models, out, mend_available, data), out=out)
 
 
-# --------------------------------------------------------------------------- REPRODUCTION.md
-
-from ..report.reproduction import REPRODUCTION_FILE, Reproduction, write_reproduction  # noqa: E402
-
 __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_OUT",
     "PAPER_DEPARTURES",
-    "REPRODUCTION_FILE",
     "SCALES",
     "SCALE_SETTINGS",
     "SMALL_BUDGET_HOURS",
-    "Reproduction",
     "ScaleSettings",
     "describe",
     "estimate_seconds",
@@ -461,5 +455,4 @@ __all__ = [
     "relative_cost",
     "reproduction_study",
     "study_source",
-    "write_reproduction",
 ]
