@@ -1,10 +1,7 @@
 """The paper's claims 8–15 (PAPER §4): models, fine-tuning data, layer choice, downstream cost,
 activations, target tokens, edit layers and run-to-run noise; one registered check each.
 
-Claims compare directions and orderings, never absolute numbers (a 135M model does not reproduce
-GPT-J's values); only the final fine-tuning step of each configuration is used, and configurations
-that differ only in their fine-tuning seed count once (they share the edit sample). The noise model
-and the pairing are in :mod:`.noise`.
+The conventions every check follows are in :mod:`.erasure`'s docstring.
 """
 
 from __future__ import annotations
@@ -51,11 +48,9 @@ from .registry import (
 )
 from .tables import seed_spreads
 
-EQUIVALENCE_MARGIN = 5.0  # claim 3, "within a few points" of relative decay
 DS_NOISE_LIMIT = 5.4  # claim 15: the paper's largest seed-to-seed DS difference (GPT-J)
 ES_SD_LEVEL = 0.5  # claim 15: the paper's ES SD across sampled edit sets (10k edits)
 DS_SD_LEVEL = DS_NOISE_LIMIT / math.sqrt(2)  # the SD whose two-seed differences are 5.4 points
-EMERGENCE_RESOLUTION = 1.0  # claim 7: emergent flips hiding under a point of erasures count as none
 
 
 @claim(

@@ -45,9 +45,6 @@ from .registry import (
 )
 
 EQUIVALENCE_MARGIN = 5.0  # claim 3, "within a few points" of relative decay
-DS_NOISE_LIMIT = 5.4  # claim 15: the paper's largest seed-to-seed DS difference (GPT-J)
-ES_SD_LEVEL = 0.5  # claim 15: the paper's ES SD across sampled edit sets (10k edits)
-DS_SD_LEVEL = DS_NOISE_LIMIT / math.sqrt(2)  # the SD whose two-seed differences are 5.4 points
 EMERGENCE_RESOLUTION = 1.0  # claim 7: emergent flips hiding under a point of erasures count as none
 
 
