@@ -301,7 +301,45 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(text)).strip("-")
 
 
-STUDY_KEYS = ("name", "out", "description", "snapshot_every", "config", "grid", "extra")
+STUDY_KEYS = (
+    "name",
+    "out",
+    "description",
+    "snapshot_every",
+    "config",
+    "grid",
+    "extra",
+    "analyse",
+)
+
+
+@dataclass(frozen=True)
+class AnalyseSettings:
+    """A study's `[analyse]` table: run the activation analysis (`editdecay analyse`) on the
+    finished run before the report is written."""
+
+    max_edits: int = field(
+        default=100, metadata={"help": "edit prompts read per configuration", "ge": 1}
+    )
+    ft_prompts: int = field(
+        default=50, metadata={"help": "fine-tuning prompts sampled per configuration", "ge": 0}
+    )
+    umap: bool = field(
+        default=True, metadata={"help": "also write the UMAP projection (needs umap-learn)"}
+    )
+    known_facts: int = field(
+        default=200,
+        metadata={
+            "help": "facts of the edit set screened for what M already knows, the own-knowledge "
+            "baseline (0: none)",
+            "ge": 0,
+        },
+    )
+
+    field_noun = "analyse setting"
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
@@ -316,6 +354,10 @@ class Study:
             "help": "fine-tuning steps between resumable snapshots (results do not depend on it; 0: none)",
             "ge": 0,
         },
+    )
+    analyse: AnalyseSettings | None = field(
+        default=None,
+        metadata={"help": "the [analyse] table: activation analysis after the run (None: not run)"},
     )
 
     def __post_init__(self):
@@ -337,9 +379,7 @@ class Study:
     def from_dict(raw: dict, out: str | Path | None = None, default_name: str = "study") -> Study:
         unknown = sorted(set(raw) - set(STUDY_KEYS))
         if unknown:
-            raise ValueError(
-                f"unknown study section(s) {unknown}; use name, out, config, grid, extra"
-            )
+            raise ValueError(f"unknown study section(s) {unknown}; use {', '.join(STUDY_KEYS)}")
         for key, tp in (("name", str), ("out", str), ("description", str), ("config", dict)):
             if key in raw:
                 check_value(raw[key], tp, key)
@@ -358,8 +398,13 @@ class Study:
                     configs.append(cfg)
         name = raw.get("name", default_name)
         snapshot_every = raw.get("snapshot_every", field_default(Study, "snapshot_every"))
+        analyse = (
+            build(AnalyseSettings, check_value(raw["analyse"], dict, "analyse"), "analyse")
+            if "analyse" in raw
+            else None
+        )
         return Study(
-            name, Path(out or raw.get("out", f"runs/{name}")), configs, raw, snapshot_every
+            name, Path(out or raw.get("out", f"runs/{name}")), configs, raw, snapshot_every, analyse
         )
 
 

@@ -319,6 +319,8 @@ def run_study(
             total=len(plan_.stages),
             environments=stage_environments(plan_),
         )
+        if study.analyse is not None and execute:
+            analyse_finished_run(run_dir, plan_, study.analyse)
         rep = None
         if report:
             from ..report import write_report
@@ -328,6 +330,29 @@ def run_study(
     finally:
         logging.getLogger("editdecay").removeHandler(handler)
         handler.close()
+
+
+def analyse_finished_run(run_dir: Path, plan_: StudyPlan, settings) -> None:
+    """The study's [analyse] step: the activation tables of every configuration whose states are
+    all evaluated. A failure is logged and leaves the gathered tables and the report to be written."""
+    from .analyse import analyse_run
+
+    if plan_.pending():
+        log.warning("analysis skipped: %d stages are not finished", len(plan_.pending()))
+        return
+    try:
+        analyse_run(
+            run_dir,
+            store=plan_.store.root,
+            max_edits=settings.max_edits,
+            ft_prompts=settings.ft_prompts,
+            umap=settings.umap,
+            known_facts=settings.known_facts,
+        )
+    except (
+        Exception
+    ):  # an add-on to a finished run: the tables are gathered, the report still comes
+        log.exception("analysis of %s failed (rerun: editdecay analyse %s)", run_dir, run_dir)
 
 
 def stage_environments(plan_: StudyPlan) -> dict[str, int]:
