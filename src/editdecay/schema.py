@@ -427,6 +427,29 @@ UMAP = TableSchema(
     ),
 )
 
+KNOWN_FACTS = TableSchema(
+    "known_facts",
+    "configuration × model state × fact of the edit set that is not edited: the own-knowledge "
+    "baseline (facts M knows, scored on every state)",
+    (
+        CONFIG_ID,
+        STATE,
+        _text(
+            "case_id", "the record's id: one of the last records of the edit set, never edited here"
+        ),
+        _text("target_true", "the true object (CounterFact target_true; zsRE answers[0])"),
+        Column(
+            "correct",
+            "bool",
+            "the state ranks the true object first: the argmax at every target token, teacher-forced",
+        ),
+        _float("token_accuracy", "share of the true object's tokens that are the argmax, 0-1"),
+        Column(
+            "known_by_M", "bool", "M ranks this fact's true object first (the baseline's facts)"
+        ),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
     t.name: t
     for t in (
@@ -441,6 +464,7 @@ TABLES: dict[str, TableSchema] = {
         ACTIVATIONS_PER_EDIT,
         TARGET_FREQUENCY,
         UMAP,
+        KNOWN_FACTS,
     )
 }
 

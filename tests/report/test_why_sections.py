@@ -104,3 +104,23 @@ def test_stable_vs_erased_skips_layers_the_edit_does_not_move():
     table = stable_vs_erased(per_edit(), {})
     assert list(table["layer"]) == [1, 2, 3]
     assert (table["P(stable > erased)"] == 1.0).all() and (table["p"] < 0.05).all()
+
+
+def test_own_knowledge_table_beside_edit_retention(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
+    from test_retention import _known
+
+    out = run_dir(tmp_path, with_analysis=True)
+    table = decay().assign(efr=40.0, n_success_ed=100)
+    table.to_csv(out / "results" / "decay.csv", index=False)
+    _known("c0", 100, {"M_ed": 99, "M_ft": 90, "M_ed_ft": 85}).to_csv(
+        out / "results" / "known_facts.csv", index=False
+    )
+    text = write_report(out).markdown_path.read_text()
+    section = text[text.index(f"## {TITLE_WHY}") :]
+    assert "(results/known_facts.csv)" in section
+    assert "Edits are kept less than own facts beyond the band in 1 of 1" in section
+    own = section[section.index("Edits against the model"):]
+    row = next(line for line in own.splitlines() if line.startswith("| lora"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:8] == ["100", "60.0", "100", "90.0", "99.0", "85.0", "-30.0"]

@@ -145,3 +145,30 @@ def test_cli_analyse_writes_the_tables_and_the_report_gains_its_section(analysed
     assert any(title.startswith("Why edits decay") for title in report.sections)
     missing = CliRunner().invoke(app, ["analyse", str(out / "nowhere")])
     assert missing.exit_code == 2 and "plan.json" in missing.output
+
+
+def test_own_knowledge_facts_are_unedited_and_shared_across_configurations(analysed):
+    from editdecay.data.loaders import load_requests
+
+    _, tables = analysed
+    known = tables["known_facts"]
+    assert known["config_id"].nunique() == 2 and set(known["state"]) == {
+        "M",
+        "M_ed",
+        "M_ft",
+        "M_ed_ft",
+    }
+    edited = {r.case_id for r in load_requests("counterfact", n=3).requests}  # TINY's requests
+    assert not set(known["case_id"]) & edited
+    per_config = known[known["state"] == "M"].groupby("config_id")
+    facts = [tuple(g["case_id"]) for _, g in per_config]
+    assert len(facts[0]) == 200 and facts[0] == facts[1]  # one sample for every configuration
+    # the last records of the set, in its order
+    last = [r.case_id for r in load_requests("counterfact").requests][-200:]
+    assert list(facts[0]) == last
+    # M is shared by MEMIT and AlphaEdit: its scores agree row for row
+    m = [g.reset_index(drop=True) for _, g in per_config]
+    assert m[0][["correct", "token_accuracy"]].equals(m[1][["correct", "token_accuracy"]])
+    # `known_by_M` is M's own `correct`, carried to every state's rows
+    assert (m[0]["known_by_M"] == m[0]["correct"]).all()
+    assert (known["correct"] == (known["token_accuracy"] == 1.0)).all()

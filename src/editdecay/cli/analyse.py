@@ -25,11 +25,17 @@ def analyse(
         None, help="the artifact store (default: the one plan.json names)"
     ),
     no_umap: bool = typer.Option(False, "--no-umap", help="skip the UMAP projection"),
+    known_facts: int = typer.Option(
+        200,
+        min=0,
+        help="unedited records of the edit set scored on every state: the own-knowledge baseline (0: none)",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
     """Hidden-state displacements of M_ed, M_ft and M_ed_ft against M (PAPER §2.7), split by flip
-    category, and the edit targets' token frequencies; writes RUN_DIR/results/activations*.csv,
-    target_frequency.csv (and umap.csv), then rebuild the report with `editdecay report RUN_DIR`."""
+    category, the edit targets' token frequencies, and how much of what M already knew each state
+    keeps; writes RUN_DIR/results/activations*.csv, target_frequency.csv, known_facts.csv (and
+    umap.csv), then rebuild the report with `editdecay report RUN_DIR`."""
     setup_logging(verbose)
     from ..study.analyse import analyse_run
 
@@ -41,6 +47,7 @@ def analyse(
             ft_prompts=ft_prompts,
             store=store,
             umap=not no_umap,
+            known_facts=known_facts,
         )
     for name, table in tables.items():
         console.print(f"{name}: {len(table)} rows")

@@ -19,6 +19,7 @@ from ..schema import (
     ACTIVATIONS,
     ACTIVATIONS_PER_EDIT,
     FLIPS,
+    KNOWN_FACTS,
     TARGET_FREQUENCY,
     TRAINING,
     UMAP,
@@ -32,6 +33,7 @@ ANALYSIS_TABLES = {  # StudyResults field → schema, written by `editdecay anal
     "activations_per_edit": ACTIVATIONS_PER_EDIT,
     "target_frequency": TARGET_FREQUENCY,
     "umap": UMAP,
+    "known_facts": KNOWN_FACTS,
 }
 
 
@@ -50,6 +52,7 @@ class StudyResults:
     activations_per_edit: pd.DataFrame | None = None
     target_frequency: pd.DataFrame | None = None
     umap: pd.DataFrame | None = None
+    known_facts: pd.DataFrame | None = None
 
     @property
     def results_dir(self) -> Path:

@@ -14,6 +14,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis.rank_tests import mann_whitney_u
+from ..analysis.retention import retention_table
 from .blocks import Block, Details, Figure, Paragraph, ReportContext, Section, Table
 from .plots import MAX_PANELS, panel_grid, plot_labels
 
@@ -23,6 +24,7 @@ TITLE_WHY = "Why edits decay (activation analysis, paper §5)"
 ACTIVATIONS_LINK = "[results/activations.csv](results/activations.csv)"
 PER_EDIT_LINK = "[results/activations_per_edit.csv](results/activations_per_edit.csv)"
 FREQUENCY_LINK = "[results/target_frequency.csv](results/target_frequency.csv)"
+KNOWN_LINK = "[results/known_facts.csv](results/known_facts.csv)"
 
 MAGNITUDES = {
     "norm_ed": "‖h_ed − h‖ (edit)",
@@ -66,6 +68,7 @@ def why_edits_decay_section(ctx: ReportContext) -> Section | None:
     blocks += umap_blocks(ctx, ctx.results.umap, labels)
     blocks += stable_vs_erased_blocks(ctx.results.activations_per_edit, labels)
     blocks += frequency_blocks(ctx.results.target_frequency)
+    blocks += own_knowledge_blocks(ctx.results.known_facts, ctx.final, labels)
     return Section(TITLE_WHY, blocks)
 
 
@@ -312,4 +315,55 @@ def frequency_blocks(freq: pd.DataFrame | None) -> list[Block]:
             frequency_by_category_table(freq),
             source=f"Source: {FREQUENCY_LINK}.",
         ),
+    ]
+
+
+# --------------------------------------------------------------------------- own knowledge
+
+
+def own_knowledge_blocks(
+    known: pd.DataFrame | None, final: pd.DataFrame, labels: dict
+) -> list[Block]:
+    if known is None or known.empty or final.empty:
+        return []
+    table = retention_table(known, final)
+    if table.empty:
+        return []
+    below = int((table["edits_minus_own"] < -table["band"]).sum())
+    above = int((table["edits_minus_own"] > table["band"]).sum())
+    shown = table.assign(configuration=table["config_id"].map(labels).fillna(table["config_id"]))
+    shown = shown[
+        [
+            "configuration",
+            "n_success_ed",
+            "edit_kept",
+            "n_known",
+            "kept_M_ft",
+            "kept_M_ed",
+            "kept_M_ed_ft",
+            "edits_minus_own",
+            "band",
+        ]
+    ].rename(
+        columns={
+            "n_success_ed": "edits",
+            "edit_kept": "edits kept %",
+            "n_known": "own facts",
+            "kept_M_ft": "own kept by M_ft %",
+            "kept_M_ed": "own kept by M_ed %",
+            "kept_M_ed_ft": "own kept by M_ed_ft %",
+            "edits_minus_own": "edits − own",
+            "band": "± band",
+        }
+    )
+    return [
+        Paragraph(
+            "**Edits against the model's own knowledge.** Facts of the same edit set that no "
+            "configuration edits and that M already ranks first, scored on every state: how much "
+            "of what the model knew the same fine-tuning removes, beside how many of the "
+            "successful edits it keeps (100 − EFR). Edits and own facts are different items; the "
+            f"band is two binomial SEs of the difference. Edits are kept less than own facts beyond "
+            f"the band in {below} of {len(table)} configurations, more in {above}."
+        ),
+        Table(shown, source=f"Source: {KNOWN_LINK} and results/decay.csv (`efr`).", floatfmt=".1f"),
     ]

@@ -38,9 +38,18 @@ from ..evaluation.activations import (
     overlap_score,
     umap_projection,
 )
+from ..evaluation.scorer import Scorer
 from ..io import atomic_write
 from ..progress import progress
-from ..schema import ACTIVATIONS, ACTIVATIONS_PER_EDIT, FLIPS, STATES, TARGET_FREQUENCY, UMAP
+from ..schema import (
+    ACTIVATIONS,
+    ACTIVATIONS_PER_EDIT,
+    FLIPS,
+    KNOWN_FACTS,
+    STATES,
+    TARGET_FREQUENCY,
+    UMAP,
+)
 from .runners import FINAL, finetune_examples, model_state
 from .stages import ModelPool
 from .store import ArtifactStore, Stage
@@ -81,6 +90,7 @@ def analyse_run(
     ft_prompts: int = 50,
     store: str | Path | None = None,
     umap: bool = True,
+    known_facts: int = 200,
 ) -> dict[str, pd.DataFrame]:
     """Compute and write the activation and target-frequency tables of a finished study run.
 
@@ -88,24 +98,29 @@ def analyse_run(
         states are evaluated); max_edits: the first that many requests per configuration;
         ft_prompts: fine-tuning prompts sampled per configuration; store: the artifact store
         (default: the one plan.json names, else RUN_DIR/store); umap: also project the last
-        edited layer with UMAP into umap.csv, when umap-learn is installed (else logged, skipped).
-    Returns {"activations", "activations_per_edit", "target_frequency"[, "umap"]} as written.
+        edited layer with UMAP into umap.csv, when umap-learn is installed (else logged, skipped);
+        known_facts: the last that many records of each configuration's edit set that it does not
+        edit, scored on the four states into known_facts.csv (the own-knowledge baseline; 0: none).
+    Returns {"activations", "activations_per_edit", "target_frequency"[, "umap", "known_facts"]}
+    as written.
     """
     run_dir = Path(run_dir)
     plan = json.loads((run_dir / "plan.json").read_text())
     store_ = ArtifactStore(resolve_store(run_dir, plan, store))
     chosen = select_configs(plan, store_, configs)
     flips = final_flips(run_dir / "results" / "flips.csv")
-    pool, cache, counts = ModelPool(), {}, {}
+    pool, cache, counts, records = ModelPool(), {}, {}, {}
     tables: dict[str, list[pd.DataFrame]] = {name: [] for name in OUTPUTS}
     project = umap and umap_available()
     for cfg in progress(chosen, desc="analysing configurations"):
         requests = edit_requests(store_, cfg.edit, max_edits)
         sets = prompt_sets(requests, cfg.finetune, ft_prompts)
-        hidden = {
-            state: cached_hidden(stage, sets, store_, pool, cache)
-            for state, stage in cfg.states.items()
-        }
+        facts = unedited_facts(store_, cfg.edit, known_facts, records) if known_facts > 0 else []
+        hidden, scores = {}, {}
+        for state, stage in cfg.states.items():
+            hidden[state], scores[state] = read_state(stage, sets, facts, store_, pool, cache)
+        if facts:
+            tables["known_facts"].append(known_fact_rows(cfg.config_id, facts, scores))
         layers = store_.record(cfg.edit).get("layers", [])
         categories = flips.get(cfg.config_id, {})
         tables["activations"].append(geometry_rows(cfg.config_id, hidden, sets, layers))
@@ -129,6 +144,7 @@ OUTPUTS = {
     "activations_per_edit": ACTIVATIONS_PER_EDIT,
     "target_frequency": TARGET_FREQUENCY,
     "umap": UMAP,
+    "known_facts": KNOWN_FACTS,
 }
 UMAP_MISSING = "UMAP not installed: pip install -e '.[analysis]'"
 
@@ -192,8 +208,8 @@ def _done(store: ArtifactStore, name: str) -> bool:
 # --------------------------------------------------------------------------- prompts and states
 
 
-def edit_requests(store: ArtifactStore, edit: Stage, max_edits: int) -> list[EditRequest]:
-    """The edit stage's own requests (requests.jsonl), the first `max_edits`."""
+def edit_requests(store: ArtifactStore, edit: Stage, max_edits: int | None) -> list[EditRequest]:
+    """The edit stage's own requests (requests.jsonl), the first `max_edits` (None: all)."""
     path = store.verified(edit, "requests.jsonl") / "requests.jsonl"
     return list(load_requests(path, n=max_edits).requests)
 
@@ -211,19 +227,50 @@ def prompt_sets(requests: list[EditRequest], finetune: Stage, n_ft: int) -> list
     return sets
 
 
-def cached_hidden(
-    stage: Stage, sets: list[PromptSet], store: ArtifactStore, pool: ModelPool, cache: dict
-) -> dict[str, dict]:
-    """{prompt set: {position: hidden states}} of one model state, each state loaded at most once."""
+def read_state(
+    stage: Stage,
+    sets: list[PromptSet],
+    facts: list[EditRequest],
+    store: ArtifactStore,
+    pool: ModelPool,
+    cache: dict,
+) -> tuple[dict[str, dict], list]:
+    """({prompt set: {position: hidden states}}, the facts' TargetScores) of one model state, each
+    state loaded at most once for everything asked of it."""
+    facts_key = (stage.key, "facts", _facts_digest(facts))
     missing = [s for s in sets if (stage.key, s.digest) not in cache]
-    if missing:
+    if missing or (facts and facts_key not in cache):
         lm, _, cleanup = model_state(stage, store, pool)
         try:
             for s in missing:
                 cache[(stage.key, s.digest)] = hidden_states(lm, s.prompts, s.positions)
+            if facts and facts_key not in cache:
+                scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
+                cache[facts_key] = scorer.score([(f.text, f.target_true) for f in facts])
         finally:
             cleanup()
-    return {s.name: cache[(stage.key, s.digest)] for s in sets}
+    return {s.name: cache[(stage.key, s.digest)] for s in sets}, cache.get(facts_key, [])
+
+
+def _facts_digest(facts: list[EditRequest]) -> str:
+    pairs = [[f.text, f.target_true] for f in facts]
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+
+def unedited_facts(store: ArtifactStore, edit: Stage, k: int, cache: dict) -> list[EditRequest]:
+    """The own-knowledge candidates: the last `k` records of the edit stage's data set that the
+    stage does not edit and that name a true object (zsRE: answers[0]), in the set's order.
+
+    The same records for every configuration on that set (as long as none edits them), so the
+    retention of M's own facts is compared across configurations on one sample."""
+    data = edit.settings["requests"]["data"]
+    if data not in cache:
+        cache[data] = [r for r in load_requests(data).requests if r.target_true]
+    edited = {r.case_id for r in edit_requests(store, edit, None)}
+    free = [r for r in cache[data] if r.case_id not in edited]
+    if len(free) < k:
+        log.warning("%s: only %d unedited records for the own-knowledge baseline", data, len(free))
+    return free[-k:] if k else []
 
 
 # --------------------------------------------------------------------------- the tables
@@ -256,6 +303,25 @@ def per_edit_rows(
     table["case_id"] = table["prompt"].map(dict(enumerate(case_ids)))
     table["category"] = table["case_id"].map(categories).fillna("")
     return table.drop(columns="prompt").assign(config_id=config_id)
+
+
+def known_fact_rows(config_id: str, facts: list[EditRequest], scores: dict) -> pd.DataFrame:
+    """known_facts.csv rows: each unedited fact scored on the four states, flagged by whether M
+    knows it (the facts whose retention the own-knowledge baseline reads)."""
+    known = [all(s.correct) for s in scores["M"]]
+    frames = [
+        pd.DataFrame(
+            {
+                "case_id": [f.case_id for f in facts],
+                "target_true": [f.target_true for f in facts],
+                "correct": [all(s.correct) for s in scores[state]],
+                "token_accuracy": [s.accuracy for s in scores[state]],
+                "known_by_M": known,
+            }
+        ).assign(config_id=config_id, state=state)
+        for state in STATES
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 def corpus_counts_cached(cfg: ConfigStages, tokenizer, cache: dict) -> dict[str, Counter]:
