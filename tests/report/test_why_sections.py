@@ -120,7 +120,7 @@ def test_own_knowledge_table_beside_edit_retention(tmp_path):
     section = text[text.index(f"## {TITLE_WHY}") :]
     assert "(results/known_facts.csv)" in section
     assert "Edits are kept less than own facts beyond the band in 1 of 1" in section
-    own = section[section.index("Edits against the model"):]
+    own = section[section.index("Edits against the model") :]
     row = next(line for line in own.splitlines() if line.startswith("| lora"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:8] == ["100", "60.0", "100", "90.0", "99.0", "85.0", "-30.0"]

@@ -172,3 +172,26 @@ def test_own_knowledge_facts_are_unedited_and_shared_across_configurations(analy
     # `known_by_M` is M's own `correct`, carried to every state's rows
     assert (m[0]["known_by_M"] == m[0]["correct"]).all()
     assert (known["correct"] == (known["token_accuracy"] == 1.0)).all()
+
+
+def test_a_study_with_an_analyse_table_runs_the_analysis_before_its_report(tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit"], "ft_method": ["lora"]}
+    raw["config"]["finetune"]["checkpoint_steps"] = []
+    raw["analyse"] = {"max_edits": 2, "ft_prompts": 4, "umap": False, "known_facts": 5}
+    result = run_study(Study.from_dict(raw, out=tmp_path))
+    known = pd.read_csv(tmp_path / "results" / "known_facts.csv")
+    assert len(known) == 4 * 5 and (tmp_path / "results" / "activations.csv").is_file()
+    assert any(title.startswith("Why edits decay") for title in result.report.sections)
+
+
+def test_bad_analyse_settings_name_the_field():
+    from editdecay.config_types import ConfigError
+
+    raw = copy.deepcopy(TINY)
+    raw["analyse"] = {"max_edits": 0}
+    with pytest.raises(ConfigError, match="analyse.max_edits"):
+        Study.from_dict(raw)
+    raw["analyse"] = {"umap_layers": 3}
+    with pytest.raises(ConfigError, match="umap_layers"):
+        Study.from_dict(raw)
