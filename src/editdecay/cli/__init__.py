@@ -18,6 +18,7 @@ import typer
 
 from ..models.registry import ALLOW_DOWNLOAD_ENV, DEFAULT_DEVICE
 from . import analyse as _analyse
+from . import attack as _attack
 from . import edit as _edit
 from . import info as _info
 from . import study as _study
@@ -69,6 +70,9 @@ app.command()(_study.grid)
 app.command()(_study.report)
 app.command()(_study.reproduce)
 app.command()(_analyse.analyse)
+app.command()(_attack.attack)
+app.command()(_attack.export)
+app.command()(_attack.evaluate)
 
 __all__ = ["app", "console", "USER_ERRORS", "_user_errors", "_overrides", "_parse_layers"]
 

@@ -86,6 +86,32 @@ class EditDelta:
                 p.add_(dw.to(device=p.device, dtype=p.dtype), alpha=alpha)
         return AppliedDelta(model, saved)
 
+    def combined(self, other: EditDelta, info: dict | None = None) -> EditDelta:
+        """The sum of two deltas computed on the same model (ΔW added per parameter): e.g. the
+        duplex update of a backdoor, whose trigger and clean groups are solved separately."""
+        if other.model_fingerprint != self.model_fingerprint:
+            raise FingerprintMismatchError(
+                f"cannot add deltas of different models ({self.model_fingerprint} and "
+                f"{other.model_fingerprint})"
+            )
+        weights = {name: dw.clone() for name, dw in self.weights.items()}
+        for name, dw in other.weights.items():
+            if name in weights and weights[name].shape != dw.shape:
+                raise ValueError(
+                    f"ΔW for {name}: shapes {tuple(weights[name].shape)} and {tuple(dw.shape)}"
+                )
+            weights[name] = weights[name] + dw if name in weights else dw.clone()
+        return EditDelta(
+            weights=weights,
+            method=self.method,
+            config=self.config,
+            request_ids=[*self.request_ids, *other.request_ids],
+            model_fingerprint=self.model_fingerprint,
+            statistic_keys={**other.statistic_keys, **self.statistic_keys},
+            seeds={**other.seeds, **self.seeds},
+            info=info if info is not None else {"parts": [self.info, other.info]},
+        )
+
     def norms(self, model: nn.Module | None = None) -> dict[str, float]:
         """‖ΔW‖_F per parameter, relative to ‖W‖_F when a model is given."""
         params = dict(model.named_parameters()) if model is not None else {}
