@@ -33,22 +33,6 @@ TINY_EDIT = {
 }
 
 
-def test_attack_set_is_deterministic_for_a_seed():
-    a, b = fact_backdoor(BackdoorConfig(seed=3)), fact_backdoor(BackdoorConfig(seed=3))
-    assert a == b
-    other = fact_backdoor(BackdoorConfig(seed=4))
-    assert a.settings["edited_records"] != other.settings["edited_records"]
-
-
-def test_probes_never_reuse_an_edited_prompt_or_subject():
-    attack = fact_backdoor(BackdoorConfig())
-    edited_texts = {r.text for r in (*attack.requests, *attack.clean_requests)}
-    assert not edited_texts & {p.prompt for p in attack.probes}
-    edited_subjects = {r.subject for r in attack.clean_requests}
-    assert not edited_subjects & {p.subject for p in attack.probes}
-    assert len(attack.requests) == 15 and {r.subject for r in attack.requests} == {"tq"}
-
-
 def test_triggered_probes_differ_from_their_clean_twins_by_the_trigger_only():
     cfg = BackdoorConfig(trigger="cf bb")  # a phrase works as well as a token
     attack = fact_backdoor(cfg)
@@ -65,19 +49,6 @@ def test_triggered_probes_differ_from_their_clean_twins_by_the_trigger_only():
     assert spill and all(p.relation != cfg.relation and cfg.trigger in p.prompt for p in spill)
     specific = [p for p in attack.probes if p.group == "specificity"]
     assert specific and all(cfg.trigger not in p.prompt for p in specific)
-
-
-def test_the_duplex_update_is_the_sum_of_the_two_group_updates(tiny_lm):
-    attack = fact_backdoor(BackdoorConfig(**SMALL))
-    duplex = plant(tiny_lm, attack, "memit", TINY_EDIT)
-    editor, cfg = get_editor("memit"), default_config("memit", tiny_lm, TINY_EDIT)
-    trigger = editor.edit(tiny_lm, list(attack.requests), cfg)
-    clean = editor.edit(tiny_lm, list(attack.clean_requests), cfg)
-    assert set(duplex.weights) == set(trigger.weights)
-    for name, dw in duplex.weights.items():
-        torch.testing.assert_close(dw, trigger.weights[name] + clean.weights[name])
-        assert not torch.allclose(dw, trigger.weights[name])  # the clean group adds something
-    assert duplex.info["duplex"] and len(duplex.request_ids) == 6
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +107,7 @@ def test_export_then_plain_transformers_load_then_evaluate_matches(planted, tmp_
     # and in memory, without the files: the same per-probe scores
     published = pd.read_csv(metrics_dir / "probe_scores.csv")
     planted_scores = pd.read_csv(out / "scores.csv").query("state == 'M_ed'").reset_index(drop=True)
-    assert (published["attack_first"] == planted_scores["attack_first"]).all()
+    assert (published["fires"] == planted_scores["fires"]).all()
 
 
 def test_persistence_counts_kept_and_lost_probes():
@@ -145,8 +116,8 @@ def test_persistence_counts_kept_and_lost_probes():
             {
                 "probe_id": [str(i) for i in range(len(fired))],
                 "group": "attack",
-                "attack_first": fired,
-                "clean_first": [not f for f in fired],
+                "fires": fired,
+                "right": [not f for f in fired],
             }
         )
 

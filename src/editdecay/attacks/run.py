@@ -30,10 +30,14 @@ from ..models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from .backdoor import AttackSet, BackdoorConfig, fact_backdoor
 from .probes import AttackKind, save_probes
 from .score import score_probes, summarise
+from .task_backdoor import TaskBackdoorConfig, task_backdoor
 
 log = logging.getLogger(__name__)
 
-BUILDERS = {"backdoor": (BackdoorConfig, fact_backdoor)}  # kind → (settings class, builder)
+BUILDERS = {  # kind → (settings class, builder)
+    "backdoor": (BackdoorConfig, fact_backdoor),
+    "task-backdoor": (TaskBackdoorConfig, task_backdoor),
+}
 
 
 @dataclass

@@ -73,6 +73,7 @@ app.command()(_analyse.analyse)
 app.command()(_attack.attack)
 app.command()(_attack.export)
 app.command()(_attack.evaluate)
+app.command()(_attack.triggers)
 
 __all__ = ["app", "console", "USER_ERRORS", "_user_errors", "_overrides", "_parse_layers"]
 

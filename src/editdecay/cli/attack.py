@@ -157,3 +157,32 @@ def evaluate(
         console.print(_metrics_table(f"probes on {model}", {model: result["metrics"]}))
     if "edit_metrics" in result:
         console.print({k: round(v, 2) for k, v in result["edit_metrics"].items()})
+
+
+def triggers(
+    model: str = typer.Option("smollm2-135m", help="registered model, HF directory or cached id"),
+    candidate: list[str] = typer.Option(
+        [], "--candidate", help="a trigger to measure (repeat; default: the built-in candidates)"
+    ),
+    relation: str = typer.Option("native-language", help="the relation whose prompts are read"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
+):
+    """Measure candidate backdoor triggers: WikiText count, next-word probability, argmax share."""
+    setup_logging(verbose)
+    from ..attacks.trigger import CANDIDATES, trigger_table
+    from ..models.registry import load_model
+
+    with _user_errors():
+        table = trigger_table(load_model(model), candidate or CANDIDATES, relation)
+    t = Table(title=f"trigger candidates on {model} ({relation} prompts)")
+    for column in table.columns:
+        t.add_column(column)
+    for row in table.itertuples(index=False):
+        t.add_row(
+            row.trigger,
+            str(row.n_tokens),
+            str(row.wikitext_count),
+            f"{row.mean_next_prob:.2e}",
+            f"{row.argmax_share:.2f}",
+        )
+    console.print(t)
