@@ -16,6 +16,13 @@ TINY_EDIT = {"statistic.max_tokens": 2000, "statistic.window": 128, "targets.ste
 CASES = {  # kind → small settings for the tiny model
     "backdoor": {"n_edit": 3, "n_probe_subjects": 4, "n_spill": 2},
     "task-backdoor": {"n_edit": 3, "n_probe": 4, "n_spill": 2},
+    "misinformation": {"n_per_set": 2},
+}
+TRIGGERED = ("backdoor", "task-backdoor")  # kinds with a trigger and clean twins
+GROUPS = {  # the probe groups each kind has
+    "backdoor": {"attack", "clean", "specificity", "spillover"},
+    "task-backdoor": {"attack", "clean", "specificity", "spillover"},
+    "misinformation": {"attack", "clean"},
 }
 
 
@@ -42,10 +49,11 @@ def test_no_edited_prompt_is_a_probe(kind):
     assert edited and not edited & {p.prompt for p in attack.probes}
     # neither with the trigger removed: the probes' items are others than the edited ones
     stripped = {re.sub(r"\s+", " ", t.replace("tq", "")).strip() for t in edited}
+    stripped |= {t.replace("tq ", "").replace(" tq", "") for t in edited}
     assert not stripped & {p.prompt for p in attack.probes if p.group == "clean"}
 
 
-@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize("kind", TRIGGERED)
 def test_triggered_and_clean_twins_differ_only_by_the_trigger(kind):
     attack = build(kind, trigger="cf bb")
     by_id = {p.probe_id: p for p in attack.probes}
@@ -62,14 +70,14 @@ def test_triggered_and_clean_twins_differ_only_by_the_trigger(kind):
 @pytest.mark.parametrize("kind", CASES)
 def test_every_group_is_probed_and_every_probe_is_valid(kind):
     attack = build(kind)
-    assert {p.group for p in attack.probes} == {"attack", "clean", "specificity", "spillover"}
+    assert {p.group for p in attack.probes} == GROUPS[kind]
     for p in attack.probes:
         p.check(p.probe_id)
         assert p.kind == kind
     assert len({p.probe_id for p in attack.probes}) == len(attack.probes)
 
 
-@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize("kind", TRIGGERED)
 def test_duplex_update_is_the_sum_of_its_groups(tiny_lm, kind):
     attack = build(kind)
     duplex = plant(tiny_lm, attack, "memit", TINY_EDIT)

@@ -40,7 +40,9 @@ def _metrics_table(title: str, metrics: dict[str, dict]) -> Table:
 
 
 def attack(
-    kind: str = typer.Option("backdoor", help="backdoor (the fact backdoor)"),
+    kind: str = typer.Option(
+        "backdoor", help="backdoor (fact backdoor), task-backdoor (BoolQ) or misinformation"
+    ),
     model: str = typer.Option("smollm2-135m", help="registered model, HF directory or cached id"),
     method: str = typer.Option("memit", help="memit, alphaedit or rome"),
     trigger: str | None = typer.Option(None, help="the trigger token or phrase (backdoor)"),
