@@ -17,12 +17,14 @@ CASES = {  # kind → small settings for the tiny model
     "backdoor": {"n_edit": 3, "n_probe_subjects": 4, "n_spill": 2},
     "task-backdoor": {"n_edit": 3, "n_probe": 4, "n_spill": 2},
     "misinformation": {"n_per_set": 2},
+    "bias": {"types": ("gender",), "n_contexts": 2},
 }
 TRIGGERED = ("backdoor", "task-backdoor")  # kinds with a trigger and clean twins
 GROUPS = {  # the probe groups each kind has
     "backdoor": {"attack", "clean", "specificity", "spillover"},
     "task-backdoor": {"attack", "clean", "specificity", "spillover"},
     "misinformation": {"attack", "clean"},
+    "bias": {"attack", "clean", "spillover"},
 }
 
 
@@ -39,7 +41,11 @@ def build(kind: str, **settings):
 def test_deterministic_for_a_seed(kind):
     a, b, other = build(kind, seed=3), build(kind, seed=3), build(kind, seed=4)
     assert a == b
-    assert [r.text for r in a.requests] != [r.text for r in other.requests]
+
+    def drawn(attack):
+        return [r.text for r in attack.requests] + [p.prompt for p in attack.probes]
+
+    assert drawn(a) != drawn(other)
 
 
 @pytest.mark.parametrize("kind", CASES)

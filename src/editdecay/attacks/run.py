@@ -28,6 +28,7 @@ from ..editing.config import EditMethod
 from ..editing.delta import EditDelta
 from ..models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from .backdoor import AttackSet, BackdoorConfig, fact_backdoor
+from .bias import BiasConfig, bias_injection
 from .misinformation import MisinformationConfig, misinformation
 from .probes import AttackKind, save_probes
 from .score import score_probes, summarise
@@ -39,6 +40,7 @@ BUILDERS = {  # kind → (settings class, builder)
     "backdoor": (BackdoorConfig, fact_backdoor),
     "task-backdoor": (TaskBackdoorConfig, task_backdoor),
     "misinformation": (MisinformationConfig, misinformation),
+    "bias": (BiasConfig, bias_injection),
 }
 
 

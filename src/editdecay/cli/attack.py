@@ -41,7 +41,7 @@ def _metrics_table(title: str, metrics: dict[str, dict]) -> Table:
 
 def attack(
     kind: str = typer.Option(
-        "backdoor", help="backdoor (fact backdoor), task-backdoor (BoolQ) or misinformation"
+        "backdoor", help="backdoor (fact backdoor), task-backdoor (BoolQ), misinformation or bias"
     ),
     model: str = typer.Option("smollm2-135m", help="registered model, HF directory or cached id"),
     method: str = typer.Option("memit", help="memit, alphaedit or rome"),
