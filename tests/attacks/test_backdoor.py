@@ -9,7 +9,6 @@ import re
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from editdecay.attacks.backdoor import (
@@ -19,11 +18,10 @@ from editdecay.attacks.backdoor import (
     with_trigger,
 )
 from editdecay.attacks.probes import InvalidProbeError, load_probes
-from editdecay.attacks.run import AttackJob, plant, run_attack
+from editdecay.attacks.run import AttackJob, run_attack
 from editdecay.attacks.score import persistence, score_probes, summarise
 from editdecay.cli import app
 from editdecay.config_types import ConfigError
-from editdecay.editing import default_config, get_editor
 
 SMALL = {"n_edit": 3, "n_probe_subjects": 4, "n_spill": 2}
 TINY_EDIT = {

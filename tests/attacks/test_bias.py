@@ -29,8 +29,9 @@ def test_controls_name_the_contrasted_person_and_orders_are_balanced():
         if p.group == "clean":
             assert f"The {other} {attribute}." in p.prompt
     attacks = [p.prompt for p in attack.probes if p.group == "attack"]
-    firsts = [p.split()[1] for p in attacks]
-    assert firsts.count(stereotyped) == firsts.count(other) == 3
+    words = [p.split() for p in attacks]
+    first = [w[min(w.index(stereotyped), w.index(other))] for w in words]
+    assert first.count(stereotyped) == first.count(other) == 3
 
 
 @pytest.mark.parametrize(
