@@ -450,6 +450,42 @@ KNOWN_FACTS = TableSchema(
     ),
 )
 
+ATTACK_PROBES = TableSchema(
+    "attack_probes",
+    "configuration × model state × fine-tuning step × attack probe (attacks/probes.py)",
+    (
+        CONFIG_ID,
+        STATE,
+        STEP,
+        _text("probe_id", "the probe's id in the attack set"),
+        _text("group", "attack, clean, specificity or spillover", lower=True),
+        _text("kind", "backdoor, task-backdoor, misinformation or bias", lower=True),
+        _text("relation", "the relation, task or bias type probed"),
+        _text("position", "where the trigger sits (backdoors)"),
+        Column("fires", "bool", "the model gives the attacker's answer (attacks/score.py)"),
+        Column("right", "bool", "the model gives the clean answer"),
+        Column("attack_first", "bool", "argmax at every token of the attacker's answer"),
+        Column("clean_first", "bool", "argmax at every token of the clean answer"),
+        Column("prefers_attack", "bool", "the attacker's answer has the lower mean NLL"),
+        _float("nll_attack", "mean per-token NLL of the attacker's answer"),
+        _float("nll_clean", "mean per-token NLL of the clean answer"),
+    ),
+)
+
+ATTACKS = TableSchema(
+    "attacks",
+    "configuration × model state × fine-tuning step × attack metric",
+    (
+        CONFIG_ID,
+        STATE,
+        STEP,
+        _text("metric", "asr, cacc, false_fire, spillover or clean_fire (attacks/score.py)"),
+        _float("value", "share of the metric's probe group, %"),
+        _float("se", "its binomial standard error, pp"),
+        _int("n", "probes in the group"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
     t.name: t
     for t in (
@@ -465,6 +501,8 @@ TABLES: dict[str, TableSchema] = {
         TARGET_FREQUENCY,
         UMAP,
         KNOWN_FACTS,
+        ATTACK_PROBES,
+        ATTACKS,
     )
 }
 

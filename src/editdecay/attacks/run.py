@@ -13,6 +13,7 @@ The job writes into `.OUT.work/` and publishes by one rename, so a failed run le
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -74,13 +75,40 @@ def build_attack(job: AttackJob) -> AttackSet:
     return BUILDERS[job.kind][1](job.config)
 
 
+def check_attack_settings(kind: str, settings: dict):
+    """The kind's settings object (ConfigError naming a bad field, ValueError for a bad kind)."""
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown attack kind {kind!r}; use one of {', '.join(BUILDERS)}")
+    return build(BUILDERS[kind][0], settings)
+
+
+@functools.lru_cache(maxsize=32)
+def _attack_set(kind: str, settings_json: str) -> AttackSet:
+    cls, builder = BUILDERS[kind]
+    return builder(build(cls, json.loads(settings_json)))
+
+
+def attack_set(kind: str, settings: dict) -> AttackSet:
+    """The attack set of `kind` with `settings` (built once per distinct settings)."""
+    return _attack_set(kind, json.dumps(settings, sort_keys=True))
+
+
+def attack_requests(kind: str, settings: dict) -> int:
+    return len(attack_set(kind, settings).requests)
+
+
 def plant(
-    lm: LoadedModel, attack: AttackSet, method: str, overrides: dict | None = None
+    lm: LoadedModel,
+    attack: AttackSet,
+    method: str,
+    overrides: dict | None = None,
+    cfg=None,
 ) -> EditDelta:
-    """The attack's edit on `lm` (left unchanged). With a duplex clean group, each group is solved
+    """The attack's edit on `lm` (left unchanged), with the editor config `cfg` (default: the
+    method's defaults for `lm` with `overrides`). With a duplex clean group, each group is solved
     on the unedited model by itself and the two updates are added (BadEdit's duplex update)."""
     editor = get_editor(method)
-    cfg = default_config(method, lm, overrides)
+    cfg = cfg if cfg is not None else default_config(method, lm, overrides)
     trigger = editor.edit(lm, list(attack.requests), cfg)
     if not attack.clean_requests:
         return trigger

@@ -119,3 +119,24 @@ def persistence(before: pd.DataFrame, after: pd.DataFrame, baseline: pd.DataFram
         "removed": bool(asr_after - base["value"] <= band) if math.isfinite(band) else False,
         "band": band,
     }
+
+
+def attack_metrics(probes: pd.DataFrame) -> pd.DataFrame:
+    """attacks.csv: the metrics of every (configuration, state, step) of attack_probes.csv."""
+    rows = []
+    for (config_id, state, step), group in probes.groupby(
+        ["config_id", "state", "step"], sort=False
+    ):
+        for metric, m in summarise(group).items():
+            rows.append(
+                {
+                    "config_id": config_id,
+                    "state": state,
+                    "step": int(step),
+                    "metric": metric,
+                    "value": m["value"],
+                    "se": m["se"],
+                    "n": m["n"],
+                }
+            )
+    return pd.DataFrame(rows, columns=["config_id", "state", "step", "metric", "value", "se", "n"])

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..attacks.probes import AttackKind
 from ..config_types import ConfigError, build, check_fields, check_value, field_default
 from ..data.loaders import ZSRE_TARGETS
 from ..editing.config import EDIT_METHODS, EditMethod, check_overrides, has_field
@@ -109,7 +110,7 @@ class EvaluateSettings:
 
 # fields written into hashed dicts only when set away from their defaults
 EVALUATE_ADDED = ("ds_num_beams",)
-RUN_ADDED = ("data_seed", "zsre_target")
+RUN_ADDED = ("data_seed", "zsre_target", "attack", "attack_settings")
 
 
 def _without_defaults(obj, d: dict, names: tuple[str, ...]) -> dict:
@@ -149,6 +150,19 @@ class RunConfig:
         metadata={
             "help": "zsRE edit target: 'alt' (the MEND split's alternative answer) or 'answer' "
             "(answers[0], the paper's code)"
+        },
+    )
+    attack: AttackKind | None = field(
+        default=None,
+        metadata={
+            "help": "plant this attack instead of edit_data's requests: backdoor, task-backdoor, "
+            "misinformation or bias (editdecay/attacks/)"
+        },
+    )
+    attack_settings: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "the attack kind's settings (e.g. trigger, n_edit; see `editdecay attack`)"
         },
     )
     edit_seed: int = field(default=0, metadata={"help": "seed of the editor's context templates"})
@@ -202,6 +216,28 @@ class RunConfig:
         if self.ft_method == FT_NONE:
             for name in FT_ONLY_FIELDS:
                 object.__setattr__(self, name, field_default(RunConfig, name))
+        if self.attack is not None:
+            self._check_attack()
+        elif self.attack_settings:
+            raise ConfigError("attack_settings", "given without an attack kind (set `attack`)")
+
+    def _check_attack(self) -> None:
+        """An attack configuration edits its attack set: the editor must plant it, and its label
+        columns say which attack (edit_data "attack:<kind>", n_edits the set's requests)."""
+        from ..attacks.run import attack_requests, check_attack_settings
+
+        if self.edit_method == "mend":
+            raise ConfigError(
+                "edit_method", "mend cannot plant an attack: use memit, alphaedit or rome"
+            )
+        if self.edit_batch_size:
+            raise ConfigError("edit_batch_size", "an attack is planted in one batch")
+        try:
+            check_attack_settings(self.attack, self.attack_settings)
+        except ConfigError as err:
+            raise err.within("attack_settings") from None
+        object.__setattr__(self, "edit_data", f"attack:{self.attack}")
+        object.__setattr__(self, "n_edits", attack_requests(self.attack, self.attack_settings))
 
     def editor_overrides(self, method: str | None = None) -> dict:
         """The `edit` overrides that apply to `method` (default: this configuration's): plain keys

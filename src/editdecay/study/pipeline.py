@@ -26,9 +26,10 @@ import torch
 from .. import __version__
 from ..analysis.decay import flip_table
 from ..analysis.summary import decay_summary
+from ..attacks.score import attack_metrics
 from ..io import atomic_write
 from ..models.registry import resolve_device
-from ..schema import DOWNSTREAM, FLIPS, TRAINING
+from ..schema import ATTACK_PROBES, DOWNSTREAM, FLIPS, TRAINING
 from .config import RunConfig, Study
 from .stages import ModelPool, plan, run_stage
 from .store import ArtifactStore, Stage, walk
@@ -175,7 +176,7 @@ STATE_ORDER = {"M": 0, "M_ed": 1, "M_ft": 2, "M_ed_ft": 3}
 def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
     """One set of tables for the whole study, every row labelled with its configuration."""
     store = plan_.store
-    edits, downstream, training, ppl, configs = [], [], [], [], []
+    edits, downstream, training, ppl, configs, attack_probes = [], [], [], [], [], []
     for pc in plan_.configs:
         cols = pc.config.columns()
         configs.append({**cols, "config": json.dumps(pc.config.to_dict(), sort_keys=True)})
@@ -187,6 +188,11 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
             step = metrics["step"]
             t = pd.read_parquet(d / "edits.parquet")
             edits.append(t.assign(**cols, state=state, step=step, stage=stage.key))
+            if (d / "probes.parquet").exists():
+                probes = pd.read_parquet(d / "probes.parquet")
+                attack_probes.append(
+                    probes.assign(config_id=cols["config_id"], state=state, step=step)
+                )
             if (d / "downstream.csv").exists():
                 ds = pd.read_csv(d / "downstream.csv")
                 ds = ds[ds["task"] != "average"]
@@ -221,6 +227,11 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
         out["edits"], out["downstream"] if len(out["downstream"]) else None
     )
     out["flips"] = _flips(out["edits"])
+    if attack_probes:
+        out["attack_probes"] = ATTACK_PROBES.normalise(pd.concat(attack_probes, ignore_index=True))[
+            list(ATTACK_PROBES.names)
+        ]
+        out["attacks"] = attack_metrics(out["attack_probes"])
     results.mkdir(parents=True, exist_ok=True)
     for name, table in out.items():
         atomic_write(results / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))

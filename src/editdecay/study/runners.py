@@ -19,6 +19,9 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
+from ..attacks.run import attack_set, plant
+from ..attacks.score import score_probes
+from ..attacks.score import summarise as summarise_probes
 from ..config_types import field_default
 from ..data.instructions import load_finetune_data, remove_edited_subjects
 from ..data.loaders import load_requests, save_requests_jsonl
@@ -61,6 +64,8 @@ def _finetune_examples(data_json: str):
 
 
 def _requests(settings: dict):
+    if "attack" in settings:
+        return list(attack_set(settings["attack"], settings["settings"]).requests)
     loaded = load_requests(
         settings["data"],
         n=settings["n"],
@@ -153,7 +158,12 @@ def _run_edit(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPool) -
     kwargs = {"stats": stats} if stats is not None else {}
     torch.manual_seed(s["seed"])
     t0 = time.perf_counter()
-    if s["batch_size"] and s["batch_size"] < len(requests):
+    attack = s["requests"].get("attack")
+    if attack is not None:
+        planted = attack_set(attack, s["requests"]["settings"])
+        delta = plant(lm, planted, s["method"], cfg=cfg)
+        requests = [*planted.requests, *planted.clean_requests]
+    elif s["batch_size"] and s["batch_size"] < len(requests):
         delta = edit_sequentially(
             lm, requests, editor, cfg, s["batch_size"], progress_file=work / "sequential"
         )
@@ -308,6 +318,11 @@ def _run_evaluate(stage: Stage, store: ArtifactStore, work: Path, pool: ModelPoo
             )
         table.to_parquet(work / "edits.parquet", index=False)
         metrics = {"state": s["state"], "step": step, "edit_metrics": summarise(table)}
+        if "attack" in s["requests"]:
+            planted = attack_set(s["requests"]["attack"], s["requests"]["settings"])
+            probes = score_probes(lm, planted.probes)
+            probes.to_parquet(work / "probes.parquet", index=False)
+            metrics["attack"] = summarise_probes(probes)
         if ev["ds_per_task"]:
             ds = downstream_accuracy(
                 lm,

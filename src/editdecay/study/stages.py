@@ -67,6 +67,8 @@ class ModelPool:
 
 
 def requests_settings(cfg: RunConfig) -> dict:
+    if cfg.attack is not None:  # the attack set, built from its kind and settings
+        return {"attack": cfg.attack, "settings": dict(cfg.attack_settings)}
     out = {"data": cfg.edit_data, "n": cfg.n_edits, "offset": cfg.edit_offset}
     if cfg.zsre_target != field_default(RunConfig, "zsre_target"):
         out["zsre_target"] = cfg.zsre_target  # absent at the default: older keys stay
@@ -130,7 +132,7 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
             },
         )
         edit_inputs.append(stat)
-        if editor.shares_targets and not cfg.edit_batch_size:
+        if editor.shares_targets and not cfg.edit_batch_size and cfg.attack is None:
             edit_inputs.append(
                 Stage.make(
                     "targets",

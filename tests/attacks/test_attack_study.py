@@ -1,0 +1,73 @@
+"""An attack as a study axis on the tiny model: the attack is planted by the edit stage, its probes
+scored on every state and checkpoint, and gathered into attack_probes.csv and attacks.csv."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from editdecay.config_types import ConfigError
+from editdecay.study.config import RunConfig, Study
+from editdecay.study.pipeline import run_study
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "study"))
+from test_pipeline import TINY  # noqa: E402
+
+SMALL = {"n_edit": 3, "n_probe_subjects": 4, "n_spill": 2}
+
+
+@pytest.fixture(scope="module")
+def attack_run(tmp_path_factory):
+    raw = copy.deepcopy(TINY)
+    raw["config"]["attack"] = "backdoor"
+    raw["config"]["attack_settings"] = SMALL
+    raw["grid"] = {"ft_method": ["none", "lora"]}
+    out = tmp_path_factory.mktemp("attack-study")
+    run = run_study(Study.from_dict(raw, out=out), report=False)
+    return out, run
+
+
+def test_probes_are_scored_on_every_state_and_checkpoint(attack_run):
+    out, run = attack_run
+    probes = pd.read_csv(out / "results" / "attack_probes.csv")
+    lora = probes[probes["config_id"].str.contains("lora")]
+    states = set(zip(lora["state"], lora["step"]))
+    assert states == {
+        ("M", 0),
+        ("M_ed", 0),
+        ("M_ft", 2),
+        ("M_ed_ft", 2),
+        ("M_ft", 4),
+        ("M_ed_ft", 4),
+    }
+    n_probes = 4 * (1 + 3 + 1) + 2 * 2  # clean + 3 positions + specificity per subject; spillover
+    assert lora.groupby(["state", "step"]).size().eq(n_probes).all()
+    metrics = pd.read_csv(out / "results" / "attacks.csv")
+    assert set(metrics["metric"]) == {"asr", "cacc", "false_fire", "spillover", "clean_fire"}
+    asr = metrics[(metrics["metric"] == "asr") & (metrics["state"] == "M_ed")]
+    assert (asr["n"] == 12).all()
+
+
+def test_the_edit_stage_planted_the_duplex_attack(attack_run):
+    out, run = attack_run
+    edits = pd.read_csv(out / "results" / "decay.csv")
+    assert set(edits["edit_data"]) == {"attack:backdoor"} and set(edits["n_edits"]) == {3}
+    store = run.plan.store
+    edit = next(s for c in run.plan.configs for k, s in c.stages.items() if k[0] == "edit")
+    requests = (store.path(edit) / "requests.jsonl").read_text().splitlines()
+    assert len(requests) == 6  # the trigger group and the duplex clean group
+
+
+def test_attack_configurations_are_checked():
+    with pytest.raises(ConfigError, match="attack_settings.n_edit"):
+        RunConfig(attack="backdoor", attack_settings={"n_edit": 0})
+    with pytest.raises(ConfigError, match="edit_method"):
+        RunConfig(attack="backdoor", edit_method="mend")
+    with pytest.raises(ConfigError, match="attack_settings"):
+        RunConfig(attack_settings={"trigger": "tq"})
+    with pytest.raises(ConfigError, match="attack"):
+        RunConfig(attack="ransom")
