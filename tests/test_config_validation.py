@@ -568,7 +568,7 @@ STAGE_KEY_DIGESTS = {
 }
 REPRODUCTION_ID_DIGESTS = {
     "small": (80, "c9a4985f6dbdfbe9"),
-    "medium": (128, "60b24dd315e61c8a"),
+    "medium": (88, "4f3ad62c1965550b"),  # re-sized for the paired bands (reproduce.MEDIUM)
     "paper": (140, "2fadd1c8e71ef569"),
 }
 

@@ -71,3 +71,17 @@ def test_attack_configurations_are_checked():
         RunConfig(attack_settings={"trigger": "tq"})
     with pytest.raises(ConfigError, match="attack"):
         RunConfig(attack="ransom")
+
+
+def test_the_report_has_the_security_section(attack_run):
+    from editdecay.report import write_report
+    from editdecay.report.security_sections import TITLE_SECURITY
+
+    out, _ = attack_run
+    report = write_report(out)
+    text = report.markdown_path.read_text()
+    section = text[text.index(f"## {TITLE_SECURITY}") :]
+    assert "(results/attacks.csv)" in section and "(results/attack_probes.csv)" in section
+    assert "backdoor on tiny-llama:" in section
+    assert (out / "plots" / "attack_frontier.png").is_file()
+    assert (out / "plots" / "attack_asr_steps.png").is_file()  # checkpoints at steps 2 and 4

@@ -18,6 +18,8 @@ from ..analysis.tables import normalise_decay
 from ..schema import (
     ACTIVATIONS,
     ACTIVATIONS_PER_EDIT,
+    ATTACK_PROBES,
+    ATTACKS,
     FLIPS,
     KNOWN_FACTS,
     TARGET_FREQUENCY,
@@ -34,6 +36,8 @@ ANALYSIS_TABLES = {  # StudyResults field → schema, written by `editdecay anal
     "target_frequency": TARGET_FREQUENCY,
     "umap": UMAP,
     "known_facts": KNOWN_FACTS,
+    "attacks": ATTACKS,  # written by gather for attack configurations
+    "attack_probes": ATTACK_PROBES,
 }
 
 
@@ -53,6 +57,8 @@ class StudyResults:
     target_frequency: pd.DataFrame | None = None
     umap: pd.DataFrame | None = None
     known_facts: pd.DataFrame | None = None
+    attacks: pd.DataFrame | None = None
+    attack_probes: pd.DataFrame | None = None
 
     @property
     def results_dir(self) -> Path:

@@ -18,6 +18,7 @@ from .format import all_missing, arrow
 from .plot_sections import decay_plot_section, steps_section, training_section
 from .plots import plot_labels
 from .run_sections import configurations_section, data_files_section, header_section, run_section
+from .security_sections import security_section
 from .tables import (
     MAX_EXAMPLES_PER_CATEGORY,
     MethodTable,
@@ -337,6 +338,7 @@ SECTIONS: list[SectionBuilder] = [
     selective_layers_section,
     downstream_section,
     why_edits_decay_section,
+    security_section,
     decay_plot_section,
     steps_section,
     training_section,
