@@ -274,3 +274,14 @@ def test_remove_edited_subjects_no_requests_and_strings():
     assert kept == examples and rep.n_removed == 0 and rep.per_subject == {}
     kept, rep = remove_edited_subjects(examples, ["london"])
     assert kept == [examples[0]] and rep.per_subject == {"london": 1}
+
+
+def test_one_commonsense_task_as_fine_tuning_data():
+    from editdecay.data.instructions import load_finetune_data
+
+    boolq = load_finetune_data("commonsense:boolq", n=20, seed=1)
+    assert len(boolq) == 20 and {ex.task for ex in boolq} == {"boolq"}
+    assert boolq == load_finetune_data("commonsense:boolq", n=20, seed=1)
+    assert boolq != load_finetune_data("commonsense:boolq", n=20, seed=2)
+    with pytest.raises(ValueError, match="chess"):
+        load_finetune_data("commonsense:chess")

@@ -336,6 +336,8 @@ def load_finetune_data(
     * ``"commonsense"``: the bundled commonsense train mixture, shuffled with ``seed``
       (:func:`load_commonsense`); ``n`` keeps its first ``n`` examples, i.e. a seeded uniform sample of
       the whole mixture (tasks in proportion to their size).
+    * ``"commonsense:<task>"`` (e.g. ``"commonsense:boolq"``): that task's training items alone,
+      shuffled the same way (a backdoored task's own clean data).
     * ``"hotpotqa"``: :func:`load_hotpotqa` (both question types).
     * a path to a JSON/JSONL instruction file: :func:`load_instruction_file`; with ``n`` smaller than
       the file, a seeded random sample of ``n`` records, otherwise the whole file in file order.
@@ -349,6 +351,9 @@ def load_finetune_data(
     if name == "commonsense":
         examples = load_commonsense("train", seed=seed)
         return examples if n is None else examples[:n]
+    if name.startswith("commonsense:"):
+        examples = load_commonsense("train", tasks=[name.partition(":")[2]], seed=seed)
+        return examples if n is None else examples[:n]
     if name == HOTPOTQA_TASK:
         return load_hotpotqa(n=n, seed=seed)
     path = Path(name)
@@ -357,7 +362,8 @@ def load_finetune_data(
     hint = " (no such file)" if path.suffix.lower() in (".json", ".jsonl") or os.sep in name else ""
     raise ValueError(
         f"unknown fine-tuning source {name!r}{hint}; expected one of "
-        f"{', '.join(repr(s) for s in FINETUNE_SOURCES)}, or a path to a JSON/JSONL instruction file"
+        f"{', '.join(repr(s) for s in FINETUNE_SOURCES)}, 'commonsense:<task>', or a path to a "
+        "JSON/JSONL instruction file"
     )
 
 
