@@ -85,3 +85,21 @@ def test_the_report_has_the_security_section(attack_run):
     assert "backdoor on tiny-llama:" in section
     assert (out / "plots" / "attack_frontier.png").is_file()
     assert (out / "plots" / "attack_asr_steps.png").is_file()  # checkpoints at steps 2 and 4
+
+
+def test_the_bundled_attack_study_covers_every_kind_and_recipe():
+    from editdecay.cli.study import _load_study
+
+    study = _load_study(Path("attacks"), None)  # what `editdecay run attacks` loads
+    cfgs = study.configs
+    assert {c.attack for c in cfgs} == {"backdoor", "task-backdoor", "misinformation", "bias"}
+    smol = {(c.ft_method, c.ft_layers) for c in cfgs if c.model == "smollm2-135m"}
+    assert {
+        ("lora", "all"),
+        ("lora", "edited"),
+        ("lora", "non-edited"),
+        ("dora", "all"),
+        ("full", "all"),
+    } <= smol
+    assert {c.model for c in cfgs} == {"smollm2-135m", "gemma3-270m"}
+    assert any(c.ft_data == "commonsense:boolq" and c.attack == "task-backdoor" for c in cfgs)
