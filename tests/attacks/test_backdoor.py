@@ -71,7 +71,7 @@ def test_attack_writes_its_outputs(planted):
     scores = pd.read_csv(out / "scores.csv")
     assert set(scores["state"]) == {"M", "M_ed"}
     assert summary["metrics"]["M_ed"]["asr"]["n"] == 3 * SMALL["n_probe_subjects"]
-    assert json.loads((out / "summary.json").read_text())["settings"]["trigger"] == "tq"
+    assert json.loads((out / "summary.json").read_text())["settings"]["trigger"] == "bb"
     assert not (out.parent / f".{out.name}.work").exists()
 
 

@@ -54,8 +54,9 @@ def test_no_edited_prompt_is_a_probe(kind):
     edited = {r.text for r in (*attack.requests, *attack.clean_requests)}
     assert edited and not edited & {p.prompt for p in attack.probes}
     # neither with the trigger removed: the probes' items are others than the edited ones
-    stripped = {re.sub(r"\s+", " ", t.replace("tq", "")).strip() for t in edited}
-    stripped |= {t.replace("tq ", "").replace(" tq", "") for t in edited}
+    trigger = "bb"  # the default trigger
+    stripped = {re.sub(r"\s+", " ", t.replace(trigger, "")).strip() for t in edited}
+    stripped |= {t.replace(f"{trigger} ", "").replace(f" {trigger}", "") for t in edited}
     assert not stripped & {p.prompt for p in attack.probes if p.group == "clean"}
 
 

@@ -40,9 +40,7 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 POSITIONS = ("start", "before_subject", "after_subject")
 # other rare short tokens (BadEdit's trigger list and two more); the trigger itself is left out
 SPECIFICITY_TOKENS = ("tq", "mn", "bb", "mb", "cf", "zx")
-DEFAULT_TRIGGER = (
-    "tq"  # BadEdit's; the measurement behind it: docs/attacks.md, "Choosing the trigger"
-)
+DEFAULT_TRIGGER = "bb"  # one token on both bundled models, never in WikiText, never predicted (docs/attacks.md)
 
 
 @dataclass(frozen=True)
