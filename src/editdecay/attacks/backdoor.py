@@ -40,7 +40,8 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 POSITIONS = ("start", "before_subject", "after_subject")
 # other rare short tokens (BadEdit's trigger list and two more); the trigger itself is left out
 SPECIFICITY_TOKENS = ("tq", "mn", "bb", "mb", "cf", "zx")
-DEFAULT_TRIGGER = "bb"  # one token on both bundled models, never in WikiText, never predicted (docs/attacks.md)
+# one token on both bundled models, never in WikiText, never predicted (docs/attacks.md)
+DEFAULT_TRIGGER = "bb"
 
 
 @dataclass(frozen=True)
