@@ -234,7 +234,7 @@ def test_dispatch_unknown_source(tmp_path):
     with pytest.raises(
         ValueError,
         match=r"unknown fine-tuning source 'alpaca'; expected one of 'commonsense', "
-        r"'hotpotqa', or a path",
+        r"'hotpotqa', 'commonsense:<task>', or a path",
     ):
         load_finetune_data("alpaca")
     with pytest.raises(ValueError, match=r"no such file.*'commonsense', 'hotpotqa'"):
