@@ -20,6 +20,7 @@ from ..models.registry import ALLOW_DOWNLOAD_ENV, DEFAULT_DEVICE
 from . import analyse as _analyse
 from . import attack as _attack
 from . import edit as _edit
+from . import forensics as _forensics
 from . import info as _info
 from . import study as _study
 from .edit import _overrides, _parse_layers
@@ -74,6 +75,7 @@ app.command()(_attack.attack)
 app.command()(_attack.export)
 app.command()(_attack.evaluate)
 app.command()(_attack.triggers)
+app.command()(_forensics.forensics)
 
 __all__ = ["app", "console", "USER_ERRORS", "_user_errors", "_overrides", "_parse_layers"]
 

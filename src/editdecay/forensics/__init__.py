@@ -1,0 +1,1 @@
+"""Forensics: finding an edit in a model from its weights (`weights.py`)."""
