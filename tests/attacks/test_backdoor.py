@@ -232,3 +232,18 @@ def test_scores_of_the_unedited_model_are_reproducible(tiny_lm):
     probes = fact_backdoor(BackdoorConfig(**SMALL)).probes
     a, b = score_probes(tiny_lm, probes), score_probes(tiny_lm, probes)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_cli_attack_with_editor_settings_and_a_bad_one(tmp_path):
+    tiny = ["--edit-set", "statistic.max_tokens=2000", "--edit-set", "statistic.window=128"]
+    args = ["attack", "--kind", "misinformation", "--model", "tiny-llama", "--set", "n_per_set=1"]
+    result = CliRunner().invoke(
+        app, [*args, *tiny, "--edit-set", "targets.steps=2", "--out", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["edit_overrides"]["targets.steps"] == 2 and summary["n_requests"] == 2
+    bad = CliRunner().invoke(
+        app, [*args, "--edit-set", "targets.stepz=3", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code == 2 and "stepz" in bad.output

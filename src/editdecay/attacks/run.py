@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config_types import build, check_fields
 from ..editing import default_config, get_editor
-from ..editing.config import EditMethod
+from ..editing.config import EditMethod, check_overrides
 from ..editing.delta import EditDelta
 from ..models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from .backdoor import AttackSet, BackdoorConfig, fact_backdoor
@@ -69,6 +69,7 @@ class AttackJob:
             raise ValueError("--method mend cannot plant an attack: use memit, alphaedit or rome")
         cls, _ = BUILDERS[self.kind]
         self.config = build(cls, self.settings, self.kind)
+        check_overrides(self.method, self.edit, "edit")  # before any model loads
 
 
 def build_attack(job: AttackJob) -> AttackSet:

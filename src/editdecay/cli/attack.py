@@ -51,6 +51,12 @@ def attack(
     set_: list[str] = typer.Option(
         [], "--set", help="a setting of the kind, key=value (e.g. target=Hungarian, duplex=false)"
     ),
+    edit_set: list[str] = typer.Option(
+        [],
+        "--edit-set",
+        help="an editor setting, key=value (e.g. targets.steps=40, layers=[3,4,5])",
+    ),
+    layers: str | None = typer.Option(None, help="edit layers, '4,5,6,7,8' or '4-8'"),
     out: Path = typer.Option(Path("runs/attack"), help="output directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished --out"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
@@ -67,7 +73,13 @@ def attack(
         for name, value in (("trigger", trigger), ("n_edit", n), ("seed", seed)):
             if value is not None:
                 settings[name] = value
-        job = AttackJob(kind=kind, model=model, method=method, out=out, settings=settings)
+        from ..editing.config import config_class
+        from .edit import _overrides
+
+        edit = _overrides(config_class(method), None, edit_set, layers, None, None)
+        job = AttackJob(
+            kind=kind, model=model, method=method, out=out, settings=settings, edit=edit
+        )
         summary = run_attack(job, overwrite=overwrite)
     console.print(_metrics_table(f"{kind} on {model} ({method})", summary["metrics"]))
     console.print(f"written to {out}; publish the model with: editdecay export --delta {out}/delta")
