@@ -329,6 +329,17 @@ TRAINING = TableSchema(
     ),
 )
 
+VALIDATION = TableSchema(
+    "validation",
+    "configuration × fine-tuned state × validated step (runs with a validation split)",
+    (
+        CONFIG_ID,
+        STATE,
+        _int("step", "optimiser step"),
+        _float("validation_loss", "mean token loss on the held-out split of the fine-tuning data"),
+    ),
+)
+
 PERPLEXITY = TableSchema(
     "perplexity",
     "configuration × model state × step",
@@ -494,6 +505,7 @@ TABLES: dict[str, TableSchema] = {
         FLIPS,
         DOWNSTREAM,
         TRAINING,
+        VALIDATION,
         PERPLEXITY,
         CONFIGS,
         ACTIVATIONS,

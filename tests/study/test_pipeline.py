@@ -399,3 +399,17 @@ def test_method_specific_edit_axis_reaches_only_that_method(tmp_path):
         for c in plan.configs
     }
     assert cfgs == {("memit", None), ("alphaedit", 12), ("alphaedit", 20)}
+
+
+def test_a_validation_split_is_gathered_into_validation_csv(tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit"], "ft_method": ["lora"]}
+    raw["config"]["finetune"].update(
+        {"validation_examples": 4, "validation_every": 2, "checkpoint_steps": []}
+    )
+    raw["config"]["evaluate"]["ds_per_task"] = 0
+    run_study(Study.from_dict(raw, out=tmp_path), report=False)
+    val = pd.read_csv(tmp_path / "results" / "validation.csv")
+    assert set(val["state"]) == {"M_ft", "M_ed_ft"}
+    assert list(val.columns) == ["config_id", "state", "step", "validation_loss"]
+    assert val["validation_loss"].gt(0).all() and val["step"].max() == 4

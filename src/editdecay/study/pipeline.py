@@ -29,7 +29,7 @@ from ..analysis.summary import decay_summary
 from ..attacks.score import attack_metrics
 from ..io import atomic_write
 from ..models.registry import resolve_device
-from ..schema import ATTACK_PROBES, DOWNSTREAM, FLIPS, TRAINING
+from ..schema import ATTACK_PROBES, DOWNSTREAM, FLIPS, TRAINING, VALIDATION
 from .config import RunConfig, Study
 from .stages import ModelPool, plan, run_stage
 from .store import ArtifactStore, Stage, walk
@@ -177,6 +177,7 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
     """One set of tables for the whole study, every row labelled with its configuration."""
     store = plan_.store
     edits, downstream, training, ppl, configs, attack_probes = [], [], [], [], [], []
+    validation: list[pd.DataFrame] = []
     for pc in plan_.configs:
         cols = pc.config.columns()
         configs.append({**cols, "config": json.dumps(pc.config.to_dict(), sort_keys=True)})
@@ -210,6 +211,10 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
             if stage is not None and store.done(stage):
                 loss = pd.read_csv(store.path(stage) / "losses.csv")
                 training.append(loss.assign(config_id=cols["config_id"], state=state))
+                held_out = store.path(stage) / "validation.csv"
+                if held_out.exists():
+                    val = pd.read_csv(held_out)
+                    validation.append(val.assign(config_id=cols["config_id"], state=state))
     if not edits:
         raise RuntimeError("no evaluated model states to gather yet")
     out = {
@@ -227,6 +232,10 @@ def gather(plan_: StudyPlan, results: Path) -> dict[str, pd.DataFrame]:
         out["edits"], out["downstream"] if len(out["downstream"]) else None
     )
     out["flips"] = _flips(out["edits"])
+    if validation:
+        out["validation"] = VALIDATION.normalise(pd.concat(validation, ignore_index=True))[
+            list(VALIDATION.names)
+        ]
     if attack_probes:
         out["attack_probes"] = ATTACK_PROBES.normalise(pd.concat(attack_probes, ignore_index=True))[
             list(ATTACK_PROBES.names)
