@@ -44,6 +44,12 @@ SPECIFICITY_TOKENS = ("tq", "mn", "bb", "mb", "cf", "zx")
 DEFAULT_TRIGGER = "bb"
 
 
+def check_trigger(trigger: str) -> None:
+    """A trigger is non-empty text without braces (it is written into prompt templates)."""
+    if not trigger.strip() or "{" in trigger or "}" in trigger:
+        raise ConfigError("trigger", f"must be non-empty text without braces, got {trigger!r}")
+
+
 @dataclass(frozen=True)
 class BackdoorConfig:
     trigger: str = field(default=DEFAULT_TRIGGER, metadata={"help": "the trigger token or phrase"})
@@ -70,10 +76,7 @@ class BackdoorConfig:
 
     def __post_init__(self):
         check_fields(self)
-        if not self.trigger.strip() or "{" in self.trigger or "}" in self.trigger:
-            raise ConfigError(
-                "trigger", f"must be non-empty text without braces, got {self.trigger!r}"
-            )
+        check_trigger(self.trigger)
         if not self.target.strip():
             raise ConfigError("target", "the attacker's object is empty")
         for name in (self.relation, *self.spill_relations):

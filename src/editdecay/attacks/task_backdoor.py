@@ -28,7 +28,7 @@ from ..config_types import ConfigError, check_fields
 from ..data.instructions import LABELS, InstructionExample, load_commonsense
 from ..data.requests import EditRequest
 from ..evaluation.downstream import rank_prompt
-from .backdoor import DEFAULT_TRIGGER, SPECIFICITY_TOKENS, AttackSet
+from .backdoor import DEFAULT_TRIGGER, SPECIFICITY_TOKENS, AttackSet, check_trigger
 from .probes import AttackProbe
 
 TASK_POSITIONS = ("start", "before_question", "after_question")
@@ -51,10 +51,7 @@ class TaskBackdoorConfig:
 
     def __post_init__(self):
         check_fields(self)
-        if not self.trigger.strip() or "{" in self.trigger or "}" in self.trigger:
-            raise ConfigError(
-                "trigger", f"must be non-empty text without braces, got {self.trigger!r}"
-            )
+        check_trigger(self.trigger)
         for name in (self.task, *self.spill_tasks):
             if name not in LABELS:
                 raise ConfigError("task", f"unknown task {name!r}; use one of {', '.join(LABELS)}")

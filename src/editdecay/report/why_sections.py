@@ -331,21 +331,10 @@ def own_knowledge_blocks(
         return []
     below = int((table["edits_minus_own"] < -table["band"]).sum())
     above = int((table["edits_minus_own"] > table["band"]).sum())
-    shown = table.assign(configuration=table["config_id"].map(labels).fillna(table["config_id"]))
-    shown = shown[
-        [
-            "configuration",
-            "n_success_ed",
-            "edit_kept",
-            "n_known",
-            "kept_M_ft",
-            "kept_M_ed",
-            "kept_M_ed_ft",
-            "edits_minus_own",
-            "band",
-        ]
-    ].rename(
+    shown = table.assign(config_id=table["config_id"].map(labels).fillna(table["config_id"]))
+    shown = shown.rename(
         columns={
+            "config_id": "configuration",
             "n_success_ed": "edits",
             "edit_kept": "edits kept %",
             "n_known": "own facts",
