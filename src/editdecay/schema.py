@@ -54,6 +54,12 @@ CONFIG_COLUMNS = (
     _text(
         "ft_layers", "all, edited, non-edited or a list of layer indices", blank="all", lower=True
     ),
+    _text(
+        "ft_preserve",
+        "edit-preserving fine-tuning of M_ed: none, subspace, activation, freeze or paraphrase",
+        blank="none",
+        lower=True,
+    ),
     _int(
         "seed", "fine-tuning seed: data sample and order, adapter initialisation, dropout", blank=0
     ),

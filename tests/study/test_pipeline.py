@@ -413,3 +413,26 @@ def test_a_validation_split_is_gathered_into_validation_csv(tmp_path):
     assert set(val["state"]) == {"M_ft", "M_ed_ft"}
     assert list(val.columns) == ["config_id", "state", "step", "validation_loss"]
     assert val["validation_loss"].gt(0).all() and val["step"].max() == 4
+
+
+def test_preservation_axis_shares_the_base_run_and_stays_out_of_the_decay_tables(tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit"], "ft_preserve": ["none", "subspace", "freeze"]}
+    raw["config"]["finetune"]["checkpoint_steps"] = []
+    raw["config"]["evaluate"]["ds_per_task"] = 0
+    study = Study.from_dict(raw, out=tmp_path)
+    plan = make_plan(study)
+    ids = {c.config.ft_preserve: c.config.config_id for c in plan.configs}
+    assert "keep-subspace" in ids["subspace"] and "keep" not in ids["none"]
+    base = {c.stages[("finetune:M", None)].key for c in plan.configs}
+    edited = {c.stages[("finetune:M_ed", None)].key for c in plan.configs}
+    assert len(base) == 1 and len(edited) == 3  # M is fine-tuned plainly, once
+    run = run_study(study, report=False)
+    decay = run.tables["decay"]
+    assert set(decay["ft_preserve"]) == {"none", "subspace", "freeze"}
+    training = pd.read_csv(tmp_path / "results" / "training.csv")
+    assert not training.empty
+    from editdecay.analysis.tables import final_rows
+
+    assert set(final_rows(decay)["ft_preserve"]) == {"none"}
+    assert set(final_rows(decay, preserved=True)["ft_preserve"]) == {"none", "subspace", "freeze"}

@@ -196,3 +196,16 @@ def sd_interval(sd: float, dof: int, level: float = 0.95) -> tuple[float, float]
         sd * math.sqrt(dof / chi2_quantile(1.0 - tail, dof)),
         sd * math.sqrt(dof / chi2_quantile(tail, dof)),
     )
+
+
+def mcnemar_exact_p(only_first: int, only_second: int) -> float:
+    """Exact two-sided McNemar test on the discordant pairs of two paired binary outcomes:
+    p = min(1, 2 · P(X ≤ min(b, c))) with X ~ Binomial(b + c, ½); 1 when there are none."""
+    if only_first < 0 or only_second < 0:
+        raise ValueError(f"counts must be >= 0, got {only_first} and {only_second}")
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    k = min(only_first, only_second)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)

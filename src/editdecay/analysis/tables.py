@@ -14,7 +14,7 @@ from ..schema import DECAY, FT_METHODS, FT_NONE, LAYER_CHOICES
 
 # The settings that define one edit (everything before fine-tuning).
 EDIT_KEYS = ("model", "edit_method", "edit_data", "n_edits")
-CONFIG_KEYS = (*EDIT_KEYS, "ft_method", "ft_data", "ft_layers", "seed")
+CONFIG_KEYS = (*EDIT_KEYS, "ft_method", "ft_data", "ft_layers", "ft_preserve", "seed")
 SEED_GROUP = tuple(k for k in CONFIG_KEYS if k != "seed")
 SORT_KEYS = (*CONFIG_KEYS, "config_id")
 
@@ -38,9 +38,16 @@ def normalise_decay(decay: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def final_rows(decay: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: its row marked final (the last one if several), else its last step."""
+def final_rows(decay: pd.DataFrame, preserved: bool = False) -> pd.DataFrame:
+    """One row per configuration: its row marked final (the last one if several), else its last step.
+
+    Configurations fine-tuned with an edit-preserving option (`ft_preserve` other than none) are
+    left out unless `preserved`: the decay tables and the claims are about plain fine-tuning, and
+    the preservation section compares the options with it.
+    """
     df = normalise_decay(decay)
+    if not preserved:
+        df = df[df["ft_preserve"] == "none"]
     if df.empty:
         return df
     ordered = df.sort_values(["config_id", "step"], kind="stable")

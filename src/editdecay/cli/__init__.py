@@ -5,7 +5,7 @@ registry's and the reproduction's defaults), so a default is written once. Error
 (a wrong setting, a missing file) print one line and exit with code 2: see `errors._user_errors`.
 
 Modules: `edit` (edit, mend-train), `study` (run, grid, report, reproduce), `analyse`, `info`
-(models, data),
+(models, data), `attack`, `forensics`, `finetune`,
 `errors` (the console, logging and the shared error handling).
 """
 
@@ -20,6 +20,7 @@ from ..models.registry import ALLOW_DOWNLOAD_ENV, DEFAULT_DEVICE
 from . import analyse as _analyse
 from . import attack as _attack
 from . import edit as _edit
+from . import finetune as _finetune
 from . import forensics as _forensics
 from . import info as _info
 from . import study as _study
@@ -76,6 +77,9 @@ app.command()(_attack.export)
 app.command()(_attack.evaluate)
 app.command()(_attack.triggers)
 app.command()(_forensics.forensics)
+app.command()(_forensics.detect)
+app.command()(_finetune.finetune)
+app.command()(_finetune.repair)
 
 __all__ = ["app", "console", "USER_ERRORS", "_user_errors", "_overrides", "_parse_layers"]
 

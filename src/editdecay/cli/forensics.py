@@ -21,31 +21,152 @@ def forensics(
         None, help="candidate subjects: an edit request file (JSON/JSONL), ranked by response"
     ),
     outlier_z: float = typer.Option(6.0, help="robust z above which a matrix counts as edited"),
+    undo: str | None = typer.Option(
+        None,
+        help="also write an undo delta (DIR/undo/): full, rank (top singular components) or keys "
+        "(the top-ranked candidates' key span)",
+    ),
+    undo_energy: float = typer.Option(0.9, help="rank undo: share of ‖ΔW‖² removed"),
+    requests: Path | None = typer.Option(
+        None,
+        help="with --undo: edit requests whose reversal is measured (DIR/undo.json); "
+        "default: --candidates",
+    ),
+    ppl_tokens: int = typer.Option(4096, help="with --undo: perplexity tokens (0: skip)"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
     """Per weight matrix: ‖ΔW‖, spectrum, effective rank; the layers judged edited, an estimate of how
     many facts were written, and the candidate subjects ranked; writes report.json and
     differences.csv."""
     setup_logging(verbose)
+    from ..forensics.undo import UndoConfig
     from ..forensics.weights import ForensicsConfig, locate_edits
     from ..models.registry import load_model
 
     with _user_errors():
-        requests = []
-        if candidates is not None:
-            from ..data.loaders import load_requests
-
-            requests = list(load_requests(candidates).requests)
+        requests_list = requests_of(candidates) if candidates is not None else []
+        if undo is not None:
+            UndoConfig(mode=undo, energy=undo_energy)  # refused before any model loads
         lm = load_model(base)
         other = load_model(suspect)
         report, table = locate_edits(
-            lm, other.model, requests, ForensicsConfig(outlier_z=outlier_z)
+            lm, other.model, requests_list, ForensicsConfig(outlier_z=outlier_z)
         )
         report.update(base=base, suspect=suspect)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "differences.csv", index=False)
         (out / "report.json").write_text(json.dumps(report, indent=1))
+        if undo is not None:
+            _undo(lm, other, report, requests_of(requests) if requests else requests_list, out,
+                  UndoConfig(mode=undo, energy=undo_energy), ppl_tokens)  # fmt: skip
     console.print(
         f"edited layers {report['edited_layers'] or 'none'}; about {report['n_facts_estimate']} facts; "
         f"{len(report['edited_modules'])} matrices; report in {out / 'report.json'}"
     )
+
+
+def requests_of(path: Path) -> list:
+    from ..data.loaders import load_requests
+
+    return list(load_requests(path).requests)
+
+
+def _undo(base, suspect, report: dict, requests: list, out: Path, cfg, ppl_tokens: int) -> None:
+    """Write DIR/undo/ (the undo delta) and, with requests, DIR/undo.json and undo_edits.csv."""
+    from ..forensics.undo import undo_delta, undo_effect
+
+    ranked = {s["case_id"] for s in report["subjects"][: max(1, report["n_facts_estimate"])]}
+    chosen = [r for r in requests if r.case_id in ranked] if cfg.mode == "keys" else []
+    delta = undo_delta(base.model, suspect, report["edited_modules"], cfg, chosen)
+    delta.save(out / "undo")
+    if not requests:
+        console.print(f"undo delta written to {out / 'undo'} (no requests: not measured)")
+        return
+    summary, table = undo_effect(suspect, delta, requests, ppl_tokens)
+    table.to_csv(out / "undo_edits.csv", index=False)
+    (out / "undo.json").write_text(json.dumps(summary, indent=1, default=float))
+    console.print(
+        f"undo ({cfg.mode}): {summary['n_reverted']} of {summary['n_successful_before']} edits "
+        f"reverted ({summary['reverted']:.1f} %); NS {summary['ns_before']:.1f} → "
+        f"{summary['ns_after']:.1f}; perplexity {summary['perplexity_before']:.2f} → "
+        f"{summary['perplexity_after']:.2f}"
+    )
+
+
+def detect(
+    model: str = typer.Option(..., help="the model under test (no base model needed)"),
+    requests: Path = typer.Option(..., help="facts to score (JSON/JSONL requests), e.g. its edits"),
+    detector: Path = typer.Option(..., help="the detector directory (written with --train)"),
+    train: list[Path] = typer.Option(
+        [], help="train first on these edit output directories (delta/, requests.jsonl); repeatable"
+    ),
+    base: str | None = typer.Option(
+        None, help="base model of the --train deltas (default: the one each delta records)"
+    ),
+    negatives: str = typer.Option(
+        "counterfact", help="unedited facts: a dataset name or request file"
+    ),
+    negatives_offset: int = typer.Option(1000, help="valid records of --negatives skipped first"),
+    n_negatives: int = typer.Option(50, help="unedited facts per model"),
+    out: Path | None = typer.Option(None, help="write scores.csv and detect.json here"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
+):
+    """Flag edited facts from hidden states alone: optionally train the detector on edits made here
+    (each edit applied to its base model, against unedited facts), then score --requests and the
+    unedited facts on --model and report the AUROC."""
+    setup_logging(verbose)
+    import pandas as pd
+    import torch
+
+    from ..data.loaders import load_requests
+    from ..finetuning.job import load_edits
+    from ..forensics.detector import EditDetector, auroc, fact_features
+    from ..models.registry import load_model
+
+    with _user_errors():
+        facts = requests_of(requests)
+        unedited = list(load_requests(negatives, n=n_negatives, offset=negatives_offset).requests)
+        if train:
+            pos, neg = [], []
+            for directory in train:
+                delta, edited = load_edits(directory)
+                name = base or delta.info.get("model")
+                if not name:
+                    raise ValueError(
+                        f"{directory}: the delta does not record its base model; pass --base"
+                    )
+                lm = load_model(name)
+                delta.apply(lm.model)
+                pos.append(fact_features(lm, edited))
+                neg.append(fact_features(lm, _disjoint(unedited, edited)))
+            fitted = EditDetector.fit(torch.cat(pos), torch.cat(neg))
+            fitted.info["trained_on"] = [str(d) for d in train]
+            fitted.save(detector)
+        det = EditDetector.load(detector)
+        lm = load_model(model)
+        scores_pos = det.score(fact_features(lm, facts, det.config))
+        others = _disjoint(unedited, facts)
+        scores_neg = det.score(fact_features(lm, others, det.config))
+        area = auroc(scores_pos.tolist(), scores_neg.tolist())
+        summary = {"model": model, "requests": str(requests), "auroc": area,
+                   "n_facts": len(facts), "n_unedited": len(others), "detector": str(detector)}  # fmt: skip
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            table = pd.DataFrame(
+                {
+                    "case_id": [r.case_id for r in facts] + [r.case_id for r in others],
+                    "edited": [True] * len(facts) + [False] * len(others),
+                    "score": scores_pos.tolist() + scores_neg.tolist(),
+                }
+            )
+            table.to_csv(out / "scores.csv", index=False)
+            (out / "detect.json").write_text(json.dumps(summary, indent=1))
+    console.print(
+        f"AUROC {area:.3f}: {len(facts)} facts of --requests against {len(others)} unedited"
+    )
+
+
+def _disjoint(candidates: list, edited: list) -> list:
+    """The candidates whose subject is none of the edited ones."""
+    subjects = {r.subject for r in edited}
+    return [r for r in candidates if r.subject not in subjects]

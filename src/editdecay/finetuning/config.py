@@ -13,6 +13,7 @@ from typing import Literal
 
 from ..config_types import ConfigError, build, check_fields, field_default
 from ..schema import FT_METHODS, FT_NONE, LAYER_CHOICES
+from .preserve import PreserveConfig
 
 FinetuneMethod = Literal[tuple(m for m in FT_METHODS if m != FT_NONE)]
 LayerChoice = Literal[LAYER_CHOICES]
@@ -63,6 +64,7 @@ OMITTED_AT_DEFAULT = (
     "validation_every",
     "select_best",
     "data_seed",
+    "preserve",
 )
 
 
@@ -159,6 +161,11 @@ class FinetuneConfig:
         },
     )
 
+    preserve: PreserveConfig = field(
+        default_factory=PreserveConfig,
+        metadata={"help": "edit-preserving fine-tuning (finetuning/preserve.py); mode none: plain"},
+    )
+
     field_noun = "finetune setting"
 
     def __post_init__(self):
@@ -190,7 +197,7 @@ class FinetuneConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         for name in OMITTED_AT_DEFAULT:
-            if d[name] == field_default(FinetuneConfig, name):
+            if getattr(self, name) == field_default(FinetuneConfig, name):
                 del d[name]
         d["learning_rate"] = self.learning_rate
         return d
@@ -207,4 +214,9 @@ class FinetuneConfig:
         for key, run_level in RUN_LEVEL_FIELDS.items():
             if key in overrides:
                 raise ConfigError(key, f"set it through the configuration's {run_level}")
+        if isinstance(overrides.get("preserve"), dict) and "mode" in overrides["preserve"]:
+            raise ConfigError(
+                "preserve.mode",
+                "set it with ft_preserve (a study) or --preserve (editdecay finetune)",
+            )
         build(cls, overrides)

@@ -39,6 +39,7 @@ from .config import (  # noqa: F401  (re-exported: the import path others use)
     LayerChoice,
     Precision,
 )
+from .preserve import Preservation
 from .snapshot import load_snapshot, restore, save_snapshot, trainable_state
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def finetune(
     on_checkpoint: Callable[[int, nn.Module], None] | None = None,
     snapshot: str | Path | None = None,
     snapshot_every: int = 0,
+    preserve: Preservation | None = None,
 ) -> FinetuneResult:
     """Train `lm.model` in place (adapters are injected into it; full FT changes its weights).
 
@@ -151,6 +153,9 @@ def finetune(
     JSON every `snapshot_every` steps, and a run that finds a snapshot continues from it: an
     interrupted run resumed this way ends bit-identical to an uninterrupted one. The snapshot is
     deleted when training ends; an old torch.save `snapshot.pt` is ignored (with a warning).
+
+    `preserve` (finetuning/preserve.py) protects the edits the model carries: it may add training
+    examples, drop layers, add a loss term and project the weights after every step.
     """
     if not examples:
         raise ValueError("no fine-tuning examples")
@@ -158,8 +163,13 @@ def finetune(
         raise ValueError(f"unknown precision {cfg.precision!r}; use fp32 or bf16")
     train, held_out = split_validation(examples, cfg.validation_examples, cfg.split_seed)
     layers = select_layers(cfg.layers, lm.n_layers, edited_layers)
+    if preserve is not None:
+        train = preserve.training_examples(train)
+        layers = preserve.layers(layers)
     torch.manual_seed(cfg.seed)  # adapter initialisation and dropout
     model = _prepare(lm, cfg, layers)
+    if preserve is not None:
+        preserve.attach(lm, model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
     log.info(
@@ -172,7 +182,7 @@ def finetune(
     )
     rows = [_encode(lm.tokenizer, ex, cfg) for ex in train]
     val_rows = [_encode(lm.tokenizer, ex, cfg) for ex in held_out]
-    total = planned_steps(cfg, len(examples))
+    total = planned_steps(cfg, len(train) + len(held_out))
     opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = cfg.warmup_for(total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup))
@@ -198,9 +208,13 @@ def finetune(
         opt.zero_grad(set_to_none=True)
         loss, n_tokens = _batch_loss(model, lm.tokenizer, [rows[i] for i in batch], cfg, device)
         run.tokens += n_tokens
+        if preserve is not None:
+            preserve.penalty(model, run.step)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
+        if preserve is not None:
+            preserve.after_step(model)
         run.step += 1
         next(it, None)
         run.losses.append(loss)

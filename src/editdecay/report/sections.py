@@ -14,6 +14,7 @@ from .blocks import (
     SectionBuilder,
     Table,
 )
+from .defence_sections import preservation_section
 from .format import all_missing, arrow
 from .plot_sections import decay_plot_section, steps_section, training_section
 from .plots import plot_labels
@@ -339,6 +340,7 @@ SECTIONS: list[SectionBuilder] = [
     downstream_section,
     why_edits_decay_section,
     security_section,
+    preservation_section,
     decay_plot_section,
     steps_section,
     training_section,

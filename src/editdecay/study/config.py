@@ -45,6 +45,7 @@ from ..attacks.probes import AttackKind
 from ..config_types import ConfigError, build, check_fields, check_value, field_default
 from ..data.loaders import ZSRE_TARGETS
 from ..editing.config import EDIT_METHODS, EditMethod, check_overrides, has_field
+from ..finetuning.preserve import PreserveMode
 from ..finetuning.tuner import FinetuneConfig, LayerChoice
 from ..models.registry import DEFAULT_MODEL
 from ..schema import DS_MODES, FT_METHODS, FT_NONE
@@ -110,7 +111,7 @@ class EvaluateSettings:
 
 # fields written into hashed dicts only when set away from their defaults
 EVALUATE_ADDED = ("ds_num_beams",)
-RUN_ADDED = ("data_seed", "zsre_target", "attack", "attack_settings")
+RUN_ADDED = ("data_seed", "zsre_target", "attack", "attack_settings", "ft_preserve")
 
 
 def _without_defaults(obj, d: dict, names: tuple[str, ...]) -> dict:
@@ -122,7 +123,15 @@ def _without_defaults(obj, d: dict, names: tuple[str, ...]) -> dict:
 
 # reset to their defaults when ft_method is "none": fine-tuning settings then mean nothing, and
 # one configuration must not become many
-FT_ONLY_FIELDS = ("ft_data", "ft_examples", "ft_layers", "seed", "data_seed", "finetune")
+FT_ONLY_FIELDS = (
+    "ft_data",
+    "ft_examples",
+    "ft_layers",
+    "ft_preserve",
+    "seed",
+    "data_seed",
+    "finetune",
+)
 
 
 @dataclass(frozen=True)
@@ -184,6 +193,13 @@ class RunConfig:
     )
     ft_layers: LayerChoice | tuple[int, ...] = field(
         default="all", metadata={"help": "all, edited, non-edited or a list", "ge": 0}
+    )
+    ft_preserve: PreserveMode = field(
+        default="none",
+        metadata={
+            "help": "edit-preserving fine-tuning of the edited model: none, subspace, activation, "
+            "freeze or paraphrase (its settings: finetune.preserve)"
+        },
     )
     seed: int = field(
         default=0,
@@ -311,6 +327,8 @@ class RunConfig:
             if self.ft_method == "none"
             else f"{self.ft_method}-{_slug(self.ft_data)}-{self.ft_layers_label}"
         )
+        if self.ft_preserve != "none":
+            ft += f"-keep-{self.ft_preserve}"
         return f"{_slug(self.model)}.{self.edit_method}-{_slug(data)}{self.n_edits}.{ft}.s{self.seed}.{digest}"
 
     def columns(self) -> dict:
@@ -324,6 +342,7 @@ class RunConfig:
             "ft_method": self.ft_method,
             "ft_data": self.ft_data if self.ft_method != "none" else "",
             "ft_layers": self.ft_layers_label,
+            "ft_preserve": self.ft_preserve,
             "seed": self.seed,
         }
 

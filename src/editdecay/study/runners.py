@@ -35,6 +35,7 @@ from ..evaluation.downstream import downstream_accuracy, greedy_continuations
 from ..evaluation.edit_metrics import evaluate_requests, summarise
 from ..evaluation.perplexity import heldout_perplexity
 from ..evaluation.scorer import Scorer
+from ..finetuning.preserve import ProtectedEdits, make_preservation
 from ..finetuning.tuner import FinetuneConfig, finetune, load_finetuned, trainable_state
 from ..integrity import load_tensors
 from ..io import atomic_write
@@ -205,11 +206,18 @@ def _run_finetune(
     )
     fcfg = _finetune_config(s["finetune"])
     edited_layers: list[int] = []
+    preserve = None
     pool.spoil(s["model"])  # the weights change from here on
     if s["edited"]:
-        delta = _load_delta(store, stage.input("edit"))
+        edit = stage.input("edit")
+        delta = _load_delta(store, edit)
         delta.apply(lm.model)
-        edited_layers = store.record(stage.input("edit"))["layers"]
+        edited_layers = store.record(edit)["layers"]
+        if fcfg.preserve.mode != "none":
+            path = store.verified(edit, "requests.jsonl") / "requests.jsonl"
+            requests = load_requests(path).requests
+            edits = ProtectedEdits.from_delta(delta, requests)
+            preserve = make_preservation(fcfg.preserve, edits)
 
     def save_checkpoint(step: int, model) -> None:
         _save_weights(work / f"step-{step}", trainable_state(model))
@@ -222,6 +230,7 @@ def _run_finetune(
         on_checkpoint=save_checkpoint,
         snapshot=work / "snapshot",
         snapshot_every=snapshot_every,
+        preserve=preserve,
     )
     _save_weights(work / FINAL, trainable_state(res.model))
     losses = pd.DataFrame({"step": range(1, len(res.losses) + 1), "loss": res.losses})

@@ -25,6 +25,7 @@ from .. import __version__
 from ..config_types import field_default
 from ..editing import default_config, get_editor
 from ..editing.statistics import bos_prefix
+from ..finetuning.preserve import PreserveConfig
 from ..finetuning.tuner import FinetuneConfig, planned_steps, select_layers
 from ..models.registry import LoadedModel, load_model, resolve_device
 from .config import RunConfig
@@ -94,6 +95,7 @@ def edit_config(cfg: RunConfig, lm: LoadedModel):
 
 def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
     overrides = dict(cfg.finetune)  # checked against FinetuneConfig when `cfg` was built
+    preserve = PreserveConfig(mode=cfg.ft_preserve, **overrides.pop("preserve", {}))
     if "checkpoint_steps" in overrides:
         overrides["checkpoint_steps"] = tuple(
             sorted({int(s) for s in overrides["checkpoint_steps"]})
@@ -103,6 +105,7 @@ def finetune_config(cfg: RunConfig, layers: list[int]) -> FinetuneConfig:
         layers=tuple(layers),
         seed=cfg.seed,
         data_seed=cfg.data_seed,
+        preserve=preserve,
         **overrides,
     )
     # one key per distinct run: the rate written out, adapter-only fields at their defaults for full FT
@@ -194,7 +197,10 @@ def plan(cfg: RunConfig, lm: LoadedModel) -> dict[tuple[str, object], Stage]:
             fcfg, checkpoint_steps=tuple(s for s in fcfg.checkpoint_steps if s < n_steps)
         )
     ft_settings = {**model, "finetune": fcfg.to_dict(), "data": data}
-    ft_base = Stage.make("finetune", {**ft_settings, "edited": False})
+    # the base model is fine-tuned plainly (preservation protects edits it does not carry), so a
+    # preserving configuration shares its M_ft with the plain one
+    plain = {**model, "finetune": replace(fcfg, preserve=PreserveConfig()).to_dict(), "data": data}
+    ft_base = Stage.make("finetune", {**plain, "edited": False})
     ft_edited = Stage.make("finetune", {**ft_settings, "edited": True}, (edit,))
     stages[("finetune:M", None)] = ft_base
     stages[("finetune:M_ed", None)] = ft_edited

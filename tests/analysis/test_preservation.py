@@ -1,0 +1,118 @@
+"""Preservation options against plain fine-tuning: the paired verdict comes out each way, the
+McNemar test, the DS band, and the report section (absent without any option)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from editdecay.analysis.preservation import preservation_table
+from editdecay.analysis.stats import mcnemar_exact_p
+from editdecay.analysis.tables import final_rows
+from editdecay.report.blocks import ReportContext, Table
+from editdecay.report.defence_sections import TITLE_PRESERVATION, preservation_section
+from editdecay.report.inputs import StudyResults
+
+N = 20
+
+
+def _decay(kept_plain: int, kept_option: int, success: int = N) -> pd.DataFrame:
+    common = {
+        "model": "m", "edit_method": "memit", "edit_data": "zsre", "n_edits": N,
+        "ft_method": "lora", "ft_data": "commonsense", "ft_layers": "all", "seed": 0,
+        "step": 10, "final": True, "n_success_ed": success, "es_ed": 100.0 * success / N,
+    }  # fmt: skip
+    rows = [
+        {**common, "config_id": "plain", "ft_preserve": "none", "n_stable": kept_plain,
+         "es_ed_ft": 100.0 * kept_plain / N, "ds_rank_M_ed_ft": 50.0},
+        {**common, "config_id": "keep", "ft_preserve": "subspace", "n_stable": kept_option,
+         "es_ed_ft": 100.0 * kept_option / N, "ds_rank_M_ed_ft": 48.0},
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _flips(kept_plain: int, kept_option: int, success: int = N) -> pd.DataFrame:
+    rows = []
+    for cid, kept in (("plain", kept_plain), ("keep", kept_option)):
+        for i in range(N):
+            rows.append(
+                {"config_id": cid, "step": 10, "case_id": f"zsre:{i}",
+                 "success_before": i < success, "success_after": i < min(kept, success)}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _downstream() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"config_id": c, "state": "M_ed_ft", "step": 10, "mode": "rank", "task": "boolq",
+             "n": 100, "accuracy": 0.5}
+            for c in ("plain", "keep")
+        ]
+    )  # fmt: skip
+
+
+def _table(kept_plain, kept_option, success=N):
+    final = final_rows(_decay(kept_plain, kept_option, success), preserved=True)
+    return preservation_table(final, _flips(kept_plain, kept_option, success), _downstream())
+
+
+@pytest.mark.parametrize(
+    "plain, option, verdict",
+    [(5, 20, "keeps more"), (20, 5, "keeps fewer"), (10, 12, "no difference shown")],
+)
+def test_verdict_comes_out_each_way(plain, option, verdict):
+    row = _table(plain, option).iloc[0]
+    assert row["verdict"] == verdict
+    assert row["kept"] == 100.0 * option / N and row["kept_plain"] == 100.0 * plain / N
+    assert row["only_option"] == max(0, option - plain)
+    assert row["only_plain"] == max(0, plain - option)
+
+
+def test_not_testable_without_successful_edits():
+    row = _table(0, 0, success=0).iloc[0]
+    assert row["verdict"].startswith("not testable here")
+    assert math.isnan(row["kept"])
+
+
+def test_ds_difference_band_and_goal():
+    row = _table(5, 19).iloc[0]
+    assert row["ds_delta"] == pytest.approx(-2.0)
+    assert row["ds_band"] == pytest.approx(200 * math.sqrt((0.48 * 0.52 + 0.25) / 100), rel=1e-6)
+    assert not row["meets_goal"]  # 95 % kept, but 2 points of DS lost
+    decay = _decay(5, 19)
+    decay.loc[decay["config_id"] == "keep", "ds_rank_M_ed_ft"] = 49.5
+    table = preservation_table(final_rows(decay, preserved=True), _flips(5, 19), _downstream())
+    assert table.iloc[0]["meets_goal"]
+
+
+def test_without_a_plain_counterpart_there_is_no_row():
+    decay = _decay(5, 20)
+    decay.loc[decay["config_id"] == "plain", "seed"] = 1
+    assert preservation_table(final_rows(decay, preserved=True), _flips(5, 20)).empty
+
+
+def test_mcnemar_exact():
+    assert mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact_p(5, 5) == 1.0
+    assert mcnemar_exact_p(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    with pytest.raises(ValueError):
+        mcnemar_exact_p(-1, 2)
+
+
+def _ctx(tmp_path: Path, decay, flips) -> ReportContext:
+    results = StudyResults(tmp_path, decay, flips=flips, downstream=_downstream())
+    return ReportContext(results, "t", final_rows(decay), tmp_path)
+
+
+def test_section_shows_each_option_and_is_absent_without_one(tmp_path):
+    section = preservation_section(_ctx(tmp_path, _decay(5, 20), _flips(5, 20)))
+    assert section.title == TITLE_PRESERVATION
+    table = next(b for b in section.blocks if isinstance(b, Table)).frame
+    assert list(table["option"]) == ["subspace"] and list(table["verdict"]) == ["keeps more"]
+    plain_only = _decay(5, 20).iloc[:1]
+    assert preservation_section(_ctx(tmp_path, plain_only, _flips(5, 20))) is None
