@@ -75,6 +75,10 @@ def test_nothing_flipped_means_no_re_edit(tiny_lm, tiny_stats, cf_requests, cfg)
 
 def test_success_rule_per_dataset_kind():
     table = pd.DataFrame(
-        {"es": [1.0, 0.0, float("nan"), float("nan")], "rewrite_acc": [0, 1, 1, 0.5]}
+        {
+            "es": [1.0, 0.0, float("nan"), float("nan"), 1.0, 0.0],
+            "rewrite_acc": [0, 1, 1, 0.5, 0.5, 1.0],
+            "source": ["counterfact"] * 4 + ["zsre"] * 2,
+        }
     )
-    assert list(success(table)) == [True, False, True, False]
+    assert list(success(table)) == [True, False, True, False, False, True]

@@ -92,3 +92,15 @@ def test_finetune_with_preservation_then_repair(runner, edited):
     assert summary["n_flipped"] == int(table["flipped"].sum())
     assert summary["n_repaired"] == int((table["flipped"] & table["success_repaired"]).sum())
     assert summary["stats_from"] == "tiny-llama" and summary["full_seconds"] > 0
+
+
+def test_recovery_counts_the_edited_candidates_at_the_top():
+    from editdecay.cli.forensics import recovery
+    from editdecay.data.requests import EditRequest
+
+    edited = [EditRequest(f"e{i}", "{} is", f"s{i}", "x") for i in range(3)]
+    ranked = [{"case_id": c} for c in ["e0", "o1", "e1", "e2", "o2"]]
+    r = recovery(ranked, edited)
+    assert r["top1_edited"] and r["n_edited_candidates"] == 3
+    assert r["recall_at_n"] == 2 / 3 and r["precision_at_10"] == 3 / 5
+    assert not recovery([{"case_id": "o1"}, {"case_id": "e0"}], edited)["top1_edited"]

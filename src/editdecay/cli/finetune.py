@@ -94,6 +94,11 @@ def repair(
     stats_from: str | None = typer.Option(
         None, help="model whose statistic C the re-edit uses (default: the delta's base model)"
     ),
+    scores: Path | None = typer.Option(
+        None,
+        help="per-edit scores of the edited model (CSV or Parquet with case_id, es / rewrite_acc): "
+        "only edits that succeeded there count as flipped (default: EDITS/edits.csv if present)",
+    ),
     full: bool = typer.Option(True, "--full/--no-full", help="also time a full re-edit"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
@@ -119,11 +124,14 @@ def repair(
         stats = None
         if base_name and hasattr(cfg, "statistic"):
             stats = second_moments(load_model(base_name), list(cfg.layers), cfg.statistic)
-        scores = None
-        if (edits / "edits.csv").is_file():
-            table = pd.read_csv(edits / "edits.csv")
-            scores = table[table["state"].isin(["edited", "M_ed"])] if "state" in table else table
-        result = repair_edits(tuned, requests, delta.method, cfg, stats, scores, full)
+        source = scores or (edits / "edits.csv" if (edits / "edits.csv").is_file() else None)
+        edited_scores = None
+        if source is not None:
+            table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+            if "state" in table:
+                table = table[table["state"].isin(["edited", "M_ed"])]
+            edited_scores = table
+        result = repair_edits(tuned, requests, delta.method, cfg, stats, edited_scores, full)
         out.mkdir(parents=True, exist_ok=True)
         if result.delta is not None:
             result.delta.save(out / "repair")

@@ -53,12 +53,15 @@ def forensics(
             lm, other.model, requests_list, ForensicsConfig(outlier_z=outlier_z)
         )
         report.update(base=base, suspect=suspect)
+        if requests and report["subjects"]:
+            report["recovery"] = recovery(report["subjects"], requests_of(requests))
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "differences.csv", index=False)
         (out / "report.json").write_text(json.dumps(report, indent=1))
         if undo is not None:
-            _undo(lm, other, report, requests_of(requests) if requests else requests_list, out,
-                  UndoConfig(mode=undo, energy=undo_energy), ppl_tokens)  # fmt: skip
+            measured = requests_of(requests) if requests else requests_list
+            cfg = UndoConfig(mode=undo, energy=undo_energy)
+            _undo(lm, other, report, requests_list, measured, out, cfg, ppl_tokens)
     console.print(
         f"edited layers {report['edited_layers'] or 'none'}; about {report['n_facts_estimate']} facts; "
         f"{len(report['edited_modules'])} matrices; report in {out / 'report.json'}"
@@ -71,12 +74,15 @@ def requests_of(path: Path) -> list:
     return list(load_requests(path).requests)
 
 
-def _undo(base, suspect, report: dict, requests: list, out: Path, cfg, ppl_tokens: int) -> None:
-    """Write DIR/undo/ (the undo delta) and, with requests, DIR/undo.json and undo_edits.csv."""
+def _undo(
+    base, suspect, report: dict, candidates: list, requests: list, out: Path, cfg, ppl_tokens: int
+) -> None:
+    """Write DIR/undo/ (the undo delta) and, with requests, DIR/undo.json and undo_edits.csv; the
+    keys undo removes the response to the `n_facts_estimate` top-ranked candidates."""
     from ..forensics.undo import undo_delta, undo_effect
 
     ranked = {s["case_id"] for s in report["subjects"][: max(1, report["n_facts_estimate"])]}
-    chosen = [r for r in requests if r.case_id in ranked] if cfg.mode == "keys" else []
+    chosen = [r for r in candidates if r.case_id in ranked] if cfg.mode == "keys" else []
     delta = undo_delta(base.model, suspect, report["edited_modules"], cfg, chosen)
     delta.save(out / "undo")
     if not requests:
@@ -170,3 +176,18 @@ def _disjoint(candidates: list, edited: list) -> list:
     """The candidates whose subject is none of the edited ones."""
     subjects = {r.subject for r in edited}
     return [r for r in candidates if r.subject not in subjects]
+
+
+def recovery(ranked: list[dict], edited: list) -> dict:
+    """How well the ranking finds the known edits among the candidates: whether the top one is
+    edited, the share of edited ones in the top 10, and in the top n (n = the edits ranked)."""
+    ids = {r.case_id for r in edited}
+    flags = [s["case_id"] in ids for s in ranked]
+    n = sum(flags)
+    return {
+        "n_candidates": len(ranked),
+        "n_edited_candidates": n,
+        "top1_edited": bool(flags[0]) if flags else False,
+        "precision_at_10": sum(flags[:10]) / min(10, len(flags)) if flags else 0.0,
+        "recall_at_n": sum(flags[:n]) / n if n else float("nan"),
+    }

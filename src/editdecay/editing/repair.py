@@ -40,10 +40,14 @@ class RepairResult:
 
 
 def success(table: pd.DataFrame) -> pd.Series:
-    """Per edit: P(new) > P(true) where a true object is known (CounterFact), else every target
-    token right (zsRE's exact rule)."""
-    es = table["es"] if "es" in table else pd.Series(float("nan"), index=table.index)
-    return (es > 0.5).where(es.notna(), table["rewrite_acc"] >= 1.0).astype(bool)
+    """Per edit, the study's rule: zsRE (source) every target token right; otherwise CounterFact's
+    P(new) > P(true), or every token right where no true object is known."""
+    exact = table["rewrite_acc"] >= 1.0
+    if "es" not in table:
+        return exact.astype(bool)
+    zsre = table["source"].astype(str).str.contains("zsre") if "source" in table else False
+    counterfact = (table["es"] > 0.5).where(table["es"].notna(), exact)
+    return exact.where(zsre, counterfact).astype(bool)
 
 
 def _scored(lm: LoadedModel, requests: Sequence[EditRequest], desc: str) -> pd.DataFrame:
