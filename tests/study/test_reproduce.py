@@ -274,6 +274,30 @@ def test_estimate_counts_shared_stages_once():
     assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
 
 
+def test_estimate_counts_validation_and_the_preservation_axis():
+    base = {
+        "edit_data": "counterfact",
+        "n_edits": 10,
+        "ft_method": "lora",
+        "ft_examples": 40,
+        "finetune": {"epochs": 1, "batch_size": 10, "checkpoint_steps": []},
+    }
+    plain = RunConfig.from_dict(base)
+    held = RunConfig.from_dict(
+        {**base, "finetune": {**base["finetune"], "validation_examples": 10, "validation_every": 1}}
+    )
+    tokens = lambda c: planned_stages([c]).query("kind == 'finetune'")["seconds"].iloc[0]  # noqa: E731
+    # 30 training examples and 3 validation passes over 10 examples at a third of the cost each
+    assert tokens(held) == pytest.approx(tokens(plain) * (30 + 3 * 10 / 3) / 40)
+    options = [
+        RunConfig.from_dict({**base, "ft_preserve": p}) for p in ("none", "subspace", "paraphrase")
+    ]
+    stages = planned_stages(options)
+    finetunes = stages[stages["kind"] == "finetune"]
+    assert len(finetunes) == 4  # one plain base run, three edited runs
+    assert finetunes["seconds"].max() == pytest.approx(tokens(plain) * (40 + 3 * 10) / 40)
+
+
 def test_estimate_matches_the_pipeline_plan(tmp_path):
     from editdecay.study.pipeline import make_plan
 

@@ -6,12 +6,14 @@ distinct stage is counted once, as the store computes it once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 
 import pandas as pd
 
 from ..config_types import field_defaults
 from ..editing.config import EDIT_METHODS
+from ..finetuning.preserve import PreserveConfig
 from ..finetuning.tuner import FinetuneConfig
 from .config import RunConfig, Study
 from .store import canonical_json
@@ -39,6 +41,7 @@ STATISTIC_SECONDS = (
 FT_TOKENS_PER_SECOND = {"lora": 150.0, "dora": 105.0, "full": 137.0}
 FT_TOKENS_PER_EXAMPLE = {"commonsense": 100.0, "hotpotqa": 75.0}
 FT_TOKENS_PER_EXAMPLE_DEFAULT = 100.0
+VALIDATION_SHARE = 1 / 3  # a validation example costs a forward pass of a training example
 EVAL_SECONDS_PER_EDIT = 0.25  # ES/PS/NS scoring and the greedy answer of one edit
 # one commonsense test item per protocol: both together took 1.2 s; split by their single-thread
 # times (generate 0.82 s, rank 1.58 s), then rank with one shared row per item (0.46 s single-thread)
@@ -83,14 +86,28 @@ def _n_requests(cfg: RunConfig) -> int:
 _FT_DEFAULTS = field_defaults(FinetuneConfig)
 
 
-def _ft_tokens(cfg: RunConfig) -> float:
+def _ft_tokens(cfg: RunConfig, edited: bool = False) -> float:
+    """Training tokens of a fine-tuning stage, the validation passes counted at a third of a
+    training example each (a forward pass only); `edited` adds the paraphrase option's examples."""
     settings = {**_FT_DEFAULTS, **cfg.finetune}
     examples = (
         cfg.ft_examples if cfg.ft_examples is not None else BUNDLED_FT_RECORDS.get(cfg.ft_data, 0)
     )
-    seen = examples * settings["epochs"]
+    held = settings.get("validation_examples") or 0
+    train = max(0, examples - held)
+    if edited and cfg.ft_preserve == "paraphrase":
+        preserve = cfg.finetune.get("preserve") or {}
+        train += cfg.n_edits * preserve.get("paraphrases", PreserveConfig().paraphrases)
+    seen = train * settings["epochs"]
+    steps = math.ceil(train / settings["batch_size"]) * settings["epochs"]
     if settings.get("max_steps"):
         seen = min(seen, settings["max_steps"] * settings["batch_size"])
+        steps = min(steps, settings["max_steps"])
+    if held:
+        every = settings.get("validation_every") or 0
+        validated = {k * every for k in range(1, steps // every + 1)} if every else set()
+        validated |= {int(c) for c in settings.get("checkpoint_steps") or () if int(c) < steps}
+        seen += len(validated | {steps}) * held * VALIDATION_SHARE
     return seen * FT_TOKENS_PER_EXAMPLE.get(cfg.ft_data, FT_TOKENS_PER_EXAMPLE_DEFAULT)
 
 
@@ -168,12 +185,11 @@ def planned_stages(configs: Iterable[RunConfig]) -> pd.DataFrame:
             cfg.ft_examples,
             canonical_json(cfg.edit.get("layers")) if cfg.ft_layers_label != "all" else "",
         )
-        seconds = _ft_tokens(cfg) / FT_TOKENS_PER_SECOND.get(
-            cfg.ft_method, FT_TOKENS_PER_SECOND["lora"]
-        )
-        ft_base, ft_edited = ("finetune", m, ft, reqs), ("finetune", edit, ft)
-        add(ft_base, m, "finetune", seconds)
-        add(ft_edited, m, "finetune", seconds)
+        rate = FT_TOKENS_PER_SECOND.get(cfg.ft_method, FT_TOKENS_PER_SECOND["lora"])
+        # the base model is fine-tuned plainly whatever the preservation option (stages.plan)
+        ft_base, ft_edited = ("finetune", m, ft, reqs), ("finetune", edit, ft, cfg.ft_preserve)
+        add(ft_base, m, "finetune", _ft_tokens(cfg) / rate)
+        add(ft_edited, m, "finetune", _ft_tokens(cfg, edited=True) / rate)
         steps = sorted({int(s) for s in cfg.finetune.get("checkpoint_steps", ())})
         for step in [*steps, "final"]:
             add(("evaluate", ft_base, step, ev), m, "evaluate", evaluate)
