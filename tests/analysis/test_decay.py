@@ -543,3 +543,28 @@ def test_flip_examples_are_capped_and_sorted_by_case_id():
         flip_examples(edits, "a-cf-lora", step=7)
     with pytest.raises(ValueError, match="no rows"):
         flip_examples(edits, "missing")
+
+
+def test_a_longer_edited_run_is_compared_with_the_base_run_s_final_step():
+    # the edited model was fine-tuned 14 steps (an option added examples), the base model 10
+    edits = pd.concat(
+        [
+            rows(CONFIG_A, "M", 0, cf_table([0, 0])),
+            rows(CONFIG_A, "M_ed", 0, cf_table([1, 1])),
+            rows(CONFIG_A, "M_ft", 5, cf_table([0, 0])),
+            rows(CONFIG_A, "M_ed_ft", 5, cf_table([1, 0])),
+            rows(CONFIG_A, "M_ft", 10, cf_table([1, 0])),
+            rows(CONFIG_A, "M_ed_ft", 14, cf_table([1, 1])),
+        ],
+        ignore_index=True,
+    )
+    downstream = pd.DataFrame(
+        ds_rows("a-cf-lora", "M_ft", 10, "rank", {"boolq": 0.4})
+        + ds_rows("a-cf-lora", "M_ed_ft", 14, "rank", {"boolq": 0.3})
+        + ds_rows("a-cf-lora", "M_ft", 5, "rank", {"boolq": 0.6})
+        + ds_rows("a-cf-lora", "M_ed_ft", 5, "rank", {"boolq": 0.5})
+    )
+    summary = decay_summary(edits, downstream).set_index("step")
+    assert summary.loc[14, "es_M_ft"] == pytest.approx(50.0)  # M_ft's final step, 10
+    assert summary.loc[14, "ds_rank_M_ft"] == pytest.approx(40.0)
+    assert summary.loc[5, "ds_rank_M_ft"] == pytest.approx(60.0)  # earlier steps pair exactly

@@ -174,6 +174,7 @@ def _config_rows(
     es_m = mean_percent(numeric_column(base, es_column))
 
     steps = sorted(int(s) for s in tuned["step"].dropna().unique())
+    base_steps = sorted(int(s) for s in base_ft["step"].dropna().unique())
     out: list[dict[str, Any]] = []
     if not steps:
         metrics = pair_metrics(before, None, None, indicator, kind)
@@ -189,7 +190,8 @@ def _config_rows(
         except ValueError as err:
             raise ValueError(f"config {config_id}, step {step}: {err}") from err
         metrics = pair_metrics(before, after, flips, indicator, kind)
-        es_m_ft = mean_percent(numeric_column(base_ft[base_ft["step"] == step], es_column))
+        reference = _reference_step(step, steps, base_steps)
+        es_m_ft = mean_percent(numeric_column(base_ft[base_ft["step"] == reference], es_column))
         out.append(
             _assemble(
                 config,
@@ -198,7 +200,7 @@ def _config_rows(
                 metrics,
                 es_m,
                 es_m_ft,
-                _downstream_values(downstream, step),
+                _downstream_values(downstream, step, reference),
             )
         )
     evaluated = len(before)
@@ -232,15 +234,28 @@ def _assemble(
     return row
 
 
-def _downstream_values(downstream: pd.DataFrame | None, step: int | None) -> dict[str, float]:
-    """The DS columns of one summary row; ``step`` None means no fine-tuned states."""
+def _reference_step(step: int, steps: list[int], base_steps: list[int]) -> int:
+    """The M_ft step M_ed_ft's `step` is compared with: the same step, except that the final
+    steps pair up when the two runs differ in length (an edit-preserving option that adds
+    training examples fine-tunes M_ed longer than M)."""
+    if step in base_steps or not base_steps or step != steps[-1]:
+        return step
+    return base_steps[-1]
+
+
+def _downstream_values(
+    downstream: pd.DataFrame | None, step: int | None, reference: int | None = None
+) -> dict[str, float]:
+    """The DS columns of one summary row; ``step`` None means no fine-tuned states; `reference`
+    is the M_ft step compared with (default: `step`)."""
+    reference = step if reference is None else reference
     if downstream is None:
         return {}
     values: dict[str, float] = {}
     for mode, prefix in DS_MODES.items():
         ds_m = _ds_mean(downstream, "M", None, mode)
         ds_m_ed = _ds_mean(downstream, "M_ed", None, mode)
-        ds_m_ft = _ds_mean(downstream, "M_ft", step, mode) if step is not None else math.nan
+        ds_m_ft = _ds_mean(downstream, "M_ft", reference, mode) if step is not None else math.nan
         ds_m_ed_ft = _ds_mean(downstream, "M_ed_ft", step, mode) if step is not None else math.nan
         values.update(
             {
