@@ -39,9 +39,10 @@ step $W/rome-test editdecay edit --model smollm2-135m --method rome --data zsre 
 for e in alphaedit rome; do
   step $W/$e-hf editdecay export --delta $W/$e-test/delta --out $W/$e-hf --model smollm2-135m
 done
-NEG="--negatives zsre --negatives-offset 1000 --n-negatives 100"
+NEG="--negatives zsre --negatives-offset 300 --n-negatives 100"   # records 0-199 are edited
 step $R/detect-memit/detect.json editdecay detect --model $W/m_ed --requests $EDIT/requests.jsonl \
-  --detector $R/detector --train $W/memit-train --base smollm2-135m $NEG --out $R/detect-memit
+  --detector $R/detector --train $W/memit-train --base smollm2-135m --negatives zsre \
+  --negatives-offset 200 --n-negatives 100 --test-negatives-offset 300 --out $R/detect-memit
 step $R/detect-memit-lora/detect.json editdecay detect --model $W/m_ed_ft/model \
   --requests $EDIT/requests.jsonl --detector $R/detector $NEG --out $R/detect-memit-lora
 for e in alphaedit rome; do
@@ -50,3 +51,14 @@ for e in alphaedit rome; do
 done
 step $R/detect-base/detect.json editdecay detect --model smollm2-135m --requests $EDIT/requests.jsonl \
   --detector $R/detector $NEG --out $R/detect-base
+
+# subject recovery among more than 1,000 candidates: the zsRE subjects and 500 CounterFact ones
+step $W/candidates-1500.jsonl python -c "
+from editdecay.data.loaders import load_requests, save_requests_jsonl
+reqs = list(load_requests('zsre', n=1000).requests) + list(load_requests('counterfact', n=500).requests)
+save_requests_jsonl(reqs, '$W/candidates-1500.jsonl')"
+for suspect in m_ed m_ed_ft/model; do
+  name=$(echo $suspect | cut -d/ -f1)
+  step $R/recovery-$name/report.json editdecay forensics --base smollm2-135m --suspect $W/$suspect \
+    --candidates $W/candidates-1500.jsonl --requests $EDIT/requests.jsonl --out $R/recovery-$name
+done

@@ -91,12 +91,17 @@ def _undo(
     summary, table = undo_effect(suspect, delta, requests, ppl_tokens)
     table.to_csv(out / "undo_edits.csv", index=False)
     (out / "undo.json").write_text(json.dumps(summary, indent=1, default=float))
+    locality = "ns" if summary["ns_before"] is not None else "neighbour_acc"
     console.print(
         f"undo ({cfg.mode}): {summary['n_reverted']} of {summary['n_successful_before']} edits "
-        f"reverted ({summary['reverted']:.1f} %); NS {summary['ns_before']:.1f} → "
-        f"{summary['ns_after']:.1f}; perplexity {summary['perplexity_before']:.2f} → "
-        f"{summary['perplexity_after']:.2f}"
+        f"reverted ({summary['reverted']:.1f} %); {locality} {_num(summary[locality + '_before'])} "
+        f"→ {_num(summary[locality + '_after'])}; perplexity "
+        f"{_num(summary['perplexity_before'], 2)} → {_num(summary['perplexity_after'], 2)}"
     )
+
+
+def _num(value, digits: int = 1) -> str:
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def detect(
@@ -114,6 +119,11 @@ def detect(
     ),
     negatives_offset: int = typer.Option(1000, help="valid records of --negatives skipped first"),
     n_negatives: int = typer.Option(50, help="unedited facts per model"),
+    test_negatives_offset: int | None = typer.Option(
+        None,
+        help="where the unedited facts scored on --model start (default: --negatives-offset; set "
+        "it apart from the training ones when training in the same call)",
+    ),
     out: Path | None = typer.Option(None, help="write scores.csv and detect.json here"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
@@ -124,14 +134,18 @@ def detect(
     import pandas as pd
     import torch
 
-    from ..data.loaders import load_requests
     from ..finetuning.job import load_edits
     from ..forensics.detector import EditDetector, auroc, fact_features
     from ..models.registry import load_model
 
     with _user_errors():
         facts = requests_of(requests)
-        unedited = list(load_requests(negatives, n=n_negatives, offset=negatives_offset).requests)
+        unedited = _unedited(negatives, n_negatives, negatives_offset)
+        test_unedited = (
+            unedited
+            if test_negatives_offset is None
+            else _unedited(negatives, n_negatives, test_negatives_offset)
+        )
         if train:
             pos, neg = [], []
             for directory in train:
@@ -151,7 +165,7 @@ def detect(
         det = EditDetector.load(detector)
         lm = load_model(model)
         scores_pos = det.score(fact_features(lm, facts, det.config))
-        others = _disjoint(unedited, facts)
+        others = _disjoint(test_unedited, facts)
         scores_neg = det.score(fact_features(lm, others, det.config))
         area = auroc(scores_pos.tolist(), scores_neg.tolist())
         summary = {"model": model, "requests": str(requests), "auroc": area,
@@ -191,3 +205,15 @@ def recovery(ranked: list[dict], edited: list) -> dict:
         "precision_at_10": sum(flags[:10]) / min(10, len(flags)) if flags else 0.0,
         "recall_at_n": sum(flags[:n]) / n if n else float("nan"),
     }
+
+
+def _unedited(source: str, n: int, offset: int) -> list:
+    from ..data.loaders import load_requests
+
+    facts = list(load_requests(source, n=n, offset=offset).requests)
+    if not facts:
+        raise ValueError(
+            f"--negatives {source}: no records from offset {offset} (the set is smaller); "
+            "lower --negatives-offset"
+        )
+    return facts

@@ -162,6 +162,8 @@ def undo_effect(
         "es_after": s_after.get("es"),
         "ns_before": s_before.get("ns"),
         "ns_after": s_after.get("ns"),
+        "neighbour_acc_before": s_before.get("neighbour_acc"),
+        "neighbour_acc_after": s_after.get("neighbour_acc"),
         "perplexity_before": ppl_before,
         "perplexity_after": ppl_after,
         "removed_rank": undo.info.get("removed_rank", {}),
