@@ -89,6 +89,15 @@ def field_default(cls: type, name: str) -> Any:
     raise KeyError(f"{cls.__name__}.{name} has no default")
 
 
+def drop_defaults(obj: object, d: dict, names: tuple[str, ...]) -> dict:
+    """`d` (the `asdict` of `obj`) without the fields `names` that are at their defaults: fields added
+    after results were stored stay out of hashed dicts until set, so existing keys do not change."""
+    for name in names:
+        if getattr(obj, name) == field_default(type(obj), name):
+            d.pop(name, None)
+    return d
+
+
 def field_defaults(cls: type) -> dict[str, Any]:
     return {f.name: field_default(cls, f.name) for f in dataclasses.fields(cls)}
 

@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader (or a rerun after a kill) never sees a half-written file."""
+"""Atomic writes: a reader (or a rerun after a kill) never sees a half-written file or directory."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,3 +20,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def replace_directory(target: str | Path, write: Callable[[Path], object]) -> Path:
+    """Write a directory beside `target` (`write(work_dir)`) and rename it into place, so a kill
+    leaves the old `target` (or none) and never a half-written one."""
+    target = Path(target)
+    work = target.with_name(f".{target.name}.work")
+    shutil.rmtree(work, ignore_errors=True)
+    write(work)
+    if target.exists():
+        shutil.rmtree(target)
+    work.rename(target)
+    return target

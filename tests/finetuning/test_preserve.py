@@ -5,6 +5,7 @@ plain fine-tuning, freeze drops the edited layers, paraphrase adds the edits as 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,9 +31,16 @@ TEMPLATES = ["{}", "The weather is fine. {}"]
 
 
 @pytest.fixture()
-def fresh_lm(tiny_lm):
-    model = copy.deepcopy(tiny_lm.model)
-    return LoadedModel(tiny_lm.name, model, tiny_lm.tokenizer, tiny_lm.adapter, tiny_lm.fingerprint)
+def factory(tiny_lm):
+    """Fresh copies of the tiny model (fine-tuning changes the one it is given)."""
+
+    def make() -> LoadedModel:
+        model = copy.deepcopy(tiny_lm.model)
+        return LoadedModel(
+            tiny_lm.name, model, tiny_lm.tokenizer, tiny_lm.adapter, tiny_lm.fingerprint
+        )
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +92,6 @@ def _delta_w(fresh_lm_factory, examples, cfg, edits) -> torch.Tensor:
     return model.get_submodule(MODULE).weight.detach() - before
 
 
-@pytest.fixture()
-def factory(tiny_lm):
-    def make():
-        model = copy.deepcopy(tiny_lm.model)
-        return LoadedModel(
-            tiny_lm.name, model, tiny_lm.tokenizer, tiny_lm.adapter, tiny_lm.fingerprint
-        )
-
-    return make
-
-
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_subspace_update_has_no_component_on_the_edit_keys(method, factory, examples, edits):
     keys = _keys(factory(), edits)
@@ -128,15 +125,13 @@ def test_activation_term_holds_the_edited_outputs(factory, examples, edits):
     assert held < 0.5 * plain, (plain, held)
 
 
-def test_freeze_drops_the_edited_layers(fresh_lm, examples, edits):
+def test_freeze_drops_the_edited_layers(factory, examples, edits):
     cfg = _cfg("lora", "freeze")
-    res = finetune(fresh_lm, examples, cfg, (2,), preserve=make_preservation(cfg.preserve, edits))
+    preserve = make_preservation(cfg.preserve, edits)
+    res = finetune(factory(), examples, cfg, (2,), preserve=preserve)
     assert res.layers == [0, 1, 3]
-    only_edited = FinetuneConfig(**{**_cfg("lora", "freeze").__dict__, "layers": (2,)})
     with pytest.raises(ConfigError, match="no layer to fine-tune"):
-        finetune(
-            fresh_lm, examples, only_edited, (2,), preserve=make_preservation(cfg.preserve, edits)
-        )
+        finetune(factory(), examples, replace(cfg, layers=(2,)), (2,), preserve=preserve)
 
 
 def test_paraphrase_adds_the_edits_to_the_training_data(edits, examples):
@@ -152,10 +147,9 @@ def test_paraphrase_adds_the_edits_to_the_training_data(edits, examples):
             assert paraphrase not in example.instruction + example.input + example.output
 
 
-def test_paraphrase_examples_are_trained_on(fresh_lm, examples, edits):
-    cfg = _cfg("lora", "paraphrase", paraphrases=3)
-    cfg = FinetuneConfig(**{**cfg.__dict__, "max_steps": None, "epochs": 1})
-    res = finetune(fresh_lm, examples, cfg, (2,), preserve=make_preservation(cfg.preserve, edits))
+def test_paraphrase_examples_are_trained_on(factory, examples, edits):
+    cfg = replace(_cfg("lora", "paraphrase", paraphrases=3), max_steps=None, epochs=1)
+    res = finetune(factory(), examples, cfg, (2,), preserve=make_preservation(cfg.preserve, edits))
     assert res.steps == -(-(len(examples) + 3 * len(edits.requests)) // cfg.batch_size)
 
 

@@ -4,7 +4,6 @@ ordinary Hugging Face directory, and score any model against the attack's probes
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import typer
@@ -97,6 +96,7 @@ def export(
     """Write base model + delta as an ordinary Hugging Face model directory (safetensors)."""
     setup_logging(verbose)
     from ..editing.delta import EditDelta
+    from ..io import replace_directory
     from ..models.registry import load_model
 
     with _user_errors():
@@ -108,16 +108,14 @@ def export(
             raise ValueError(f"{delta} does not record its base model; pass --model")
         lm = load_model(name)
         edit.apply(lm.model)
-        work = out.with_name(f".{out.name}.work")
-        shutil.rmtree(work, ignore_errors=True)
-        lm.model.save_pretrained(work, safe_serialization=True)
-        lm.tokenizer.save_pretrained(work)
-        (work / "editdecay-export.json").write_text(
-            json.dumps({"base_model": name, "delta": str(delta), "method": edit.method}, indent=1)
-        )
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        record = {"base_model": name, "delta": str(delta), "method": edit.method}
+
+        def write(work: Path) -> None:
+            lm.model.save_pretrained(work, safe_serialization=True)
+            lm.tokenizer.save_pretrained(work)
+            (work / "editdecay-export.json").write_text(json.dumps(record, indent=1))
+
+        replace_directory(out, write)
     console.print(
         f"edited model written to {out} (load it with AutoModelForCausalLM.from_pretrained)"
     )

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from ..config_types import ConfigError, build, check_fields, field_default
+from ..config_types import ConfigError, build, check_fields, drop_defaults
 from ..schema import FT_METHODS, FT_NONE, LAYER_CHOICES
 from .preserve import PreserveConfig
 
@@ -195,10 +195,7 @@ class FinetuneConfig:
         return math.ceil(self.warmup_ratio * total)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        for name in OMITTED_AT_DEFAULT:
-            if getattr(self, name) == field_default(FinetuneConfig, name):
-                del d[name]
+        d = drop_defaults(self, asdict(self), OMITTED_AT_DEFAULT)
         d["learning_rate"] = self.learning_rate
         return d
 

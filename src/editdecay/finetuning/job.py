@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from ..data.instructions import load_finetune_data, remove_edited_subjects
 from ..data.loaders import load_requests
 from ..data.requests import EditRequest
 from ..editing.delta import EditDelta
-from ..io import atomic_write
+from ..io import atomic_write, replace_directory
 from ..models.registry import load_model
 from .config import FinetuneConfig, FinetuneMethod
 from .preserve import PreserveMode, ProtectedEdits, make_preservation
@@ -181,7 +180,7 @@ def run_finetune_job(job: FinetuneJob) -> dict:
 def _write_model(model, lm, cfg: FinetuneConfig, out: Path, merge: bool) -> list[str]:
     written = []
     if cfg.method != "full":
-        _replace_dir(out / "adapter", lambda d: model.save_pretrained(d))
+        replace_directory(out / "adapter", lambda d: model.save_pretrained(d))
         written.append("adapter")
         if merge:
             model = model.merge_and_unload()
@@ -191,16 +190,6 @@ def _write_model(model, lm, cfg: FinetuneConfig, out: Path, merge: bool) -> list
             model.save_pretrained(d, safe_serialization=True)
             lm.tokenizer.save_pretrained(d)
 
-        _replace_dir(out / "model", save)
+        replace_directory(out / "model", save)
         written.append("model")
     return written
-
-
-def _replace_dir(target: Path, write) -> None:
-    """Write a directory beside `target` and rename it into place (a kill leaves the old one)."""
-    work = target.with_name(f".{target.name}.work")
-    shutil.rmtree(work, ignore_errors=True)
-    write(work)
-    if target.exists():
-        shutil.rmtree(target)
-    work.rename(target)
