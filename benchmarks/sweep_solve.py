@@ -4,6 +4,11 @@ optimised once (optionally cached to a file) and only the layer updates are reco
 
     python benchmarks/sweep_solve.py --n 100 --lams 200,500,1000,2000,5000,15000
     python benchmarks/sweep_solve.py --n 100 --method alphaedit --rule relative --thresholds 1e-3,1e-2 --l2s 1,10
+    python benchmarks/sweep_solve.py --n 100 --method memit,alphaedit --lams 2000 \
+        --set targets.clamp_norm_factor=0.75 --set targets.weight_decay=0.5
+
+`--set` changes the editor config (the target settings among them) before z is optimised; with
+several methods, each solves from the same z.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def main() -> None:
     ap.add_argument("--data", default="counterfact")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--offset", type=int, default=0)
-    ap.add_argument("--method", default="memit", choices=["memit", "alphaedit"])
+    ap.add_argument("--method", default="memit", help="memit, alphaedit or both: memit,alphaedit")
     ap.add_argument("--lams", default="200,500,1000,2000,5000,15000")
     ap.add_argument("--rule", default="relative")
     ap.add_argument("--thresholds", default="1e-2")
@@ -45,13 +50,22 @@ def main() -> None:
     ap.add_argument(
         "--z-cache", default=None, help="save/load the optimised targets here (a .pt file)"
     )
+    ap.add_argument(
+        "--set", action="append", default=[], help="config override, e.g. targets.lr=0.2"
+    )
     args = ap.parse_args()
+    methods = args.method.split(",")
+    if not set(methods) <= {"memit", "alphaedit"}:
+        ap.error(f"--method: unknown {sorted(set(methods) - {'memit', 'alphaedit'})}")
     logging.basicConfig(level=logging.WARNING)
 
     lm = load_model(args.model)
     requests = load_requests(args.data, n=args.n, offset=args.offset).requests
     overrides = {"layers": [int(x) for x in args.layers.split(",")]} if args.layers else {}
-    cfg = default_config(args.method, lm, overrides)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    cfg = default_config(methods[0], lm, overrides)
     stats = second_moments(lm, list(cfg.layers), cfg.statistic)
     scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
     before = evaluate_requests(scorer, requests)
@@ -64,24 +78,37 @@ def main() -> None:
         z = torch.load(args.z_cache)
     else:
         t0 = time.perf_counter()
-        z = optimise_targets(lm, requests, templates, cfg.z_layer, cfg.targets).z
-        print(json.dumps({"targets_s": round(time.perf_counter() - t0, 1)}), flush=True)
+        res = optimise_targets(lm, requests, templates, cfg.z_layer, cfg.targets)
+        z = res.z
+        rel = [d / float(h.norm()) for d, h in zip(res.delta_norm, res.h_init)]
+        print(
+            json.dumps(
+                {
+                    "targets_s": round(time.perf_counter() - t0, 1),
+                    "mean_steps": round(sum(res.steps) / len(res.steps), 2),
+                    "mean_final_nll": round(sum(res.final_nll) / len(res.final_nll), 4),
+                    "mean_delta_over_h": round(sum(rel) / len(rel), 3),
+                }
+            ),
+            flush=True,
+        )
         if args.z_cache:
             torch.save(z, args.z_cache)
     print(
         json.dumps({"state": "unedited", "heldout_ppl": round(heldout_perplexity(lm), 3)}),
         flush=True,
     )
-    if args.method == "memit":
-        settings = [{"lambda": float(x)} for x in args.lams.split(",")]
-    else:
-        settings = [
-            {"rule": args.rule, "threshold": float(t), "l2": float(a)}
+    settings = []
+    if "memit" in methods:
+        settings += [{"method": "memit", "lambda": float(x)} for x in args.lams.split(",")]
+    if "alphaedit" in methods:
+        settings += [
+            {"method": "alphaedit", "rule": args.rule, "threshold": float(t), "l2": float(a)}
             for t in args.thresholds.split(",")
             for a in args.l2s.split(",")
         ]
     for setting in settings:
-        if args.method == "memit":
+        if setting["method"] == "memit":
             solve = None
         else:
             spaces = {
@@ -95,7 +122,7 @@ def main() -> None:
             lm, requests, templates, z, cfg.layers, stats, setting.get("lambda", 0.0), solve=solve
         )
         delta = EditDelta(
-            weights, args.method, cfg.to_dict(), [r.case_id for r in requests], lm.fingerprint
+            weights, setting["method"], cfg.to_dict(), [r.case_id for r in requests], lm.fingerprint
         )
         with delta.apply(lm.model):
             after = evaluate_requests(scorer, requests, reference=before)
@@ -105,6 +132,7 @@ def main() -> None:
             json.dumps(
                 {
                     **setting,
+                    "targets": {k: v for k, v in overrides.items() if k.startswith("targets.")},
                     "layers": list(cfg.layers),
                     "n": len(requests),
                     "offset": args.offset,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import typing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -578,13 +579,28 @@ def _digest(items) -> tuple[int, str]:
     return len(items), hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
 
+def _padded(study: Study) -> Study:
+    """The study as every run before `batching` existed fine-tuned it (finetune.batching = padded)."""
+    configs = [replace(c, finetune={**c.finetune, "batching": "padded"}) for c in study.configs]
+    return replace(study, configs=configs)
+
+
+def _stage_keys(study: Study, store: Path) -> list[dict[str, str]]:
+    plan = make_plan(study, store, _StubPool())
+    return [{f"{k[0]}@{k[1]}": s.key for k, s in c.stages.items()} for c in plan.configs]
+
+
 def test_stage_keys_of_the_bundled_default_study_are_unchanged(tmp_path):
-    plan = make_plan(Study.load(STUDIES / "default.toml"), tmp_path / "store", _StubPool())
-    keys = {
-        c.config.config_id: {f"{k[0]}@{k[1]}": s.key for k, s in c.stages.items()}
-        for c in plan.configs
-    }
-    assert keys == DEFAULT_STUDY_STAGE_KEYS
+    study = Study.load(STUDIES / "default.toml")
+    assert [c.config_id for c in study.configs] == list(DEFAULT_STUDY_STAGE_KEYS)
+    assert _stage_keys(_padded(study), tmp_path) == list(DEFAULT_STUDY_STAGE_KEYS.values())
+
+
+def test_batching_moves_the_keys_of_fine_tuned_stages_only(tmp_path):
+    study = Study.load(STUDIES / "default.toml")
+    for packed, padded in zip(_stage_keys(study, tmp_path), _stage_keys(_padded(study), tmp_path)):
+        moved = {name for name in packed if packed[name] != padded[name]}
+        assert moved == {name for name in packed if "ft" in name or name.startswith("finetune")}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_ID_DIGESTS))
@@ -592,7 +608,7 @@ def test_config_ids_and_stage_keys_of_the_bundled_studies_are_unchanged(tmp_path
     study = Study.load(STUDIES / f"{name}.toml")
     assert _digest(c.config_id for c in study.configs) == CONFIG_ID_DIGESTS[name]
     if name in STAGE_KEY_DIGESTS:
-        plan = make_plan(study, tmp_path / "store", _StubPool())
+        plan = make_plan(_padded(study), tmp_path / "store", _StubPool())
         keys = sorted({s.key for c in plan.configs for s in c.stages.values()})
         assert _digest(keys) == STAGE_KEY_DIGESTS[name]
 

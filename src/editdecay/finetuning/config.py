@@ -18,6 +18,7 @@ from .preserve import PreserveConfig
 FinetuneMethod = Literal[tuple(m for m in FT_METHODS if m != FT_NONE)]
 LayerChoice = Literal[LAYER_CHOICES]
 Precision = Literal["fp32", "bf16"]
+Batching = Literal["padded", "by-length"]
 # set per configuration of a study (its ft_method, ft_layers and seed), never in its `finetune` table
 RUN_LEVEL_FIELDS = {
     "method": "ft_method",
@@ -66,6 +67,8 @@ OMITTED_AT_DEFAULT = (
     "data_seed",
     "preserve",
 )
+# written into `to_dict` only when they differ from what every run before them did
+KEYED_UNLESS = {"batching": "padded"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,13 @@ class FinetuneConfig:
     checkpoint_steps: tuple[int, ...] = field(
         default=(), metadata={"help": "steps at which on_checkpoint runs", "ge": 1}
     )
+    batching: Batching = field(
+        default="by-length",
+        metadata={
+            "help": "how a step's examples form micro-batches (finetuning/batches.py): 'padded' "
+            "(drawn order) or 'by-length' (sorted by length, less padding); the loss is the same"
+        },
+    )
     precision: Precision = field(
         default="fp32",
         metadata={
@@ -196,6 +206,9 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         d = drop_defaults(self, asdict(self), OMITTED_AT_DEFAULT)
+        for name, earlier in KEYED_UNLESS.items():
+            if getattr(self, name) == earlier:
+                d.pop(name)
         d["learning_rate"] = self.learning_rate
         return d
 

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from ..data.instructions import InstructionExample, alpaca_prompt, training_text
-from ..data.tokenization import pad_right
 from ..integrity import remove_resume_point
 from ..models.adapter import model_device
 from ..models.registry import LoadedModel
 from ..progress import progress
+from .batches import micro_batches, summed_loss, trained_tokens
 from .config import (  # noqa: F401  (re-exported: the import path others use)
     OMITTED_AT_DEFAULT,
     RECIPES,
@@ -248,35 +248,17 @@ def finetune(
 
 
 def _batch_loss(model, tok, batch: list, cfg: FinetuneConfig, device) -> tuple[float, int]:
-    """Backpropagate the mean token loss of one optimiser step's examples, in micro-batches;
-    returns the loss and the tokens (padding excluded) that went through the model."""
+    """Backpropagate the mean token loss of one optimiser step's examples, one forward pass per
+    micro-batch (batches.py); returns the loss and the tokens (padding excluded) that went through."""
     n_tok = sum(int((torch.tensor(lab) != -100).sum()) for _, lab in batch)
     loss_sum, tokens = 0.0, 0
-    for k in range(0, len(batch), cfg.micro_batch_size):
-        micro = batch[k : k + cfg.micro_batch_size]
-        loss_sum_micro, n_in = _summed_loss(model, tok, micro, cfg, device)
-        loss = loss_sum_micro / max(1, n_tok)
+    for micro in micro_batches(batch, cfg):
+        summed, n_in = summed_loss(model, tok.pad_token_id, micro, cfg.precision, device)
+        loss = summed / max(1, n_tok)
         loss.backward()
         loss_sum += float(loss.detach())
         tokens += n_in
     return loss_sum, tokens
-
-
-def _summed_loss(model, tok, micro: list, cfg: FinetuneConfig, device) -> tuple[torch.Tensor, int]:
-    """The summed next-token cross-entropy of a micro-batch, and its non-pad input tokens."""
-    ids, mask = pad_right([m[0] for m in micro], tok.pad_token_id)
-    labels = torch.full_like(ids, -100)
-    for r, (_, lab) in enumerate(micro):
-        labels[r, : len(lab)] = torch.tensor(lab)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        logits = (
-            model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-        )
-    target = labels[:, 1:].to(device)
-    loss = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
-    )
-    return loss, int(mask.sum())
 
 
 def _validates_at(step: int, total: int, cfg: FinetuneConfig) -> bool:
@@ -290,11 +272,10 @@ def validation_loss(model, tok, rows: list, cfg: FinetuneConfig, device) -> floa
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for k in range(0, len(rows), cfg.micro_batch_size):
-        micro = rows[k : k + cfg.micro_batch_size]
-        loss, _ = _summed_loss(model, tok, micro, cfg, device)
+    for micro in micro_batches(rows, cfg):
+        loss, _ = summed_loss(model, tok.pad_token_id, micro, cfg.precision, device)
         total += float(loss)
-        count += sum(int((torch.tensor(lab[1:]) != -100).sum()) for _, lab in micro)
+        count += trained_tokens(micro)
     model.train(was_training)
     return total / max(1, count)
 
