@@ -270,7 +270,7 @@ def test_estimate_counts_shared_stages_once():
         "statistic": 1,
     }
     evaluate = 0.25 * 10 + (0.41 + 0.23) * 2 * 7 + 3.0 * 1000 / 1000
-    expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 150) + 6 * evaluate
+    expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 172) + 6 * evaluate
     assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
 
 
