@@ -114,6 +114,7 @@ def repair(
     from ..editing.statistics import second_moments
     from ..finetuning.job import load_edits
     from ..models.registry import load_model
+    from ..report.defence_pages import write_defence_page
 
     with _user_errors():
         delta, requests = load_edits(edits)
@@ -138,6 +139,7 @@ def repair(
         result.table.to_csv(out / "repair_edits.csv", index=False)
         summary = {**result.summary, "model": model, "edits": str(edits), "stats_from": base_name}
         (out / "repair.json").write_text(json.dumps(summary, indent=1, default=float))
+        write_defence_page(out)
     s = result.summary
     console.print(
         f"{s['n_repaired']} of {s['n_flipped']} flipped edits repaired in {s['repair_seconds']:.1f} s; "

@@ -42,6 +42,7 @@ def forensics(
     from ..forensics.undo import UndoConfig
     from ..forensics.weights import ForensicsConfig, locate_edits
     from ..models.registry import load_model
+    from ..report.defence_pages import write_defence_page
 
     with _user_errors():
         requests_list = requests_of(candidates) if candidates is not None else []
@@ -62,6 +63,7 @@ def forensics(
             measured = requests_of(requests) if requests else requests_list
             cfg = UndoConfig(mode=undo, energy=undo_energy)
             _undo(lm, other, report, requests_list, measured, out, cfg, ppl_tokens)
+        write_defence_page(out)
     console.print(
         f"edited layers {report['edited_layers'] or 'none'}; about {report['n_facts_estimate']} facts; "
         f"{len(report['edited_modules'])} matrices; report in {out / 'report.json'}"
@@ -137,6 +139,7 @@ def detect(
     from ..finetuning.job import load_edits
     from ..forensics.detector import EditDetector, auroc, fact_features
     from ..models.registry import load_model
+    from ..report.defence_pages import write_defence_page
 
     with _user_errors():
         facts = requests_of(requests)
@@ -181,6 +184,7 @@ def detect(
             )
             table.to_csv(out / "scores.csv", index=False)
             (out / "detect.json").write_text(json.dumps(summary, indent=1))
+            write_defence_page(out)
     console.print(
         f"AUROC {area:.3f}: {len(facts)} facts of --requests against {len(others)} unedited"
     )

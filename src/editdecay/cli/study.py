@@ -202,15 +202,25 @@ def grid(
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="a study run directory (with results/decay.csv)"),
+    run_dir: Path = typer.Argument(
+        ...,
+        help="a study run directory (with results/decay.csv), or the output directory of "
+        "forensics, repair or detect",
+    ),
     title: str | None = typer.Option(None, help="the report's title (default: the study's name)"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
-    """Write report.md and a self-contained report.html with tables and plots for a finished run."""
+    """Write report.md and a self-contained report.html with tables and plots for a finished run
+    (or the page of a forensics, repair or detect output)."""
     setup_logging(verbose)
     from ..report import write_report
+    from ..report.defence_pages import is_defence_output, write_defence_page
 
     with _user_errors():
+        if is_defence_output(run_dir) and not (run_dir / "results" / "decay.csv").is_file():
+            markdown, page = write_defence_page(run_dir)
+            console.print(f"report: {markdown} and {page}")
+            return
         rep = write_report(run_dir, title=title)
     _print_frame(rep.key_table, "key results")
     console.print(f"report: {rep.markdown_path} and {rep.html_path}")
