@@ -118,7 +118,9 @@ def test_report_command_writes_a_defence_page(tmp_path):
 )
 def test_committed_defence_pages_regenerate_identically(tmp_path, name):
     copy = tmp_path / name
-    shutil.copytree(DEFENCES / name, copy, ignore=shutil.ignore_patterns("report.md", "report.html", "plots"))
+    shutil.copytree(
+        DEFENCES / name, copy, ignore=shutil.ignore_patterns("report.md", "report.html", "plots")
+    )
     write_defence_page(copy)
     assert (copy / "report.md").read_text() == (DEFENCES / name / "report.md").read_text(), (
         f"results/defences/{name}/report.md is stale: `editdecay report results/defences/{name}`"
