@@ -47,7 +47,7 @@ def test_normalise_is_idempotent_and_keeps_extra_columns(table):
 
 
 # columns added after the committed small reproduction was gathered (normalise fills them in)
-ADDED_AFTER_REPRODUCTION = {"ft_preserve"}
+ADDED_AFTER_REPRODUCTION = {"ft_preserve", "edit_layers"}
 
 
 @pytest.mark.parametrize("run", ["ft-methods", "selective-layers", "reproduction"])

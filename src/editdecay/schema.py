@@ -49,6 +49,11 @@ CONFIG_COLUMNS = (
     _text("edit_method", "memit, alphaedit, rome or mend", lower=True),
     _text("edit_data", "counterfact, zsre, counterfact-train or a request file"),
     _int("n_edits", "edit requests in the batch (or in all sequential batches)"),
+    _text(
+        "edit_layers",
+        "the edited layers when a configuration sets them (`edit.layers`), space-separated; "
+        "empty: the model's default edit layers",
+    ),
     _text("ft_method", "none, lora, dora or full", blank=FT_NONE, lower=True),
     _text("ft_data", "commonsense, hotpotqa or an instruction file; empty without fine-tuning"),
     _text(

@@ -436,3 +436,24 @@ def test_preservation_axis_shares_the_base_run_and_stays_out_of_the_decay_tables
 
     assert set(final_rows(decay)["ft_preserve"]) == {"none"}
     assert set(final_rows(decay, preserved=True)["ft_preserve"]) == {"none", "subspace", "freeze"}
+
+
+def test_an_edit_layer_axis_is_written_to_every_table_and_judged_by_claim_14(tmp_path):
+    from editdecay.analysis.claims import check_claim, final_for_claims
+    from editdecay.analysis.claims.edit_layers import layer_pairs
+    from editdecay.report.inputs import load_results
+    from editdecay.report.reproduction import claim_tables
+
+    raw = copy.deepcopy(TINY)
+    raw["grid"] = {"edit_method": ["memit"], "ft_method": ["none"]}
+    raw["extra"] = [{"edit_method": ["memit"], "ft_method": ["none"], "edit.layers": [[0, 1]]}]
+    raw["config"]["evaluate"]["ds_per_task"] = 0
+    run_study(Study.from_dict(raw, out=tmp_path), report=False)
+    for name in ("decay.csv", "edits.csv", "configs.csv"):
+        table = pd.read_csv(tmp_path / "results" / name, keep_default_na=False)
+        assert set(table["edit_layers"].astype(str)) == {"", "0 1"}, name
+    tables = claim_tables(load_results(tmp_path))
+    (pair,) = layer_pairs(final_for_claims(tables["decay"]))
+    assert pair.layers == "0 1" and pair.n_edits == 3
+    result = check_claim(14, tables)
+    assert result.verdict != "not tested", result.detail  # paired from edits.csv's M_ed rows

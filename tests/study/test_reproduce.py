@@ -219,10 +219,53 @@ def test_mend_only_where_an_editor_is_trained():
 def test_per_model_edit_overrides(monkeypatch):
     monkeypatch.setitem(reproduce.EDIT_OVERRIDES, "gemma3-270m", {"mom2_update_weight": 500})
     study = _study("small")
+    moved = {"gemma3-270m": [14, 15, 16, 17], "smollm2-135m": [25, 26, 27, 28, 29]}
+
+    def own(c):  # the edit-layer block adds its window to the model's overrides
+        return {"layers": moved[c.model]} if c.edit_layers_label else {}
+
     assert all(
-        c.edit == {"mom2_update_weight": 500} for c in study.configs if c.model == "gemma3-270m"
+        c.edit == {"mom2_update_weight": 500, **own(c)}
+        for c in study.configs
+        if c.model == "gemma3-270m"
     )
-    assert all(c.edit == {} for c in study.configs if c.model == "smollm2-135m")
+    assert all(c.edit == own(c) for c in study.configs if c.model == "smollm2-135m")
+
+
+def test_edit_layer_block_pairs_every_moved_window_with_the_default():
+    """Claim 14's block: edit-only MEMIT and AlphaEdit on CounterFact at two counts, each on the
+    default layers and on the model's top layers, and `--blocks` runs it alone."""
+    study = reproduce.reproduction_study(
+        "small",
+        ["smollm2-135m", "gemma3-270m"],
+        Path("o"),
+        mend_available=lambda m: False,
+        only=["edit-layers"],
+    )
+    moved = [c for c in study.configs if c.edit_layers_label]
+    assert {(c.model, c.edit_method, c.n_edits, c.edit_layers_label) for c in moved} == {
+        (m, e, n, w)
+        for m, w in (("smollm2-135m", "25 26 27 28 29"), ("gemma3-270m", "14 15 16 17"))
+        for e in ("memit", "alphaedit")
+        for n in (50, 150)
+    }
+    assert all(c.ft_method == "none" and c.edit_data == "counterfact" for c in study.configs)
+    twins = {(c.model, c.edit_method, c.n_edits) for c in study.configs if not c.edit_layers_label}
+    assert twins == {(c.model, c.edit_method, c.n_edits) for c in moved}
+    assert {c.columns()["edit_layers"] for c in study.configs} == {
+        "",
+        "25 26 27 28 29",
+        "14 15 16 17",
+    }
+    whole = _study("small")
+    assert {c.config_id for c in study.configs} <= {c.config_id for c in whole.configs}
+    assert reproduce.moved_edit_layers("some/local-model") == ()
+    with pytest.raises(ValueError, match="unknown block 'edits-layers'"):
+        reproduce.reproduction_study("small", ["smollm2-135m"], Path("o"), only=["edits-layers"])
+    with pytest.raises(ValueError, match="no configuration"):
+        reproduce.reproduction_study(
+            "small", ["smollm2-135m"], Path("o"), mend_available=lambda m: False, only=["mend"]
+        )
 
 
 def test_bad_arguments():
@@ -506,6 +549,16 @@ def test_cli_gather_only_runs_nothing_and_records_the_full_command(
     assert result.exit_code == 0, result.output
     assert fake_pipeline["execute"] is False
     assert fake_pipeline["command"] == shlex.join(["editdecay", *args[:-1]])
+
+
+def test_cli_blocks_run_part_of_the_grid(tmp_path):
+    args = ["reproduce", "--dry-run", "--models", "smollm2-135m", "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, [*args, "--blocks", "edit-layers"])
+    assert result.exit_code == 0, result.output
+    assert "edit layers" in result.output and "selective layers" not in result.output
+    result = CliRunner().invoke(app, [*args, "--blocks", "edit-layers,nonsense"])
+    assert result.exit_code == 2
+    assert "unknown block 'nonsense'" in result.output and "selective-layers" in result.output
 
 
 def test_cli_rejects_an_unknown_scale(tmp_path):

@@ -13,7 +13,7 @@ import pandas as pd
 from ..schema import DECAY, FT_METHODS, FT_NONE, LAYER_CHOICES
 
 # The settings that define one edit (everything before fine-tuning).
-EDIT_KEYS = ("model", "edit_method", "edit_data", "n_edits")
+EDIT_KEYS = ("model", "edit_method", "edit_data", "n_edits", "edit_layers")
 CONFIG_KEYS = (*EDIT_KEYS, "ft_method", "ft_data", "ft_layers", "ft_preserve", "seed")
 SEED_GROUP = tuple(k for k in CONFIG_KEYS if k != "seed")
 SORT_KEYS = (*CONFIG_KEYS, "config_id")

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..study.reproduce import DEFAULT_MODELS, DEFAULT_OUT, DEFAULT_SCALE, SCALES
+from ..study.reproduce import BLOCK_NAMES, DEFAULT_MODELS, DEFAULT_OUT, DEFAULT_SCALE, SCALES
 from .edit import VERBOSE_HELP
 from .errors import _user_errors, console, setup_logging
 
@@ -242,6 +242,10 @@ def reproduce(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="print the grid and its estimated time, run nothing"
     ),
+    blocks: str | None = typer.Option(
+        None,
+        help="comma-separated blocks to run instead of the whole grid: " + ", ".join(BLOCK_NAMES),
+    ),
     executor: str = typer.Option("local", help="local (this process) or ray"),
     address: str | None = typer.Option(None, help="Ray cluster address, e.g. 127.0.0.1:6379"),
     gpus_per_stage: float = typer.Option(0.0, help=GPUS_PER_STAGE_HELP),
@@ -255,7 +259,10 @@ def reproduce(
 
     with _user_errors():
         _refuse_committed_results(out, overwrite)
-        study = reproduction_study(scale, [m for m in models.split(",") if m.strip()], out)
+        only = [b for b in blocks.split(",") if b.strip()] if blocks is not None else None
+        study = reproduction_study(
+            scale, [m for m in models.split(",") if m.strip()], out, only=only
+        )
         if dry_run:
             _print_frame(
                 describe(study),

@@ -49,6 +49,7 @@ class StudyResults:
     decay: pd.DataFrame
     configs: pd.DataFrame | None = None
     flips: pd.DataFrame | None = None
+    edited: pd.DataFrame | None = None  # the M_ed rows of edits.csv, with the columns claims read
     training: pd.DataFrame | None = None
     downstream: pd.DataFrame | None = None
     study: dict[str, Any] | None = None
@@ -83,6 +84,7 @@ def load_results(run_dir: Path) -> StudyResults:
         decay=normalise_decay(pd.read_csv(decay_path)),
         configs=read_optional_csv(results_dir / "configs.csv"),
         flips=_normalised(FLIPS, read_optional_csv(results_dir / "flips.csv")),
+        edited=read_edited(results_dir / "edits.csv"),
         training=training,
         downstream=read_optional_csv(results_dir / "downstream.csv"),
         study=read_optional_json(results_dir / "study.json"),
@@ -91,6 +93,23 @@ def load_results(run_dir: Path) -> StudyResults:
             for name, schema in ANALYSIS_TABLES.items()
         },
     )
+
+
+EDITED_COLUMNS = ("config_id", "state", "case_id", "es", "rewrite_acc", "source")
+
+
+def read_edited(path: Path) -> pd.DataFrame | None:
+    """The M_ed rows of edits.csv (the per-edit scores of the edited models), or None without it."""
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, usecols=lambda c: c in EDITED_COLUMNS)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        log.warning("ignoring unreadable %s: %s", path, error)
+        return None
+    if "state" not in table.columns:
+        return None
+    return table[table["state"].astype(str) == "M_ed"].reset_index(drop=True)
 
 
 def _normalised(schema: TableSchema, frame: pd.DataFrame | None) -> pd.DataFrame | None:

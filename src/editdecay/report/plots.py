@@ -15,7 +15,7 @@ from matplotlib.patches import Patch
 
 from ..analysis.tables import fine_tuned_rows, sort_configurations
 from ..schema import CONFIG_COLUMNS, column_names
-from .format import cell_text
+from .format import NA, cell_text
 
 
 def new_figure(width: float, height: float) -> MplFigure:
@@ -34,6 +34,8 @@ def setting_label(column: str, value: object) -> str:
         return f"seed {text}"
     if column == "ft_layers":
         return f"{text} layers"
+    if column == "edit_layers":
+        return f"edit layers {text}" if text != NA else "default edit layers"
     return text
 
 

@@ -31,13 +31,14 @@ REPRODUCTION_FILE = "REPRODUCTION.md"
 
 
 def claim_tables(results: StudyResults) -> dict[str, pd.DataFrame]:
-    """The tables the claim checks read: decay.csv, flips.csv for the per-edit bootstrap,
-    downstream.csv for the DS item counts, and activations.csv / target_frequency.csv of
-    `editdecay analyse` for claims 12 and 13."""
+    """The tables the claim checks read: decay.csv, flips.csv for the per-edit bootstrap, the M_ed
+    rows of edits.csv for the edit-only comparisons (claim 14), downstream.csv for the DS item
+    counts, and activations.csv / target_frequency.csv of `editdecay analyse` for claims 12 and 13."""
     tables: dict[str, pd.DataFrame] = {"decay": results.decay}
     optional = {
         "downstream": results.downstream,
         "flips": results.flips,
+        "edits": results.edited,
         "activations": results.activations,
         "target_frequency": results.target_frequency,
     }

@@ -201,9 +201,11 @@ def method_table(
     before fine-tuning from every configuration of the edit setting.
     """
     fine_tuned, primary, excluded = primary_layers(fine_tuned_rows(final))
-    keys = list(EDIT_KEYS)
+    group_keys = list(EDIT_KEYS)
     if fine_tuned["ft_data"].nunique() > 1:
-        keys.append("ft_data")
+        group_keys.append("ft_data")
+    # the edit-layer column is shown only where some configuration moved its editor off the default
+    keys = [k for k in group_keys if k != "edit_layers" or final[k].astype(str).ne("").any()]
     methods = in_order(fine_tuned["ft_method"], FT_METHODS)
     empty = final.iloc[0:0]
     value_columns: list[str] = list(no_ft(empty)) if no_ft is not None else []
@@ -224,8 +226,8 @@ def method_table(
         records.append(row)
 
     if not fine_tuned.empty:
-        for key, group in fine_tuned.groupby(keys, sort=False, dropna=False):
-            row = dict(zip(keys, key))
+        for key, group in fine_tuned.groupby(group_keys, sort=False, dropna=False):
+            row = dict(zip(group_keys, key))
             edit_rows = rows_of_edit(final, row)
             covered.add(key_text(row[k] for k in EDIT_KEYS))
             add(row, group, edit_rows if no_ft is not None else group)
@@ -236,7 +238,7 @@ def method_table(
                 row = dict(zip(EDIT_KEYS, key))
                 if key_text(key) in covered:
                     continue
-                if "ft_data" in keys:
+                if "ft_data" in group_keys:
                     row["ft_data"] = NA
                 add(row, group.iloc[0:0], group)
 
@@ -383,7 +385,7 @@ def flip_examples(
     return pd.DataFrame.from_records(records)
 
 
-SELECTIVE_GROUP = ("model", "edit_method", "edit_data", "n_edits", "ft_method", "ft_data")
+SELECTIVE_GROUP = (*EDIT_KEYS, "ft_method", "ft_data")
 SELECTIVE_METRICS = (
     # label, base M column, M_ed column, M_ed_ft column
     ("ES", "es_M", "es_ed", "es_ed_ft"),
@@ -429,7 +431,8 @@ def selective_table(final: pd.DataFrame) -> pd.DataFrame:
             records.append(
                 {**settings, "metric": label, **{k: v.format() for k, v in values.items()}}
             )
-    columns = [*SELECTIVE_GROUP, "metric", "M", "M_ed", *(f"ft {layer}" for layer in layers)]
+    shown = [k for k in SELECTIVE_GROUP if k != "edit_layers" or rows[k].astype(str).ne("").any()]
+    columns = [*shown, "metric", "M", "M_ed", *(f"ft {layer}" for layer in layers)]
     return pd.DataFrame.from_records(records, columns=columns)
 
 

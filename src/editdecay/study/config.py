@@ -260,6 +260,12 @@ class RunConfig:
         )
 
     @property
+    def edit_layers_label(self) -> str:
+        """The layers this configuration's editor is told to edit, space-separated ("" = its default)."""
+        layers = self.editor_overrides().get("layers")
+        return " ".join(str(int(x)) for x in layers) if layers else ""
+
+    @property
     def config_id(self) -> str:
         """Readable and unique: the main axes, then a hash of the whole configuration."""
         digest = hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:6]
@@ -285,6 +291,7 @@ class RunConfig:
             "edit_method": self.edit_method,
             "edit_data": self.edit_data,
             "n_edits": self.n_edits,
+            "edit_layers": self.edit_layers_label,
             "ft_method": self.ft_method,
             "ft_data": self.ft_data if self.ft_method != "none" else "",
             "ft_layers": self.ft_layers_label,

@@ -245,6 +245,8 @@ def describe(study: Study) -> pd.DataFrame:
 def _block_of(cfg: RunConfig) -> str:
     if cfg.edit_method == "mend":
         return "MEND"
+    if cfg.edit_layers_label:
+        return "edit layers"
     if cfg.ft_method == "none":
         return "edited, no FT"
     if cfg.ft_data == "hotpotqa":

@@ -31,7 +31,9 @@ Every scale holds what each claim of PAPER §4 needs (see :data:`BLOCK_PURPOSES`
 AlphaEdit on CounterFact and zsRE at two or more edit counts; no FT, LoRA, DoRA and full FT on
 Commonsense; HotpotQA fine-tuning on a subset; LoRA on the edited and on the non-edited layers only
 (AlphaEdit, CounterFact); a second fine-tuning seed on a subset; MEND (no FT and DoRA, as in the
-paper's Table 3) for the models that have a trained MEND editor.
+paper's Table 3) for the models that have a trained MEND editor; edit-only MEMIT and AlphaEdit on
+CounterFact at two batch sizes on the default edit layers and on the model's top layers (claim 14).
+`--blocks` runs some of these blocks alone (:data:`BLOCK_NAMES`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ class ScaleSettings:
     zsre_target: ZsreTarget = "alt"  # zsRE's edit target: 'alt' or 'answer' (answers[0])
     replicate_data_seed: int | None = None  # the seed replicates' data sample (None: their seed)
     selective_data: tuple[str, ...] = ("counterfact",)  # the selective-layer block's edit sets
+    # claim 14: edit-only MEMIT and AlphaEdit on CounterFact at these counts, on the model's default
+    # layers and on a window as wide at the top of the model (:func:`moved_edit_layers`)
+    layer_edits: tuple[int, ...] = ()
     analyse: dict = field(default_factory=dict)  # the [analyse] table (AnalyseSettings overrides)
 
     def __post_init__(self):
@@ -127,6 +132,7 @@ SMALL = ScaleSettings(
     # own evidence for it (GPT-J MEMIT zsRE LoRA)
     count_edits=(150,),
     count_ft_methods=("lora",),
+    layer_edits=(50, 150),
     # 25 optimiser steps instead of the paper's thousands: batch 8, and the paper's learning rates
     # times 5 (LoRA/DoRA 1e-3 as in the bundled default study, full FT 2.5e-5: the paper's 40:1 ratio)
     finetune={
@@ -151,6 +157,7 @@ MEDIUM = ScaleSettings(
     n_edits=(200,),
     count_edits=(600,),
     count_ft_methods=("lora",),
+    layer_edits=(200, 600),
     hotpotqa_edits=(200,),
     selective_edits=(200,),
     selective_data=("counterfact", "zsre"),
@@ -176,6 +183,7 @@ PAPER = ScaleSettings(
     n_edits=(100, 1000, 10000),
     hotpotqa_edits=(),
     selective_edits=(100, 1000),
+    layer_edits=(1000, 10000),
     seed_edits=1000,
     seeds=(1, 2),
     seed_ft_methods=("lora", "dora"),
@@ -240,7 +248,31 @@ BLOCK_PURPOSES = {
     "at medium scale)",
     "seed replicates": "claim 15 and the noise level every verdict is judged against",
     "MEND": "PAPER Table 3 (MEND, no FT and DoRA); only for models with a trained MEND editor",
+    "edit layers": "claim 14 (edit-only MEMIT and AlphaEdit on CounterFact at two batch sizes, on the "
+    "default edit layers and on a window as wide at the top of the model)",
 }
+# `editdecay reproduce --blocks`: a short name per block
+BLOCK_NAMES = {
+    "edited": "edited, no FT",
+    "ft-methods": "LoRA / DoRA / full FT",
+    "hotpotqa": "HotpotQA FT",
+    "selective-layers": "selective layers",
+    "seeds": "seed replicates",
+    "mend": "MEND",
+    "edit-layers": "edit layers",
+}
+
+
+def moved_edit_layers(model: str) -> tuple[int, ...]:
+    """The claim-14 window: as many layers as the model's default edit layers, at the top of the
+    model, where the keys no longer carry the subject (empty for a model outside the registry)."""
+    from ..models.registry import REGISTRY
+
+    spec = REGISTRY.get(model)
+    if spec is None or not spec.n_layers or not spec.default_edit_layers:
+        return ()
+    width = len(spec.default_edit_layers)
+    return tuple(range(spec.n_layers - width, spec.n_layers))
 
 
 def mend_trained(model: str) -> bool:
@@ -383,6 +415,18 @@ def grid_blocks(
                         },
                     )
                 )
+        moved = moved_edit_layers(model)
+        for d, counts in sized(("counterfact", n) for n in s.layer_edits).items():
+            axes = {
+                **per_model,
+                "edit_method": list(LOCATE_THEN_EDIT),
+                **edit_data(d),
+                "n_edits": counts,
+                **ft_block("none"),
+            }
+            blocks.append(("edit layers", axes))
+            if moved:
+                blocks.append(("edit layers", {**axes, "edit.layers": [list(moved)]}))
         if mend_available(model):
             for d, counts in sized((d, n) for d in EDIT_DATA for n in s.mend_edits).items():
                 for method in ("none", "dora"):
@@ -407,12 +451,20 @@ def study_source(
     out: Path | str,
     mend_available: Callable[[str], bool] | None = None,
     data: dict[str, str] | None = None,
+    only: Iterable[str] | None = None,
 ) -> dict:
-    """The grid as a study description: what a study TOML would hold (recorded in results/study.json)."""
+    """The grid as a study description: what a study TOML would hold (recorded in results/study.json).
+
+    `only` keeps the blocks of those short names (:data:`BLOCK_NAMES`); None keeps every block."""
     s = SCALE_SETTINGS.get(scale)
     if s is None:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
     blocks = grid_blocks(scale, models, mend_available, data)
+    if only is not None:
+        wanted = {block_purpose(name) for name in only}
+        blocks = [b for b in blocks if b[0] in wanted]
+        if not blocks:
+            raise ValueError(f"--blocks {','.join(only)}: no configuration at scale {scale}")
     base = {
         "edit_data": field_default(RunConfig, "edit_data"),
         "ft_data": field_default(RunConfig, "ft_data"),
@@ -438,6 +490,14 @@ def study_source(
     }
 
 
+def block_purpose(name: str) -> str:
+    """The block of a `--blocks` name; an unknown name is refused with the known ones."""
+    key = name.strip().lower()
+    if key not in BLOCK_NAMES:
+        raise ValueError(f"--blocks: unknown block {name!r}; use {', '.join(BLOCK_NAMES)}")
+    return BLOCK_NAMES[key]
+
+
 def reproduction_study(
     scale: str,
     models: list[str],
@@ -445,6 +505,7 @@ def reproduction_study(
     *,
     mend_available: Callable[[str], bool] | None = None,
     data: dict[str, str] | None = None,
+    only: Iterable[str] | None = None,
 ) -> Study:
     """The reproduction grid for `models` at `scale`, as a Study writing into `out`.
 
@@ -452,10 +513,11 @@ def reproduction_study(
     exists in the cache, :func:`mend_trained`); `data` maps "counterfact" / "zsre" to request files
     that replace the bundled sets (e.g. a zsRE file with 10,000+ records for the paper scale).
     """
-    return Study.from_dict(study_source(scale, models, out, mend_available, data), out=out)
+    return Study.from_dict(study_source(scale, models, out, mend_available, data, only), out=out)
 
 
 __all__ = [
+    "BLOCK_NAMES",
     "DEFAULT_MODELS",
     "DEFAULT_OUT",
     "PAPER_DEPARTURES",

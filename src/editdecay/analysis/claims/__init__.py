@@ -2,7 +2,8 @@
 
 registry  verdicts, ClaimResult, the @claim decorator, the tables prepared once (ClaimData)
 noise     the noise model (σ from seed replicates or the binomial SE), pairing, the findings' wording
-erasure   claims 1–7, conditions claims 8–15: one registered function each
+erasure   claims 1–7, conditions claims 8–13 and 15, edit_layers claim 14: one registered
+          function each
 tables    the paired t-test and seed-spread tables shown beside the verdicts
 
 A verdict is ``holds`` (the difference points the paper's way beyond the noise band), ``does not
@@ -10,7 +11,7 @@ hold`` (the other way, beyond the band), ``inconclusive`` (inside it, or no nois
 tested`` (the run lacks what the claim needs).
 """
 
-from . import conditions, erasure  # noqa: F401  (register the claims)
+from . import conditions, edit_layers, erasure  # noqa: F401  (register the claims)
 from .noise import Z, estimate_noise, main_rows, seed_averaged
 from .registry import (
     CLAIMS,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..decay import efficacy_kind
+
 REPLICATES = 2000
 SEED = 0
 LEVEL = 0.95
@@ -162,3 +164,29 @@ def interval(values: np.ndarray, estimate: float, level: float = LEVEL) -> Inter
 def mean_over(groups: Sequence[Callable[[], np.ndarray]]) -> np.ndarray:
     """Per replicate, the mean over groups of their replicate values."""
     return np.mean(np.stack([g() for g in groups]), axis=0)
+
+
+def edited_efficacy(edits: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per-edit efficacy on M_ed (config_id, case_id, efficacy) from edits.csv, or None without it.
+
+    Efficacy is the kind's rule (CounterFact `es`, zsRE `rewrite_acc`), read per configuration; it is
+    what edit-only configurations, which flips.csv leaves out, are compared by.
+    """
+    if edits is None or edits.empty or not {"config_id", "state", "case_id"} <= set(edits.columns):
+        return None
+    rows = edits[edits["state"].astype(str) == "M_ed"]
+    parts = []
+    for config_id, group in rows.groupby("config_id", sort=False):
+        column = "es" if efficacy_kind(group) == "counterfact" else "rewrite_acc"
+        if column not in group.columns:
+            continue
+        parts.append(
+            pd.DataFrame(
+                {
+                    "config_id": str(config_id),
+                    "case_id": group["case_id"].astype(str).to_numpy(),
+                    "efficacy": pd.to_numeric(group[column], errors="coerce").to_numpy(float),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else None

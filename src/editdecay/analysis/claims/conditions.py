@@ -1,5 +1,6 @@
-"""The paper's claims 8–15 (PAPER §4): models, fine-tuning data, layer choice, downstream cost,
-activations, target tokens, edit layers and run-to-run noise; one registered check each.
+"""The paper's claims 8–13 and 15 (PAPER §4): models, fine-tuning data, layer choice, downstream
+cost, activations, target tokens and run-to-run noise; one registered check each (claim 14, the edit
+layers, is in :mod:`.edit_layers`).
 
 The conventions every check follows are in :mod:`.erasure`'s docstring.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...schema import FT_LABELS, LOCATE_THEN_EDIT, TUNED_METHODS
+from ...schema import FT_LABELS, TUNED_METHODS
 from ..rank_tests import mann_whitney_u
 from ..stats import chi2_quantile, sd_interval
 from .noise import (
@@ -19,7 +20,6 @@ from .noise import (
     SEED_GROUP,
     Z,
     band_text,
-    binomial_sd,
     bootstrap_test,
     estimate_noise,
     fine_tuned_rows,
@@ -350,32 +350,6 @@ def distinct_targets(freq: pd.DataFrame, column: str) -> pd.DataFrame:
     """Each (target, category) once, with its frequency `column`."""
     table = freq.assign(category=freq["category"].astype(str).str.lower())
     return table.drop_duplicates(["target_new", "category"])[["target_new", "category", column]]
-
-
-@claim(
-    14,
-    ("A poor edit-layer choice collapses batch-edit success (check ES before measuring decay)"),
-    paper="DeepSeek, causal-tracing layers: ES 20.17% (1k edits) → 0.4% (10k)",
-)
-def poor_layers_collapse_edits(data: ClaimData) -> Finding:
-    final = data.final
-    rows = final[final["edit_method"].isin(list(LOCATE_THEN_EDIT))].drop_duplicates(
-        ["model", "edit_method", "edit_data", "n_edits"]
-    )
-    if rows.empty:
-        return not_tested("DeepSeek is not part of this run")
-    sd = binomial_sd(rows.assign(es_ed_ft=rows["es_ed"]), "es_ed")
-    weak = rows[(rows["es_ed"] - rows["es_M"]) <= Z * sd * math.sqrt(2)]
-    per_model = "; ".join(
-        f"{m} ES {fmt(float(g['es_M'].mean()))} → {fmt(float(g['es_ed'].mean()))}"
-        for m, g in rows.groupby("model")
-    )
-    ours = f"edit success (M → M_ed): {per_model}; {len(weak)}/{len(rows)} edit settings not above M beyond noise"
-    return not_tested(
-        "DeepSeek is not part of this run; ours is the sanity check the claim asks "
-        "for (`es_M` → `es_ed` per edit setting, noise = binomial SE of the edits)",
-        ours=ours,
-    )
 
 
 @claim(

@@ -74,7 +74,9 @@ class ClaimData:
     decay   every row of decay.csv (several steps per configuration);
     boot    the bootstrap over the edits of flips.csv (None without that table);
     activations, target_frequency
-            activations.csv and target_frequency.csv of `editdecay analyse` (None without them).
+            activations.csv and target_frequency.csv of `editdecay analyse` (None without them);
+    edited  per-edit efficacy on M_ed of every configuration (config_id, case_id, efficacy) from
+            edits.csv (None without it).
     """
 
     final: pd.DataFrame
@@ -83,6 +85,7 @@ class ClaimData:
     boot: EditBootstrap | None = None
     activations: pd.DataFrame | None = None
     target_frequency: pd.DataFrame | None = None
+    edited: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ def prepare(tables: Tables) -> ClaimData:
         bootstrap.build(flips, final),
         activations=_optional(ACTIVATIONS, tables.get("activations")),
         target_frequency=_optional(TARGET_FREQUENCY, tables.get("target_frequency")),
+        edited=bootstrap.edited_efficacy(tables.get("edits")),
     )
 
 
