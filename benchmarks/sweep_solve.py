@@ -8,7 +8,8 @@ optimised once (optionally cached to a file) and only the layer updates are reco
         --set targets.clamp_norm_factor=0.75 --set targets.weight_decay=0.5
 
 `--set` changes the editor config (the target settings among them) before z is optimised; with
-several methods, each solves from the same z.
+several methods, each solves from the same z. `--per-edit DIR` writes each setting's per-edit scores
+(DIR/<setting>.csv, and DIR/unedited.csv) for paired comparisons (benchmarks/paired_sweep.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from editdecay.evaluation.scorer import Scorer
 from editdecay.models.registry import load_model
 
 
+def setting_name(setting: dict) -> str:
+    if setting["method"] == "memit":
+        return f"memit-lam{setting['lambda']:g}"
+    return f"alphaedit-{setting['rule']}{setting['threshold']:g}-l2{setting['l2']:g}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -53,6 +60,7 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], help="config override, e.g. targets.lr=0.2"
     )
+    ap.add_argument("--per-edit", default=None, help="write per-edit scores to this directory")
     args = ap.parse_args()
     methods = args.method.split(",")
     if not set(methods) <= {"memit", "alphaedit"}:
@@ -69,6 +77,10 @@ def main() -> None:
     stats = second_moments(lm, list(cfg.layers), cfg.statistic)
     scorer = Scorer(lm.model, lm.tokenizer, lm.adapter)
     before = evaluate_requests(scorer, requests)
+    per_edit = Path(args.per_edit) if args.per_edit else None
+    if per_edit is not None:
+        per_edit.mkdir(parents=True, exist_ok=True)
+        before.to_csv(per_edit / "unedited.csv", index=False)
     print(
         json.dumps({"state": "unedited", **{k: round(v, 1) for k, v in summarise(before).items()}}),
         flush=True,
@@ -128,6 +140,8 @@ def main() -> None:
             after = evaluate_requests(scorer, requests, reference=before)
             ppl = heldout_perplexity(lm)
         s = summarise(after)
+        if per_edit is not None:
+            after.to_csv(per_edit / f"{setting_name(setting)}.csv", index=False)
         print(
             json.dumps(
                 {

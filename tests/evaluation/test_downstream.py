@@ -19,6 +19,7 @@ from editdecay.evaluation.downstream import (
     extract_answer,
     generate_answers,
     rank_classify,
+    token_batches,
 )
 from editdecay.evaluation.scorer import Scorer
 
@@ -90,8 +91,9 @@ def test_generate_answers_deterministic_and_batch_independent(tiny_lm, examples)
     a1 = generate_answers(tiny_lm, examples, max_new_tokens=6, batch_size=1)
     a4 = generate_answers(tiny_lm, examples, max_new_tokens=6, batch_size=4)
     again = generate_answers(tiny_lm, examples, max_new_tokens=6, batch_size=4)
+    by_tokens = generate_answers(tiny_lm, examples, max_new_tokens=6)  # one batch of all
     assert all(isinstance(a, str) for a in a1) and len(a1) == len(examples)
-    assert a1 == a4 == again
+    assert a1 == a4 == again == by_tokens
     assert tiny_lm.tokenizer.padding_side == pad_side
     assert not tiny_lm.model.training
 
@@ -160,3 +162,13 @@ def test_beam_search_answers_go_through_the_same_extraction_and_one_beam_is_gree
         tiny_lm, tasks=("boolq",), n_per_task=2, modes=("generate",), max_new_tokens=4, num_beams=4
     )
     assert list(ds["task"]) == ["boolq", "average"]
+
+
+def test_token_batches_cut_by_rows_times_longest():
+    assert token_batches([3, 3, 4, 5, 9], 12) == [[0, 1, 2], [3], [4]]
+    assert token_batches([2, 2, 2, 2], 8) == [[0, 1, 2, 3]]
+    assert token_batches([20], 8) == [[0]]  # too long for the budget: alone
+    assert token_batches([], 8) == []
+    cut = token_batches(list(range(1, 40)), 64)
+    assert [i for b in cut for i in b] == list(range(39))
+    assert all(len(b) * (b[-1] + 1) <= 64 or len(b) == 1 for b in cut)

@@ -88,7 +88,7 @@ def generate_answers(
     lm,
     examples: Sequence[InstructionExample],
     max_new_tokens: int = 32,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     show_progress: bool = False,
     num_beams: int = 1,
 ) -> list[str]:
@@ -104,21 +104,42 @@ def generate_answers(
     )
 
 
+GENERATE_BATCH_TOKENS = 4096  # prompt + new tokens × rows × beams per generation batch
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Positions 0..n-1 of ascending `lengths` cut into consecutive batches whose rows × longest
+    length stays within `max_tokens` (a row longer than that is a batch of its own)."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i, n in enumerate(lengths):
+        if batch and (len(batch) + 1) * n > max_tokens:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 @torch.no_grad()
 def greedy_continuations(
     lm,
     prompts: Sequence[str],
     max_new_tokens: int = 32,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     show_progress: bool = False,
     num_beams: int = 1,
+    max_batch_tokens: int = GENERATE_BATCH_TOKENS,
 ) -> list[str]:
     """Greedy continuations of plain-text prompts (decoded, special tokens dropped), one per prompt;
     with ``num_beams`` > 1 the highest-scoring sequence of a beam search (no sampling) instead.
 
     Prompts are left-padded here by hand (the tokenizer's own padding settings are not used or
     changed), with an attention mask, so each answer is independent of its batch mates. Batches are
-    formed from prompts sorted by length to limit padding; answers come back in input order.
+    cut from the prompts sorted by length by tokens: a batch holds as many prompts as keep
+    rows × (longest prompt + ``max_new_tokens``) × beams within ``max_batch_tokens`` (and at most
+    ``batch_size`` prompts when given); answers come back in input order.
     """
     tok = lm.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -126,7 +147,14 @@ def greedy_continuations(
     encoded = [encode(tok, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     answers: list[str] = [""] * len(encoded)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = token_batches(
+        [len(encoded[i]) + max_new_tokens for i in order], max_batch_tokens // max(num_beams, 1)
+    )
+    batches = [
+        [order[i] for i in batch[j : j + (batch_size or len(batch))]]
+        for batch in batches
+        for j in range(0, len(batch), batch_size or len(batch))
+    ]
     was_training = lm.model.training
     lm.model.eval()
     try:
@@ -166,7 +194,7 @@ def downstream_accuracy(
     modes: Sequence[str] = MODES,
     details: bool = False,
     max_new_tokens: int = 32,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     scorer: Scorer | None = None,
     num_beams: int = 1,
 ):
