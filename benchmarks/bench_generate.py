@@ -23,9 +23,9 @@ from editdecay.evaluation.downstream import greedy_continuations
 from editdecay.models.registry import load_model
 
 
-def timed(fn) -> tuple[float, list[str]]:
+def timed(lm, prompts: list[str], new_tokens: int, **batching) -> tuple[float, list[str]]:
     t0 = time.perf_counter()
-    out = fn()
+    out = greedy_continuations(lm, prompts, new_tokens, **batching)
     return time.perf_counter() - t0, out
 
 
@@ -36,7 +36,9 @@ def main() -> None:
     ap.add_argument("--ds-new-tokens", type=int, default=16)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--answer-tokens", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=8, help="the fixed-count batches (the old default)")
+    ap.add_argument(
+        "--batch", type=int, default=8, help="the fixed-count batches (the old default)"
+    )
     ap.add_argument("--max-batch-tokens", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -56,15 +58,9 @@ def main() -> None:
     for name, (prompts, new_tokens) in cases.items():
         fixed, tokens, same = [], [], True
         for _ in range(args.repeats):
-            s, a = timed(
-                lambda: greedy_continuations(lm, prompts, new_tokens, batch_size=args.batch)
-            )
+            s, a = timed(lm, prompts, new_tokens, batch_size=args.batch)
             fixed.append(s)
-            s, b = timed(
-                lambda: greedy_continuations(
-                    lm, prompts, new_tokens, max_batch_tokens=args.max_batch_tokens
-                )
-            )
+            s, b = timed(lm, prompts, new_tokens, max_batch_tokens=args.max_batch_tokens)
             tokens.append(s)
             same &= a == b
         f, t = statistics.median(fixed), statistics.median(tokens)
