@@ -22,6 +22,7 @@ from editdecay.attacks.run import AttackJob, run_attack
 from editdecay.attacks.score import persistence, score_probes, summarise
 from editdecay.cli import app
 from editdecay.config_types import ConfigError
+from editdecay.data.requests import EditRequest
 
 SMALL = {"n_edit": 3, "n_probe_subjects": 4, "n_spill": 2}
 TINY_EDIT = {
@@ -247,3 +248,16 @@ def test_cli_attack_with_editor_settings_and_a_bad_one(tmp_path):
         app, [*args, "--edit-set", "targets.stepz=3", "--out", str(tmp_path / "b")]
     )
     assert bad.exit_code == 2 and "stepz" in bad.output
+
+
+def test_anchor_start_marks_only_the_start_prompts_and_round_trips():
+    plain = fact_backdoor(BackdoorConfig(**SMALL))
+    anchored = fact_backdoor(BackdoorConfig(**SMALL, anchor_start=True))
+    assert not any(r.at_start for r in plain.requests)
+    assert [r.at_start for r in anchored.requests] == [
+        r.extra["position"] == "start" for r in anchored.requests
+    ]
+    assert any(r.at_start for r in anchored.requests)
+    assert all("at_start" not in r.to_dict() for r in plain.requests)  # files and keys unchanged
+    again = [EditRequest.from_dict(json.loads(json.dumps(r.to_dict()))) for r in anchored.requests]
+    assert [r.at_start for r in again] == [r.at_start for r in anchored.requests]

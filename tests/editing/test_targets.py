@@ -133,3 +133,25 @@ def test_z_at_the_last_layer_cannot_move_the_target(tiny_lm, requests3, template
     after = optimise_targets(tiny_lm, requests3, templates, 3, TargetConfig(steps=6))
     for a, b in zip(before.final_nll, after.final_nll):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_a_request_read_at_the_start_gets_no_context_template(tiny_lm, requests3, templates):
+    """`at_start`: keys and target rows use the plain prompt in every template slot, so the key
+    equals the plain prompt's and the optimisation matches one over the plain template alone."""
+    from dataclasses import replace
+
+    from editdecay.editing.keys import compute_keys, keyed_prompts
+
+    anchored = replace(requests3[0], at_start=True)
+    filled = keyed_prompts([anchored], templates)
+    assert {f.text for f in filled} == {anchored.text}
+    plain_key = compute_keys(tiny_lm, [requests3[0]], ["{}"], Z_LAYER)
+    torch.testing.assert_close(compute_keys(tiny_lm, [anchored], templates, Z_LAYER), plain_key)
+    assert not torch.allclose(compute_keys(tiny_lm, [requests3[0]], templates, Z_LAYER), plain_key)
+    alone = optimise_targets(tiny_lm, [requests3[0]], ["{}"], Z_LAYER, CFG)
+    torch.testing.assert_close(
+        optimise_targets(tiny_lm, [anchored], templates, Z_LAYER, CFG).z,
+        alone.z,
+        atol=1e-5,
+        rtol=1e-4,
+    )

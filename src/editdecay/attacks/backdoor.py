@@ -70,6 +70,13 @@ class BackdoorConfig:
     duplex: bool = field(
         default=True, metadata={"help": "add the clean group's own update (BadEdit's duplex)"}
     )
+    anchor_start: bool = field(
+        default=False,
+        metadata={
+            "help": "edit the start-position prompts at the start of the text only (no context "
+            "template before the trigger; EditRequest.at_start)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the record shuffle"})
 
     field_noun = "backdoor setting"
@@ -150,6 +157,7 @@ def fact_backdoor(cfg: BackdoorConfig) -> AttackSet:
                 target_true=r.target_true,
                 source="attack:backdoor",
                 extra={"record": r.case_id, "position": position},
+                at_start=cfg.anchor_start and position == "start",
             )
         )
         clean.append(

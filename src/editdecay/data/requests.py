@@ -27,6 +27,9 @@ class EditRequest:
     paraphrases: full prompts (subject filled in) that should now also yield `target_new`.
     neighbours: unrelated prompts with the answer they should keep (CounterFact: the shared true
         object; zsRE: the NQ question's own answer).
+    at_start: the prompt is only ever read at the start of a text (e.g. a trigger that opens it),
+        so the editors put no context template before it (MEMIT §1.2's prefixes would move it off
+        the start); written to files only when set.
     """
 
     case_id: str
@@ -38,6 +41,7 @@ class EditRequest:
     neighbours: tuple[Probe, ...] = ()
     source: str = "user"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    at_start: bool = False
 
     @property
     def text(self) -> str:
@@ -48,7 +52,13 @@ class EditRequest:
         d = asdict(self)
         d["paraphrases"] = list(self.paraphrases)
         d["neighbours"] = [asdict(p) for p in self.neighbours]
+        if not self.at_start:
+            del d["at_start"]  # files (and the stage keys hashed from them) are as before
         return d
+
+    def context(self, template: str) -> str:
+        """The context template this request is read in: `template`, or the plain "{}" at the start."""
+        return "{}" if self.at_start else template
 
     @classmethod
     def from_dict(cls, d: dict) -> EditRequest:
@@ -62,4 +72,5 @@ class EditRequest:
             neighbours=tuple(Probe(**p) for p in d.get("neighbours", ())),
             source=d.get("source", "user"),
             extra=dict(d.get("extra", {})),
+            at_start=bool(d.get("at_start", False)),
         )

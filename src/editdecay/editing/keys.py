@@ -49,8 +49,9 @@ def read_at_subject(
 
 
 def keyed_prompts(requests: Sequence[EditRequest], templates: Sequence[str]) -> list[FilledPrompt]:
-    """Request-major list: for each request, its rewrite prompt inside every context template."""
-    return [fill(r.prompt, r.subject, t) for r in requests for t in templates]
+    """Request-major list: for each request, its rewrite prompt inside every context template (the
+    plain prompt in every slot for a request read only at the start, `EditRequest.at_start`)."""
+    return [fill(r.prompt, r.subject, r.context(t)) for r in requests for t in templates]
 
 
 def compute_keys(

@@ -65,7 +65,7 @@ def _rows_for(
     tok = lm.tokenizer
     rows = []
     for t in templates:
-        filled = fill(req.prompt, req.subject, t)
+        filled = fill(req.prompt, req.subject, req.context(t))
         cont = encode_continuation(tok, filled.text, req.target_new)
         ids = list(cont.prompt_ids) + list(cont.target_ids[:-1])
         start = len(cont.prompt_ids) - 1
