@@ -52,7 +52,11 @@ def main() -> None:
     for metric in args.metrics.split(","):
         print(
             json.dumps(
-                {"first": args.first, "second": args.second, **paired(first, second, metric)}
+                {
+                    "first_file": args.first,
+                    "second_file": args.second,
+                    **paired(first, second, metric),
+                }
             )
         )
 
