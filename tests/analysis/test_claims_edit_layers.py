@@ -28,9 +28,11 @@ def _successes(n: int, es: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(out)
 
 
-def _config(method, n, layers, es, es_m=20.0, seed=0):
+def _config(method, n, layers, es, es_m=20.0, seed=0, per_edit=None):
+    """One edit-only configuration: its decay row and its M_ed rows of edits.csv (`per_edit`
+    outcomes, or `es`% successes in a seeded order)."""
     cid = f"m.{method}-counterfact{n}.noft.{layers.replace(' ', '-') or 'default'}"
-    per_edit = _successes(n, es, seed)
+    per_edit = _successes(n, es, seed) if per_edit is None else per_edit
     decay = DECAY.row(
         config_id=cid,
         model="m",
@@ -119,38 +121,12 @@ def test_the_gap_is_paired_edit_by_edit():
     default = _successes(n, 60, 0)
     moved = default.copy()
     moved[np.flatnonzero(default)[:45]] = 0.0  # 15 points fewer, all among the default's successes
-    frames = []
-    decay = []
-    for layers, values in (("", default), (MOVED, moved)):
-        cid = f"c{layers or 'default'}"
-        decay.append(
-            DECAY.row(
-                config_id=cid,
-                model="m",
-                edit_method="memit",
-                edit_data="counterfact",
-                n_edits=n,
-                edit_layers=layers,
-                ft_method="none",
-                step=0,
-                final=True,
-                efficacy_kind="counterfact",
-                es_M=10.0,
-                es_ed=100 * values.mean(),
-            )
-        )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "config_id": cid,
-                    "state": "M_ed",
-                    "case_id": [f"counterfact:{i}" for i in range(n)],
-                    "es": values,
-                    "source": "counterfact",
-                }
-            )
-        )
-    result = check_claim(14, {"decay": pd.DataFrame(decay), "edits": pd.concat(frames)})
+    parts = [
+        _config("memit", n, layers, None, es_m=10.0, per_edit=values)
+        for layers, values in (("", default), (MOVED, moved))
+    ]
+    decay, edits = pd.DataFrame([d for d, _ in parts]), pd.concat([e for _, e in parts])
+    result = check_claim(14, {"decay": decay, "edits": edits})
     assert result.verdict == HOLDS
     low, high = map(float, result.ours.split("95% interval [")[1].split("]")[0].split(","))
     assert low < 15.0 < high and high - low < 10.0
