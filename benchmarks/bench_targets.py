@@ -2,7 +2,8 @@
 
 Each mode runs in its own subprocess so its peak resident memory is its own. Prints one JSON line
 per mode and the ratio. Usage:
-    python benchmarks/bench_targets.py [--n 50] [--model smollm2-135m] [--batch 50] [--compare-prefix] [--skip-single]
+    python benchmarks/bench_targets.py [--n 50] [--model smollm2-135m] [--batch 50] [--compare-prefix]
+        [--compare-replay] [--skip-single]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 
 
-def run_mode(model: str, n: int, batch: int, reuse_prefix: bool) -> dict:
+def run_mode(model: str, n: int, batch: int, reuse_prefix: bool, replay: bool) -> dict:
     from editdecay.data.loaders import load_requests
     from editdecay.editing.config import MemitConfig, TargetConfig
     from editdecay.editing.targets import optimise_targets
@@ -31,13 +32,14 @@ def run_mode(model: str, n: int, batch: int, reuse_prefix: bool) -> dict:
         **{**cfg.targets.__dict__, "batch_requests": batch, "reuse_prefix": reuse_prefix}
     )
     t0 = time.perf_counter()
-    res = optimise_targets(lm, requests, templates, cfg.z_layer, tcfg)
+    res = optimise_targets(lm, requests, templates, cfg.z_layer, tcfg, replay_lower_blocks=replay)
     dt = time.perf_counter() - t0
     return {
         "model": model,
         "n": n,
         "batch_requests": batch,
         "reuse_prefix": reuse_prefix,
+        "replay_lower_blocks": replay,
         "seconds": round(dt, 2),
         "seconds_per_edit": round(dt / n, 3),
         "mean_steps": sum(res.steps) / n,
@@ -54,19 +56,26 @@ def main() -> None:
     ap.add_argument(
         "--compare-prefix", action="store_true", help="also time batched without prefix reuse"
     )
+    ap.add_argument(
+        "--compare-replay",
+        action="store_true",
+        help="also time batched with the blocks below z_layer recomputed at every step",
+    )
     ap.add_argument("--skip-single", action="store_true", help="leave out the one-at-a-time mode")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
-        batch, reuse = args.mode.split(":")
-        print(json.dumps(run_mode(args.model, args.n, int(batch), reuse == "1")))
+        batch, reuse, replay = args.mode.split(":")
+        print(json.dumps(run_mode(args.model, args.n, int(batch), reuse == "1", replay == "1")))
         return
     logging.basicConfig(level=logging.WARNING)
-    modes = [("batched", f"{args.batch}:1")] + (
-        [] if args.skip_single else [("one-at-a-time", "1:1")]
+    modes = [("batched", f"{args.batch}:1:1")] + (
+        [] if args.skip_single else [("one-at-a-time", "1:1:1")]
     )
     if args.compare_prefix:
-        modes.append(("batched, no prefix reuse", f"{args.batch}:0"))
+        modes.append(("batched, no prefix reuse", f"{args.batch}:0:1"))
+    if args.compare_replay:
+        modes.append(("batched, lower blocks recomputed", f"{args.batch}:1:0"))
     results = {}
     for label, mode in modes:
         out = subprocess.run(
@@ -84,6 +93,12 @@ def main() -> None:
         print(
             f"speed-up of prefix reuse (batched): "
             f"{results['batched, no prefix reuse']['seconds'] / results['batched']['seconds']:.2f}x"
+        )
+
+    if args.compare_replay:
+        print(
+            f"speed-up of replaying the lower blocks (batched): "
+            f"{results['batched, lower blocks recomputed']['seconds'] / results['batched']['seconds']:.2f}x"
         )
 
 

@@ -85,6 +85,67 @@ def test_reusing_the_prefix_gives_the_same_z(tiny_lm, requests3, templates, join
     assert full.steps == joint.steps
 
 
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+def test_replaying_the_lower_blocks_gives_the_same_z(tiny_lm, requests3, templates, reuse_prefix):
+    """The blocks up to z_layer run once; with an early stop that ends requests at different steps,
+    the later steps replay a subset of the recorded rows."""
+    cfg = TargetConfig(steps=8, lr=0.5, reuse_prefix=reuse_prefix, early_stop_loss=10.6)
+    replayed, recomputed = (
+        optimise_targets(tiny_lm, requests3, templates, Z_LAYER, cfg, replay_lower_blocks=r)
+        for r in (True, False)
+    )
+    assert len(set(replayed.steps)) > 1, replayed.steps  # requests did stop at different steps
+    assert replayed.steps == recomputed.steps
+    assert (_rel(replayed.z, recomputed.z) < 1e-5).all(), _rel(replayed.z, recomputed.z)
+    for a, b in zip(replayed.final_nll, recomputed.final_nll):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def _mlp_calls(tiny_lm, layer: int, steps: int, replay: bool = True, **kw) -> int:
+    calls = []
+    mlp = tiny_lm.model.get_submodule(f"model.layers.{layer}.mlp")
+    handle = mlp.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        optimise_targets(
+            lm=tiny_lm, cfg=TargetConfig(steps=steps, lr=0.5), replay_lower_blocks=replay, **kw
+        )
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def _calls_per_step(tiny_lm, layer: int, **kw) -> tuple[int, int]:
+    """(calls of the first step, prefix cache included; calls of every later step), all recomputed."""
+    one = _mlp_calls(tiny_lm, layer, 1, replay=False, **kw)
+    per_step = _mlp_calls(tiny_lm, layer, 2, replay=False, **kw) - one
+    assert per_step > 0
+    return one, per_step
+
+
+def test_the_lower_blocks_run_at_the_first_step_only(tiny_lm, requests3, templates):
+    kw = dict(requests=requests3, templates=templates, at=Z_LAYER)
+    first, later = _calls_per_step(tiny_lm, 0, **kw)
+    assert _mlp_calls(tiny_lm, 0, 6, **kw) == first  # block 0: every later step replayed
+    assert _mlp_calls(tiny_lm, 0, 6, replay=False, **kw) == first + 5 * later
+    first, later = _calls_per_step(tiny_lm, Z_LAYER + 1, **kw)
+    assert _mlp_calls(tiny_lm, Z_LAYER + 1, 6, **kw) == first + 5 * later  # above z: every step
+
+
+def test_a_shift_inside_a_block_replays_only_the_blocks_before_it(tiny_lm, requests3, templates):
+    """ROME shifts the MLP output of block 2: block 2 itself must run every step, blocks 0-1 once."""
+    module = tiny_lm.adapter.mlp_out_name(Z_LAYER)
+    kw = dict(requests=requests3, templates=templates, at=module)
+    first, _ = _calls_per_step(tiny_lm, 1, **kw)
+    assert _mlp_calls(tiny_lm, 1, 6, **kw) == first
+    first, later = _calls_per_step(tiny_lm, Z_LAYER, **kw)
+    assert _mlp_calls(tiny_lm, Z_LAYER, 6, **kw) == first + 5 * later
+    replayed, recomputed = (
+        optimise_targets(tiny_lm, requests3, templates, module, CFG, replay_lower_blocks=r)
+        for r in (True, False)
+    )
+    assert (_rel(replayed.z, recomputed.z) < 1e-5).all()
+
+
 @pytest.mark.parametrize("index", [0, 2])
 def test_a_requests_z_does_not_depend_on_its_batch(tiny_lm, requests3, templates, joint, index):
     alone = optimise_targets(tiny_lm, [requests3[index]], templates, Z_LAYER, CFG)
@@ -117,9 +178,11 @@ def test_early_stop_freezes_a_request_at_its_current_delta(tiny_lm, requests3, t
     assert torch.equal(res.z, res.h_init)
 
 
-def test_no_hook_is_left_behind(tiny_lm, joint):
-    block = tiny_lm.model.get_submodule(f"model.layers.{Z_LAYER}")
-    assert len(block._forward_hooks) == 0
+def test_no_hook_or_replayed_forward_is_left_behind(tiny_lm, joint):
+    for layer in range(Z_LAYER + 1):
+        block = tiny_lm.model.get_submodule(f"model.layers.{layer}")
+        assert len(block._forward_hooks) == 0
+        assert "forward" not in block.__dict__
 
 
 def test_layer_out_of_range_raises(tiny_lm, requests3, templates):

@@ -156,3 +156,7 @@ def test_prefix_reuse_matches_full_recompute_on_every_family(family, tiny_lm, cf
         for r in (True, False)
     ]
     assert torch.allclose(z[0], z[1], rtol=1e-4, atol=1e-5)
+    recomputed = optimise_targets(
+        lm, cf_requests[:2], templates, 2, TargetConfig(steps=3), replay_lower_blocks=False
+    ).z
+    assert torch.allclose(z[0], recomputed, rtol=1e-4, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Forward-hook context managers: read a module's input/output, edit a block's output, stop early.
+"""Forward-hook context managers: read a module's input/output, edit a block's output, stop early,
+replay blocks whose output is already known.
 
 Decoder blocks return a tensor in some transformers versions and a tuple `(hidden, ...)` in
 others (pitfall P3); every helper here goes through `hidden_of` / `replace_hidden` so both work.
@@ -6,7 +7,7 @@ others (pitfall P3); every helper here goes through `hidden_of` / `replace_hidde
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -89,6 +90,31 @@ def edit_output(
         yield
     finally:
         handle.remove()
+
+
+@contextmanager
+def replay_blocks(
+    blocks: Sequence[nn.Module], output: Callable[[], torch.Tensor], as_tuple: bool
+) -> Iterator[None]:
+    """Skip the computation of `blocks`: each call returns `output()` (in the block's own output
+    form, a tensor or a 1-tuple), and forward hooks on the blocks still run on it. For a run of
+    leading blocks whose result was recorded earlier and cannot have changed."""
+
+    def forward(*args, **kwargs):
+        h = output()
+        return (h,) if as_tuple else h
+
+    saved = [b.__dict__.get("forward") for b in blocks]  # an instance-level forward (accelerate)
+    for b in blocks:
+        b.forward = forward
+    try:
+        yield
+    finally:
+        for b, f in zip(blocks, saved):
+            if f is None:
+                del b.forward
+            else:
+                b.forward = f
 
 
 def run_until(model: nn.Module, **forward_kwargs) -> None:
