@@ -103,3 +103,6 @@ def test_the_bundled_attack_study_covers_every_kind_and_recipe():
     } <= smol
     assert {c.model for c in cfgs} == {"smollm2-135m", "gemma3-270m"}
     assert any(c.ft_data == "commonsense:boolq" and c.attack == "task-backdoor" for c in cfgs)
+    # full fine-tuning at its own rate, not the adapters' 1e-3 (which would wreck the model)
+    assert {c.finetune["lr"] for c in cfgs if c.ft_method == "full"} == {2.5e-5}
+    assert {c.finetune["lr"] for c in cfgs if c.ft_method in ("lora", "dora")} == {1e-3}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Localisation on edits outside the default layers, and the check that can say no: suspects that
+# were only fine-tuned (no edit) and the base itself. Each step is skipped when its output exists,
+# so the script resumes; run from the repository root. The steps run in order of what they show.
+set -euo pipefail
+R=results/defences
+W=runs/defences
+mkdir -p $W
+FT="--data commonsense --examples 200 --set epochs=1 --set batch_size=8"
+FT="$FT --set micro_batch_size=4 --set warmup_steps=3"
+LR_lora=1e-3 LR_dora=1e-3 LR_full=2.5e-5   # the small reproduction's rates
+step() { [ -e "$1" ] && echo "have $1" || { shift; echo "+ $*"; "$@"; }; }
+
+step $W/candidates.jsonl python -c "
+from editdecay.data.loaders import load_requests, save_requests_jsonl
+save_requests_jsonl(load_requests('zsre', n=1000).requests, '$W/candidates.jsonl')"
+
+# no edit at all: the base against itself, then the base fine-tuned (LoRA merged, full)
+step $R/layers-none-base/report.json editdecay forensics --base smollm2-135m --suspect smollm2-135m \
+  --candidates $W/candidates.jsonl --out $R/layers-none-base
+for m in lora full; do
+  lr=LR_$m
+  step $W/base-$m/model editdecay finetune --model smollm2-135m $FT --method $m --lr ${!lr} \
+    --merge --out $W/base-$m
+  step $R/layers-none-$m/report.json editdecay forensics --base smollm2-135m \
+    --suspect $W/base-$m/model --candidates $W/candidates.jsonl --out $R/layers-none-$m
+done
+
+# 50 zsRE edits written with MEMIT into layers 10-13 and 3-6 instead of 4-8, before and after
+# LoRA, DoRA and full fine-tuning of the edited model
+for layers in 10,11,12,13 3,4,5,6; do
+  tag=$(echo $layers | tr , -)
+  E=$W/memit-$tag
+  step $E/delta editdecay edit --model smollm2-135m --method memit --data zsre --n 50 \
+    --layers $layers --out $E
+  step $W/memit-$tag-hf editdecay export --delta $E/delta --out $W/memit-$tag-hf --model smollm2-135m
+  step $R/layers-$tag-m_ed/report.json editdecay forensics --base smollm2-135m \
+    --suspect $W/memit-$tag-hf --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+    --out $R/layers-$tag-m_ed
+  for m in lora dora full; do
+    lr=LR_$m
+    step $W/memit-$tag-$m/model editdecay finetune --model $W/memit-$tag-hf $FT --method $m \
+      --lr ${!lr} --merge --out $W/memit-$tag-$m
+    step $R/layers-$tag-$m/report.json editdecay forensics --base smollm2-135m \
+      --suspect $W/memit-$tag-$m/model --candidates $W/candidates.jsonl \
+      --requests $E/requests.jsonl --out $R/layers-$tag-$m
+  done
+done
