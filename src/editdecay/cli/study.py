@@ -1,4 +1,5 @@
-"""`editdecay run`, `grid`, `report` and `reproduce`: studies, their reports and the paper grid."""
+"""`editdecay run`, `grid`, `report`, `reproduce` and `pack-store`: studies, their reports, the paper
+grid, and stores small enough to carry."""
 
 from __future__ import annotations
 
@@ -224,6 +225,30 @@ def report(
         rep = write_report(run_dir, title=title)
     _print_frame(rep.key_table, "key results")
     console.print(f"report: {rep.markdown_path} and {rep.html_path}")
+
+
+def pack_store(
+    source: Path = typer.Argument(..., help="the artifact store to pack (e.g. runs/repro-store)"),
+    dest: Path = typer.Argument(..., help="where the packed store goes (created, or added to)"),
+    max_file_mb: float = typer.Option(
+        4.0, help="files larger than this (deltas, adapters, fine-tuned weights) are left out"
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
+):
+    """Copy a store's finished stages without their large files: enough to gather tables and
+    reports (`--gather-only`), and to resume a study elsewhere with `--store DEST`, where a stage
+    that needs a packed stage's outputs computes them again. Stages DEST already holds are kept."""
+    setup_logging(verbose)
+    from ..study.store import pack
+
+    with _user_errors():
+        if max_file_mb <= 0:
+            raise ValueError(f"--max-file-mb must be positive, got {max_file_mb}")
+        totals = pack(source, dest, int(max_file_mb * (1 << 20)))
+    console.print(
+        f"packed {totals['stages']} stages into {dest}; left out {totals['omitted_files']} files "
+        f"({totals['omitted_bytes'] / (1 << 20):.1f} MiB)"
+    )
 
 
 def reproduce(

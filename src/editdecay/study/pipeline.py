@@ -55,7 +55,14 @@ class StudyPlan:
         return walk(s for c in self.configs for s in c.stages.values())
 
     def pending(self) -> list[Stage]:
-        return [s for s in self.stages if not self.store.done(s)]
+        """The stages to run, inputs first: those not done, and the packed (thin) stages whose
+        outputs a stage to run reads (store.pack), so a packed store resumes like a full one."""
+        stages = self.stages
+        todo = {s.key for s in stages if not self.store.done(s)}
+        for stage in reversed(stages):  # every reader comes before the stages it reads
+            if stage.key in todo:
+                todo.update(i.key for i in stage.inputs if self.store.is_thin(i))
+        return [s for s in stages if s.key in todo]
 
     def to_dict(self) -> dict:
         return {

@@ -12,6 +12,11 @@ stage.json records the SHA-256 of every other file of the stage (`files`: relati
 `done` only looks for stage.json; `verify` rehashes, and `verified` is how a later stage reads an
 input's files: it refuses, naming the stage and the file, one changed or removed since publishing.
 Keys stay content addresses of inputs and settings, never of outputs.
+
+`pack` copies a store without its large files (edit deltas, adapters, fine-tuned weights): what a
+report is gathered from, small enough to commit or carry to another machine. A packed stage keeps
+stage.json and lists what it left out in thin.json; it counts as done for gathering, and a run that
+needs its outputs as an input computes it again (`is_thin`; the study plan's `pending`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..io import atomic_write
 log = logging.getLogger(__name__)
 
 RECORD_FILE = "stage.json"
+THIN_FILE = "thin.json"  # in a packed stage: the files `pack` left out
 PROBLEMS = {
     "changed": "changed since the stage was published (its SHA-256 differs from the stage record)",
     "missing": "is missing",
@@ -136,18 +142,24 @@ class ArtifactStore:
     def done(self, stage: Stage) -> bool:
         return (self.path(stage) / RECORD_FILE).exists()
 
+    def is_thin(self, stage: Stage) -> bool:
+        """Published, but packed without some of its files: its record and small files can be
+        gathered, and a stage reading it needs it computed again."""
+        return (self.path(stage) / THIN_FILE).exists()
+
     def work_path(self, stage: Stage) -> Path:
         return self.root / stage.kind / f".{stage.key}.work"
 
     @contextmanager
     def claim(self, stage: Stage) -> Iterator[Path | None]:
-        """Hold the stage's lock; yield its work directory, or None when it is already finished."""
+        """Hold the stage's lock; yield its work directory, or None when it is already finished
+        (a packed stage is not: it is computed again and replaces its thin copy on publishing)."""
         lock_path = self.root / stage.kind / f".{stage.key}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                if self.done(stage):
+                if self.done(stage) and not self.is_thin(stage):
                     yield None
                     return
                 work = self.work_path(stage)
@@ -178,9 +190,7 @@ class ArtifactStore:
             ),
         )
         final = self.path(stage)
-        if (
-            final.exists()
-        ):  # an unfinished leftover without stage.json (cannot happen with rename, but be safe)
+        if final.exists():  # a packed (thin) copy being replaced, or a leftover without stage.json
             shutil.rmtree(final)
         os.replace(work, final)
         return final
@@ -221,6 +231,56 @@ class ArtifactStore:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         return work
+
+
+def pack(source: str | Path, dest: str | Path, max_file_bytes: int = 4 << 20) -> dict[str, int]:
+    """Copy every finished stage of the store at `source` that `dest` does not hold yet into `dest`,
+    without its files over `max_file_bytes` (each packed stage lists them in thin.json); work
+    directories and locks are not copied. Returns the counts of stages copied and files left out
+    and the bytes left out."""
+    source, dest = Path(source), Path(dest)
+    if not source.is_dir():
+        raise FileNotFoundError(f"no artifact store at {source}")
+    if dest.resolve() == source.resolve():
+        raise ValueError(f"pack: source and destination are the same store ({source})")
+    totals = {"stages": 0, "omitted_files": 0, "omitted_bytes": 0}
+    for record_path in sorted(source.glob(f"*/*/{RECORD_FILE}")):
+        stage_dir = record_path.parent
+        target = dest / stage_dir.parent.name / stage_dir.name
+        if stage_dir.name.startswith(".") or (target / RECORD_FILE).exists():
+            continue
+        work = target.parent / f".{stage_dir.name}.pack"
+        omitted = _copy_small_files(stage_dir, work, max_file_bytes)
+        if (stage_dir / THIN_FILE).exists():  # packed before: keep what it had already left out
+            omitted = {**json.loads((stage_dir / THIN_FILE).read_text())["omitted"], **omitted}
+        if omitted:
+            (work / THIN_FILE).write_text(json.dumps({"omitted": omitted}, indent=1))
+        if target.exists():  # a leftover without stage.json
+            shutil.rmtree(target)
+        os.replace(work, target)
+        totals["stages"] += 1
+        totals["omitted_files"] += len(omitted)
+        totals["omitted_bytes"] += sum(omitted.values())
+    return totals
+
+
+def _copy_small_files(source: Path, work: Path, max_file_bytes: int) -> dict[str, int]:
+    """Copy `source`'s files of at most `max_file_bytes` into a fresh `work`; returns the others
+    (relative path → size). A thin.json of `source` is not copied (the caller writes the merged one)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    omitted = {}
+    for f in sorted(source.rglob("*")):
+        if not f.is_file() or f.name == THIN_FILE:
+            continue
+        rel = f.relative_to(source).as_posix()
+        if f.stat().st_size > max_file_bytes:
+            omitted[rel] = f.stat().st_size
+            continue
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, work / rel)
+    return omitted
 
 
 def file_digests(directory: Path) -> dict[str, str]:
