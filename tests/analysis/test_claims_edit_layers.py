@@ -18,7 +18,7 @@ from editdecay.analysis.claims.edit_layers import COLLAPSE_MARGIN, layer_pairs
 from editdecay.analysis.claims.registry import final_for_claims
 from editdecay.schema import DECAY
 
-MOVED = "25 26 27 28 29"
+MOVED = "24 25 26 27 28"
 
 
 def _successes(n: int, es: float, seed: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_a_window_that_loses_most_edits_holds_and_reports_the_batch_trend():
     t = _both(50, 150, {50: 96, 150: 94}, {50: 70, 150: 30})
     result = check_claim(14, t)
     assert result.verdict == HOLDS
-    assert "layers 25 26 27 28 29" in result.ours
+    assert "layers 24 25 26 27 28" in result.ours
     assert "gap change from the smaller to the larger batch +" in result.ours
 
 

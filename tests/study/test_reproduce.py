@@ -219,7 +219,7 @@ def test_mend_only_where_an_editor_is_trained():
 def test_per_model_edit_overrides(monkeypatch):
     monkeypatch.setitem(reproduce.EDIT_OVERRIDES, "gemma3-270m", {"mom2_update_weight": 500})
     study = _study("small")
-    moved = {"gemma3-270m": [14, 15, 16, 17], "smollm2-135m": [25, 26, 27, 28, 29]}
+    moved = {"gemma3-270m": [13, 14, 15, 16], "smollm2-135m": [24, 25, 26, 27, 28]}
 
     def own(c):  # the edit-layer block adds its window to the model's overrides
         return {"layers": moved[c.model]} if c.edit_layers_label else {}
@@ -245,7 +245,7 @@ def test_edit_layer_block_pairs_every_moved_window_with_the_default():
     moved = [c for c in study.configs if c.edit_layers_label]
     assert {(c.model, c.edit_method, c.n_edits, c.edit_layers_label) for c in moved} == {
         (m, e, n, w)
-        for m, w in (("smollm2-135m", "25 26 27 28 29"), ("gemma3-270m", "14 15 16 17"))
+        for m, w in (("smollm2-135m", "24 25 26 27 28"), ("gemma3-270m", "13 14 15 16"))
         for e in ("memit", "alphaedit")
         for n in (50, 150)
     }
@@ -254,8 +254,8 @@ def test_edit_layer_block_pairs_every_moved_window_with_the_default():
     assert twins == {(c.model, c.edit_method, c.n_edits) for c in moved}
     assert {c.columns()["edit_layers"] for c in study.configs} == {
         "",
-        "25 26 27 28 29",
-        "14 15 16 17",
+        "24 25 26 27 28",
+        "13 14 15 16",
     }
     whole = _study("small")
     assert {c.config_id for c in study.configs} <= {c.config_id for c in whole.configs}
@@ -313,7 +313,7 @@ def test_estimate_counts_shared_stages_once():
         "statistic": 1,
     }
     evaluate = 0.25 * 10 + (0.41 + 0.23) * 2 * 7 + 3.0 * 1000 / 1000
-    expected = 107.0 + 2.8 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 172) + 6 * evaluate
+    expected = 107.0 + 2.45 * 10 + 2 * 0.21 * 10 + 3 * (20 * 100 / 172) + 6 * evaluate
     assert estimate_seconds(Study("t", Path("unused"), configs, {})) == pytest.approx(expected)
 
 
@@ -601,3 +601,17 @@ def test_smaller_scales_keep_greedy_ds_alt_targets_and_no_validation(scale):
     assert {c.evaluate.ds_num_beams for c in study.configs} == {1}
     assert {c.zsre_target for c in study.configs} == {"alt"}
     assert all("validation_examples" not in c.finetune for c in study.configs)
+
+
+def test_estimate_scales_the_statistic_and_keys_with_the_depth_they_reach():
+    base = {"edit_data": "counterfact", "n_edits": 10, "ft_method": "none"}
+    default = planned_stages([RunConfig.from_dict(base)]).set_index("kind")["seconds"]
+    top = planned_stages(
+        [RunConfig.from_dict({**base, "edit": {"layers": [24, 25, 26, 27, 28]}})]
+    ).set_index("kind")["seconds"]
+    assert default["statistic"] == pytest.approx(107.0)  # the layers it was measured at
+    # the forward reaches layer 28 instead of 8; the k k^T accumulation is as wide
+    assert top["statistic"] == pytest.approx(107.0 * (0.73 * 29 / 9 + 0.27))
+    # one key forward to each edit layer: (25+...+29) / (5+...+9) layer passes
+    assert top["edit"] == pytest.approx(default["edit"] * 135 / 35)
+    assert top["targets"] == default["targets"]

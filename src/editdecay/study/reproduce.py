@@ -98,14 +98,18 @@ BLOCK_NAMES = {
 
 def moved_edit_layers(model: str) -> tuple[int, ...]:
     """The claim-14 window: as many layers as the model's default edit layers, at the top of the
-    model, where the keys no longer carry the subject (empty for a model outside the registry)."""
+    model, where the keys no longer carry the subject (empty for a model outside the registry).
+
+    It ends one layer below the last, as every window must (editing/config.py `default_layers`): z
+    at the last block could not reach the target positions at all, which would make the collapse
+    mechanical rather than a consequence of where the facts are read."""
     from ..models.registry import REGISTRY
 
     spec = REGISTRY.get(model)
     if spec is None or not spec.n_layers or not spec.default_edit_layers:
         return ()
     width = len(spec.default_edit_layers)
-    return tuple(range(spec.n_layers - width, spec.n_layers))
+    return tuple(range(spec.n_layers - 1 - width, spec.n_layers - 1))
 
 
 def mend_trained(model: str) -> bool:
