@@ -61,7 +61,7 @@ CONFIG_COLUMNS = (
     ),
     _text(
         "ft_preserve",
-        "edit-preserving fine-tuning of M_ed: none, subspace, activation, freeze or paraphrase",
+        "edit-preserving fine-tuning of M_ed: none, subspace, activation, distill, freeze or paraphrase",
         blank="none",
         lower=True,
     ),

@@ -23,7 +23,8 @@ def finetune(
         None, help="the edits to keep: an edit or attack output directory (delta/, requests.jsonl)"
     ),
     preserve: str = typer.Option(
-        "none", help="none, subspace, activation, freeze or paraphrase (needs --preserve-edits)"
+        "none",
+        help="none, subspace, activation, distill, freeze or paraphrase (needs --preserve-edits)",
     ),
     apply_edits: bool = typer.Option(
         False, "--apply-edits", help="add the --preserve-edits delta to the model first"

@@ -60,7 +60,7 @@ class FinetuneJob:
     )
     preserve: PreserveMode = field(
         default="none",
-        metadata={"help": "none, subspace, activation, freeze or paraphrase"},
+        metadata={"help": "none, subspace, activation, distill, freeze or paraphrase"},
     )
     apply_edits: bool = field(
         default=False, metadata={"help": "add the preserved delta to the model before tuning"}

@@ -1,6 +1,6 @@
 """Edit-preserving fine-tuning: keep the edits a model carries while it is fine-tuned.
 
-Four options, each a small plug-in registered with :func:`preserver` (docs/defences.md has the
+Five options, each a small plug-in registered with :func:`preserver` (docs/defences.md has the
 measurements). All of them protect the *edited modules*: the weight matrices an `EditDelta`
 changed (MEMIT / AlphaEdit: the MLP out-projections of the edited layers), read from the delta.
 
@@ -18,6 +18,15 @@ changed (MEMIT / AlphaEdit: the MLP out-projections of the edited layers), read 
   o(x) is the module's output at the subject's last token of an edit prompt x and o₀ its value
   before fine-tuning; each step uses ``prompts_per_step`` edit prompts in a fixed cycle (no random
   draw, so a resumed run stays bit-identical).
+- ``distill``: L = L_ft + λ · mean over target positions t of KL(p_ed,t ‖ p_θ,t), the model's
+  next-token distribution on each edit's rewrite prompt, teacher-forced through its new target,
+  held near the edited model's (self-distillation on the edit prompts, as learning without
+  forgetting does on old tasks). p_ed is kept as its ``DISTILL_TOP_K`` most likely tokens (the
+  target token always among them) plus one bucket for the rest, so the KL is exact for that
+  coarsened distribution (a lower bound of the full one) and the reference costs K numbers per
+  position instead of a vocabulary.
+  Unlike ``activation`` it protects what the edit is for, the answer, wherever in the model
+  fine-tuning moves it; ``prompts_per_step`` and ``weight`` as for ``activation``.
 - ``freeze``: the edited layers are left out of the fine-tuned layers (the paper's "non-edited"
   layer choice, applied to any layer selection).
 - ``paraphrase``: each edit is added to the fine-tuning data as ``paraphrases`` instruction
@@ -39,7 +48,14 @@ from torch import nn
 from ..config_types import ConfigError, check_fields
 from ..data.instructions import InstructionExample
 from ..data.requests import EditRequest
-from ..data.tokenization import FilledPrompt, encode, fill, pad_right, subject_last_index
+from ..data.tokenization import (
+    FilledPrompt,
+    encode,
+    encode_continuation,
+    fill,
+    pad_right,
+    subject_last_index,
+)
 from ..editing.delta import EditDelta
 from ..editing.keys import read_at_subject
 from ..models.adapter import model_device
@@ -47,7 +63,8 @@ from ..models.hooks import record, run_until
 
 log = logging.getLogger(__name__)
 
-PRESERVE_MODES = ("none", "subspace", "activation", "freeze", "paraphrase")
+PRESERVE_MODES = ("none", "subspace", "activation", "distill", "freeze", "paraphrase")
+DISTILL_TOP_K = 64  # reference tokens kept per target position by ``distill``
 PreserveMode = Literal[PRESERVE_MODES]
 
 
@@ -57,7 +74,7 @@ class PreserveConfig:
 
     mode: PreserveMode = field(
         default="none",
-        metadata={"help": "none, subspace, activation, freeze or paraphrase"},
+        metadata={"help": "none, subspace, activation, distill, freeze or paraphrase"},
     )
     energy: float = field(
         default=0.995,
@@ -80,10 +97,12 @@ class PreserveConfig:
         metadata={"help": "subspace: editor context templates used for the keys", "ge": 0},
     )
     weight: float = field(
-        default=1.0, metadata={"help": "activation: the regulariser's weight λ", "gt": 0}
+        default=1.0,
+        metadata={"help": "activation, distill: the regulariser's weight λ", "gt": 0},
     )
     prompts_per_step: int = field(
-        default=8, metadata={"help": "activation: edit prompts per optimiser step", "ge": 1}
+        default=8,
+        metadata={"help": "activation, distill: edit prompts per optimiser step", "ge": 1},
     )
     paraphrases: int = field(
         default=3,
@@ -281,8 +300,7 @@ class ActivationPreservation(Preservation):
         return {n: torch.cat(v) for n, v in out.items()}
 
     def penalty(self, model: nn.Module, step: int) -> float:
-        n, size = len(self.ids), min(self.cfg.prompts_per_step, len(self.ids))
-        rows = [(step * size + j) % n for j in range(size)]
+        rows = _cycle(step, self.cfg.prompts_per_step, len(self.ids))
         outputs = self._outputs(rows, grad=True)
         terms = [
             (outputs[m] - self.reference[m][rows].to(outputs[m].device)).pow(2).sum(-1).mean()
@@ -292,6 +310,85 @@ class ActivationPreservation(Preservation):
         loss = self.cfg.weight * torch.stack(terms).mean()
         loss.backward()
         return float(loss.detach())
+
+
+def _cycle(step: int, size: int, n: int) -> list[int]:
+    """The rows of step `step`: `size` of `n` in a fixed cycle (a resumed run draws the same)."""
+    size = min(size, n)
+    return [(step * size + j) % n for j in range(size)]
+
+
+@preserver("distill")
+class DistillPreservation(Preservation):
+    """λ · KL(M_ed's next-token distribution ‖ the model's) on the edits' target positions."""
+
+    def attach(self, lm, model: nn.Module) -> None:
+        tok = lm.tokenizer
+        self.pad_id = tok.pad_token_id
+        self.target = lm.model
+        self.rows, self.positions, answers = [], [], []
+        for r in self.edits.requests:
+            c = encode_continuation(tok, r.text, r.target_new)
+            self.rows.append([*c.prompt_ids, *c.target_ids])
+            # the logits at position i predict token i + 1: the target's tokens
+            start = len(c.prompt_ids) - 1
+            self.positions.append(list(range(start, start + len(c.target_ids))))
+            answers.extend(c.target_ids)
+        was_training = lm.model.training
+        lm.model.eval()
+        with torch.no_grad():
+            logp = self._log_probs(range(len(self.rows)))
+            self.ref_index = _bins(logp, torch.tensor(answers, device=logp.device))
+            self.ref_logp = logp.gather(-1, self.ref_index)
+            self.ref_rest = _log_rest(logp, self.ref_index)
+        lm.model.train(was_training)
+        self.row_of = torch.tensor(
+            [k for k, pos in enumerate(self.positions) for _ in pos], dtype=torch.long
+        )
+
+    def _log_probs(self, rows) -> torch.Tensor:
+        """Log-softmax at the target positions of `rows`, (positions, vocab), in row order."""
+        rows = list(rows)
+        device = model_device(self.target)
+        out = []
+        for k in range(0, len(rows), self.cfg.prompts_per_step):
+            chunk = rows[k : k + self.cfg.prompts_per_step]
+            ids, mask = pad_right([self.rows[i] for i in chunk], self.pad_id)
+            logits = self.target(
+                input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+            ).logits
+            for j, i in enumerate(chunk):
+                out.append(torch.log_softmax(logits[j, self.positions[i]].float(), dim=-1))
+        return torch.cat(out)
+
+    def penalty(self, model: nn.Module, step: int) -> float:
+        rows = _cycle(step, self.cfg.prompts_per_step, len(self.rows))
+        logq = self._log_probs(rows)
+        at = torch.cat([torch.nonzero(self.row_of == i).flatten() for i in rows])
+        ref_logp, ref_index = self.ref_logp[at].to(logq.device), self.ref_index[at].to(logq.device)
+        ref_rest = self.ref_rest[at].to(logq.device)
+        kl = (ref_logp.exp() * (ref_logp - logq.gather(-1, ref_index))).sum(-1)
+        kl = kl + ref_rest.exp() * (ref_rest - _log_rest(logq, ref_index))
+        loss = self.cfg.weight * kl.mean()
+        loss.backward()
+        return float(loss.detach())
+
+
+def _bins(logp: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """The ``DISTILL_TOP_K`` most likely tokens per position, the answer token always among them.
+
+    Where an edit has not taken (its answer outside M_ed's top K), a top-K-only reference would
+    hold the answer through the rest bucket alone; the answer takes the place of the K-th token.
+    """
+    index = logp.topk(DISTILL_TOP_K, dim=-1).indices
+    missing = ~(index == answer[:, None]).any(-1)
+    index[missing, -1] = answer[missing]
+    return index
+
+
+def _log_rest(logp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log of the probability mass outside `index` (per row), computed without cancellation."""
+    return torch.logsumexp(logp.scatter(-1, index, float("-inf")), dim=-1)
 
 
 def _layer_of(module_name: str) -> int:

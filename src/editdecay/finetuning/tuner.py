@@ -183,7 +183,12 @@ def finetune(
     rows = [_encode(lm.tokenizer, ex, cfg) for ex in train]
     val_rows = [_encode(lm.tokenizer, ex, cfg) for ex in held_out]
     total = planned_steps(cfg, len(train) + len(held_out))
-    opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        trainable,
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        **({"fused": True} if cfg.adamw == "fused" else {"foreach": False}),
+    )
     warmup = cfg.warmup_for(total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup))
     gen = torch.Generator().manual_seed(cfg.seed)

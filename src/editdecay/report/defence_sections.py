@@ -21,6 +21,7 @@ TITLE_PRESERVATION = "Edit-preserving fine-tuning"
 OPTION_TEXT = {
     "subspace": "updates of the edited modules kept off the edit keys' span",
     "activation": "edited modules' outputs on the edit prompts held by a regulariser",
+    "distill": "the model's answers on the edit prompts held near the edited model's (KL)",
     "freeze": "edited layers left out of fine-tuning",
     "paraphrase": "edits restated in the fine-tuning data",
 }
