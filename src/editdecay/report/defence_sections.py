@@ -81,7 +81,7 @@ def preservation_section(ctx: ReportContext) -> Section | None:
                 f"{_fmt(d, sign=True)} ± {_fmt(b)}"
                 for d, b in zip(table["ds_delta"], table["ds_band"])
             ],
-            "goal": ["met" if g else "not met" for g in table["meets_goal"]],
+            "goal": table["goal"],
         }
     )
     blocks: list[Block] = [
