@@ -579,9 +579,11 @@ def _digest(items) -> tuple[int, str]:
     return len(items), hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
 
-def _padded(study: Study) -> Study:
-    """The study as every run before `batching` existed fine-tuned it (finetune.batching = padded)."""
-    configs = [replace(c, finetune={**c.finetune, "batching": "padded"}) for c in study.configs]
+def _as_before(study: Study, **changed: str) -> Study:
+    """The study as every run before `batching` and `adamw` existed fine-tuned it (padded batches, a
+    for-loop AdamW), less the settings named in `changed`."""
+    earlier = {"batching": "padded", "adamw": "for-loop"} | changed
+    configs = [replace(c, finetune={**c.finetune, **earlier}) for c in study.configs]
     return replace(study, configs=configs)
 
 
@@ -593,12 +595,13 @@ def _stage_keys(study: Study, store: Path) -> list[dict[str, str]]:
 def test_stage_keys_of_the_bundled_default_study_are_unchanged(tmp_path):
     study = Study.load(STUDIES / "default.toml")
     assert [c.config_id for c in study.configs] == list(DEFAULT_STUDY_STAGE_KEYS)
-    assert _stage_keys(_padded(study), tmp_path) == list(DEFAULT_STUDY_STAGE_KEYS.values())
+    assert _stage_keys(_as_before(study), tmp_path) == list(DEFAULT_STUDY_STAGE_KEYS.values())
 
 
 def test_batching_moves_the_keys_of_fine_tuned_stages_only(tmp_path):
     study = Study.load(STUDIES / "default.toml")
-    for packed, padded in zip(_stage_keys(study, tmp_path), _stage_keys(_padded(study), tmp_path)):
+    packed_keys = _stage_keys(_as_before(study, batching="by-length"), tmp_path)
+    for packed, padded in zip(packed_keys, _stage_keys(_as_before(study), tmp_path)):
         moved = {name for name in packed if packed[name] != padded[name]}
         assert moved == {name for name in packed if "ft" in name or name.startswith("finetune")}
 
@@ -608,7 +611,7 @@ def test_config_ids_and_stage_keys_of_the_bundled_studies_are_unchanged(tmp_path
     study = Study.load(STUDIES / f"{name}.toml")
     assert _digest(c.config_id for c in study.configs) == CONFIG_ID_DIGESTS[name]
     if name in STAGE_KEY_DIGESTS:
-        plan = make_plan(_padded(study), tmp_path / "store", _StubPool())
+        plan = make_plan(_as_before(study), tmp_path / "store", _StubPool())
         keys = sorted({s.key for c in plan.configs for s in c.stages.values()})
         assert _digest(keys) == STAGE_KEY_DIGESTS[name]
 

@@ -10,7 +10,14 @@ import pytest
 from editdecay.report import write_report, write_reproduction
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
-REPORTS = ["ft-methods", "selective-layers", "reproduction", "defences/study", "edit-layers"]
+REPORTS = [
+    "ft-methods",
+    "selective-layers",
+    "reproduction",
+    "defences/study",
+    "defences/distill",
+    "edit-layers",
+]
 
 
 @pytest.mark.parametrize("name", REPORTS)
