@@ -135,6 +135,11 @@ def test_the_choices_are_the_schemas_vocabularies():
             "nullspace_threshold: expected a whole number of directions",
         ),
         (lambda: EditJob(n=0), "n: expected an integer >= 1, got 0"),
+        (lambda: TargetConfig(lr=float("nan")), "lr: expected a finite number, got nan"),
+        (
+            lambda: FinetuneConfig(preserve={"mode": "distill", "weight": float("inf")}),
+            "preserve.weight: expected a finite number, got inf",
+        ),
     ],
 )
 def test_numbers_out_of_range_are_refused_naming_the_field(make, message):
@@ -581,8 +586,8 @@ def _digest(items) -> tuple[int, str]:
 
 def _as_before(study: Study, **changed: str) -> Study:
     """The study as every run before `batching` and `adamw` existed fine-tuned it (padded batches, a
-    for-loop AdamW), less the settings named in `changed`."""
-    earlier = {"batching": "padded", "adamw": "for-loop"} | changed
+    torch-default AdamW), less the settings named in `changed`."""
+    earlier = {"batching": "padded", "adamw": "torch-default"} | changed
     configs = [replace(c, finetune={**c.finetune, **earlier}) for c in study.configs]
     return replace(study, configs=configs)
 
@@ -598,12 +603,13 @@ def test_stage_keys_of_the_bundled_default_study_are_unchanged(tmp_path):
     assert _stage_keys(_as_before(study), tmp_path) == list(DEFAULT_STUDY_STAGE_KEYS.values())
 
 
-def test_batching_moves_the_keys_of_fine_tuned_stages_only(tmp_path):
+@pytest.mark.parametrize("changed", [{"batching": "by-length"}, {"adamw": "fused"}])
+def test_new_fine_tuning_settings_move_the_keys_of_fine_tuned_stages_only(tmp_path, changed):
     study = Study.load(STUDIES / "default.toml")
-    packed_keys = _stage_keys(_as_before(study, batching="by-length"), tmp_path)
-    for packed, padded in zip(packed_keys, _stage_keys(_as_before(study), tmp_path)):
-        moved = {name for name in packed if packed[name] != padded[name]}
-        assert moved == {name for name in packed if "ft" in name or name.startswith("finetune")}
+    new_keys = _stage_keys(_as_before(study, **changed), tmp_path)
+    for new, earlier in zip(new_keys, _stage_keys(_as_before(study), tmp_path)):
+        moved = {name for name in new if new[name] != earlier[name]}
+        assert moved == {name for name in new if "ft" in name or name.startswith("finetune")}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_ID_DIGESTS))

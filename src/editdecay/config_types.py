@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import numbers
 import operator
 import os
@@ -208,6 +209,8 @@ def check_value(value: Any, tp: Any, name: str, *, label: str | None = None) -> 
             return value
     elif tp is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML and JSON readers accept nan and inf
+                raise expected(name, "a finite number", value)
             return value
     elif tp is str:
         if isinstance(value, str):

@@ -24,6 +24,7 @@ from editdecay.finetuning.preserve import (
     PreserveConfig,
     ProtectedEdits,
     _bins,
+    _log_rest,
     make_preservation,
     protected_basis,
 )
@@ -259,3 +260,14 @@ def test_distill_bins_always_hold_the_answer_token():
     assert index[0, -1] == outside and torch.equal(index[0, :-1], top[0, :-1])
     assert torch.equal(index[1:], top[1:])  # rows whose answer is already kept are unchanged
     assert all(len(set(row.tolist())) == DISTILL_TOP_K for row in index)
+
+
+def test_distill_bins_leave_a_rest_bucket_on_a_vocabulary_smaller_than_k():
+    logp = torch.log_softmax(torch.randn(2, 10), dim=-1)
+    answer = logp.argsort(dim=-1)[:, 0]  # each row's least likely token
+    index = _bins(logp, answer)
+    assert index.shape == (2, 9)
+    assert all(int(answer[i]) in index[i].tolist() for i in range(2))
+    rest = _log_rest(logp, index)
+    assert torch.isfinite(rest).all()  # one token left outside: its own log-probability
+    assert torch.allclose(rest.exp() + logp.gather(-1, index).exp().sum(-1), torch.ones(2))

@@ -19,7 +19,7 @@ FinetuneMethod = Literal[tuple(m for m in FT_METHODS if m != FT_NONE)]
 LayerChoice = Literal[LAYER_CHOICES]
 Precision = Literal["fp32", "bf16"]
 Batching = Literal["padded", "by-length"]
-AdamWKernel = Literal["for-loop", "fused"]
+AdamWKernel = Literal["torch-default", "fused"]
 # set per configuration of a study (its ft_method, ft_layers and seed), never in its `finetune` table
 RUN_LEVEL_FIELDS = {
     "method": "ft_method",
@@ -69,7 +69,7 @@ OMITTED_AT_DEFAULT = (
     "preserve",
 )
 # written into `to_dict` only when they differ from what every run before them did
-KEYED_UNLESS = {"batching": "padded", "adamw": "for-loop"}
+KEYED_UNLESS = {"batching": "padded", "adamw": "torch-default"}
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,10 @@ class FinetuneConfig:
     adamw: AdamWKernel = field(
         default="fused",
         metadata={
-            "help": "AdamW's kernel: 'fused' (one pass over all weights; 4-5x faster steps on this "
-            "CPU, benchmarks/RESULTS.md) or 'for-loop' (one weight at a time, every earlier run); "
-            "the same update up to rounding"
+            "help": "AdamW's kernel: 'fused' (one pass over all weights; a 4.7x faster optimiser "
+            "step in full fine-tuning on this CPU, whole steps within noise, benchmarks/RESULTS.md) "
+            "or 'torch-default' (torch's own choice, a loop over weights on CPU, as every earlier "
+            "run); the same update up to rounding"
         },
     )
     precision: Precision = field(
@@ -223,8 +224,9 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
-        """The config `to_dict` wrote (its derived `learning_rate` is dropped), lists and all."""
-        return build(cls, {k: v for k, v in d.items() if k != "learning_rate"})
+        """The config `to_dict` wrote (its derived `learning_rate` is dropped), lists and all; a
+        setting `to_dict` leaves out for older runs' sake reads back as what those runs did."""
+        return build(cls, {**KEYED_UNLESS, **{k: v for k, v in d.items() if k != "learning_rate"}})
 
     @classmethod
     def check_overrides(cls, overrides: dict) -> None:

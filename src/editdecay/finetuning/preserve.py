@@ -23,8 +23,8 @@ changed (MEMIT / AlphaEdit: the MLP out-projections of the edited layers), read 
   held near the edited model's (self-distillation on the edit prompts, as learning without
   forgetting does on old tasks). p_ed is kept as its ``DISTILL_TOP_K`` most likely tokens (the
   target token always among them) plus one bucket for the rest, so the KL is exact for that
-  coarsened distribution (a lower bound of the full one) and the reference costs K numbers per
-  position instead of a vocabulary.
+  coarsened distribution (a lower bound of the full one) and the reference costs K token ids and
+  K + 1 log-probabilities per position instead of a vocabulary.
   Unlike ``activation`` it protects what the edit is for, the answer, wherever in the model
   fine-tuning moves it; ``prompts_per_step`` and ``weight`` as for ``activation``.
 - ``freeze``: the edited layers are left out of the fine-tuned layers (the paper's "non-edited"
@@ -325,6 +325,7 @@ class DistillPreservation(Preservation):
     def attach(self, lm, model: nn.Module) -> None:
         tok = lm.tokenizer
         self.pad_id = tok.pad_token_id
+        # the adapters (if any) are injected into lm.model in place: it runs the model being trained
         self.target = lm.model
         self.rows, self.positions, answers = [], [], []
         for r in self.edits.requests:
@@ -379,8 +380,10 @@ def _bins(logp: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
 
     Where an edit has not taken (its answer outside M_ed's top K), a top-K-only reference would
     hold the answer through the rest bucket alone; the answer takes the place of the K-th token.
+    A vocabulary of K tokens or fewer keeps all but one, so the rest bucket is never empty.
     """
-    index = logp.topk(DISTILL_TOP_K, dim=-1).indices
+    k = max(1, min(DISTILL_TOP_K, logp.shape[-1] - 1))
+    index = logp.topk(k, dim=-1).indices
     missing = ~(index == answer[:, None]).any(-1)
     index[missing, -1] = answer[missing]
     return index

@@ -187,7 +187,7 @@ def finetune(
         trainable,
         lr=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
-        **({"fused": True} if cfg.adamw == "fused" else {"foreach": False}),
+        **({"fused": True} if cfg.adamw == "fused" else {}),
     )
     warmup = cfg.warmup_for(total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup))

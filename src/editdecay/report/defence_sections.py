@@ -93,7 +93,11 @@ def preservation_section(ctx: ReportContext) -> Section | None:
             "share their edits, so they are compared edit by edit: the exact McNemar test on the "
             f"edits kept by one arm only decides (α = {ALPHA}). ΔDS = DS(option) − DS(plain) of "
             "M_ed_ft, band = 2 binomial SEs of the difference. Goal: at least "
-            f"{GOAL_KEPT:.0f} % kept at no more than {GOAL_DS_COST:.0f} point of DS."
+            f"{GOAL_KEPT:.0f} % kept at no more than {GOAL_DS_COST:g} point of DS. It is *met* "
+            f"only when the whole band lies within that cost (ΔDS − band ≥ −{GOAL_DS_COST:g}), "
+            f"*not met* when too few edits are kept or the whole band lies beyond it (ΔDS + band "
+            f"< −{GOAL_DS_COST:g}), and *not testable here* when the edits are kept but the band "
+            "is too wide to tell (more DS items narrow it)."
         ),
         Paragraph(
             "; ".join(
