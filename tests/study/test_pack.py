@@ -127,3 +127,23 @@ def test_the_pack_store_command(finished, tmp_path):
     assert missing.exit_code == 2 and "no artifact store" in " ".join(missing.output.split())
     zero = runner.invoke(app, ["pack-store", str(out / "store"), str(dest), "--max-file-mb", "0"])
     assert zero.exit_code == 2 and "--max-file-mb" in " ".join(zero.output.split())
+
+
+def test_hours_left_count_what_the_store_already_holds(finished, tmp_path):
+    from editdecay.study.estimate import estimate_table, hours_left
+
+    _, out = finished
+    study = _study(tmp_path / "again")
+    total = estimate_table(study)["hours"].sum()
+    fresh = hours_left(study, make_plan(study, store=tmp_path / "empty")).iloc[0]
+    assert fresh["done"] == 0 and fresh["to run"] == fresh["stages"] > 0
+    assert fresh["hours left"] == pytest.approx(total)
+    store = tmp_path / "copy"
+    shutil.copytree(out / "store", store)
+    done = hours_left(study, make_plan(study, store=store)).iloc[0]
+    assert done["to run"] == 0 and done["hours left"] == 0
+    plan = make_plan(study, store=store)
+    last = next(s for s in reversed(plan.stages) if s.kind == "evaluate")
+    shutil.rmtree(ArtifactStore(store).path(last))
+    one = hours_left(study, make_plan(study, store=store)).iloc[0]
+    assert one["to run"] == 1 and 0 < one["hours left"] < total

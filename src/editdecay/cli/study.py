@@ -301,6 +301,13 @@ def reproduce(
                 f"estimated total: {estimate['hours'].sum():.1f} h on the 2-core CPU the cost model was "
                 "measured on (SmolLM2-135M timings; model loading not counted)"
             )
+            root = store if store is not None else out / "store"
+            if root.is_dir():
+                from ..study.estimate import hours_left
+                from ..study.pipeline import make_plan
+
+                left = hours_left(study, make_plan(study, root))
+                _print_frame(left, f"already in {root} (hours left pro rata by stage kind)")
             return
         from ..study.pipeline import run_study
 

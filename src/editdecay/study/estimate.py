@@ -16,7 +16,7 @@ from ..editing.config import EDIT_METHODS
 from ..finetuning.preserve import PreserveConfig
 from ..finetuning.tuner import FinetuneConfig
 from .config import RunConfig, Study
-from .store import canonical_json
+from .store import canonical_json, walk
 
 # Records in the bundled edit sets: larger edit counts are left out for these datasets (a request
 # file with more records can replace a dataset through `reproduction_study(..., data=...)`).
@@ -268,6 +268,37 @@ def estimate_table(study: Study) -> pd.DataFrame:
             record[kind] = int((rows["kind"] == kind).sum())
         record["hours"] = float(rows["seconds"].sum()) / 3600
         records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def hours_left(study: Study, plan) -> pd.DataFrame:
+    """Per model: the plan's stages, those already in its store, and the estimated hours left.
+
+    `plan` is the study's `StudyPlan`. The cost model keys stages without loading a model, so it
+    cannot tell which of its stages the store holds; each kind's estimated hours are scaled by the
+    share of that kind's stages still to run.
+    """
+    estimated = planned_stages(study.configs)
+    pending = {s.key for s in plan.pending()}
+    of_model: dict[str, dict[str, str]] = {}  # model -> stage key -> kind
+    for pc in plan.configs:
+        of_model.setdefault(pc.config.model, {}).update(
+            {s.key: s.kind for s in walk(pc.stages.values())}
+        )  # and their inputs
+    records = []
+    for model, kinds in of_model.items():
+        stages = pd.Series(kinds, dtype=str)
+        left = stages[stages.index.isin(pending)]
+        rows = estimated[estimated["model"] == model]
+        hours = 0.0
+        for kind, seconds in rows.groupby("kind")["seconds"].sum().items():
+            total = int((stages == kind).sum())
+            if total:
+                hours += seconds / 3600 * int((left == kind).sum()) / total
+        records.append(
+            {"model": model, "stages": len(stages), "done": len(stages) - len(left),
+             "to run": len(left), "hours left": hours}
+        )  # fmt: skip
     return pd.DataFrame.from_records(records)
 
 
