@@ -136,6 +136,7 @@ def test_the_choices_are_the_schemas_vocabularies():
         ),
         (lambda: EditJob(n=0), "n: expected an integer >= 1, got 0"),
         (lambda: TargetConfig(lr=float("nan")), "lr: expected a finite number, got nan"),
+        (lambda: FinetuneConfig(lr=float("-inf")), "lr: expected a finite number, got -inf"),
         (
             lambda: FinetuneConfig(preserve={"mode": "distill", "weight": float("inf")}),
             "preserve.weight: expected a finite number, got inf",

@@ -46,3 +46,16 @@ for layers in 10,11,12,13 3,4,5,6; do
       --requests $E/requests.jsonl --out $R/layers-$tag-$m
   done
 done
+
+# ROME: 50 zsRE edits written one at a time into its single layer, before and after LoRA
+E=$W/rome-test
+step $E/delta editdecay edit --model smollm2-135m --method rome --data zsre --n 50 --offset 150 \
+  --out $E
+step $W/rome-hf editdecay export --delta $E/delta --out $W/rome-hf --model smollm2-135m
+step $R/layers-rome-m_ed/report.json editdecay forensics --base smollm2-135m --suspect $W/rome-hf \
+  --candidates $W/candidates.jsonl --requests $E/requests.jsonl --out $R/layers-rome-m_ed
+step $W/rome-lora/model editdecay finetune --model $W/rome-hf $FT --method lora --lr $LR_lora \
+  --merge --out $W/rome-lora
+step $R/layers-rome-lora/report.json editdecay forensics --base smollm2-135m \
+  --suspect $W/rome-lora/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+  --out $R/layers-rome-lora

@@ -184,6 +184,8 @@ def check_value(value: Any, tp: Any, name: str, *, label: str | None = None) -> 
                     return check_value(value, arg, name, label=label)
                 except ConfigError:
                     continue
+        if _not_finite(value) and float in args:
+            raise expected(name, "a finite number", value)
         raise expected(name, describe(tp), value)
     if origin is Literal:
         for choice in args:
@@ -209,7 +211,7 @@ def check_value(value: Any, tp: Any, name: str, *, label: str | None = None) -> 
             return value
     elif tp is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            if not math.isfinite(value):  # TOML and JSON readers accept nan and inf
+            if _not_finite(value):  # TOML and JSON readers accept nan and inf
                 raise expected(name, "a finite number", value)
             return value
     elif tp is str:
@@ -242,6 +244,11 @@ def _check_sequence(value: Any, tp: Any, name: str, label: str | None) -> tuple 
         for i, (v, t) in enumerate(zip(value, item_types))
     ]
     return tuple(items) if origin is tuple else items
+
+
+def _not_finite(value: Any) -> bool:
+    """nan or ±inf (integers are always finite, however large)."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def check_range(value: Any, metadata: Mapping, name: str, tp: Any = float) -> None:

@@ -265,7 +265,10 @@ def reproduce(
         None, help="artifact store to share between runs (default: OUT/store)"
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="print the grid and its estimated time, run nothing"
+        False,
+        "--dry-run",
+        help="print the grid and its estimated time, run nothing; with an existing store, also "
+        "the stages done and the hours left (loads the models to key the stages)",
     ),
     blocks: str | None = typer.Option(
         None,
@@ -307,7 +310,9 @@ def reproduce(
                 from ..study.pipeline import make_plan
 
                 left = hours_left(study, make_plan(study, root))
-                _print_frame(left, f"already in {root} (hours left pro rata by stage kind)")
+                _print_frame(left, f"stages done and to run with {root} (hours pro rata by kind)")
+            else:
+                console.print(f"no store at {root} yet: every stage is to run")
             return
         from ..study.pipeline import run_study
 

@@ -225,7 +225,8 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
         """The config `to_dict` wrote (its derived `learning_rate` is dropped), lists and all; a
-        setting `to_dict` leaves out for older runs' sake reads back as what those runs did."""
+        setting `to_dict` leaves out for older runs' sake reads back as what those runs did, so
+        this reads stored settings, not a user's partial table (that is `build(cls, table)`)."""
         return build(cls, {**KEYED_UNLESS, **{k: v for k, v in d.items() if k != "learning_rate"}})
 
     @classmethod

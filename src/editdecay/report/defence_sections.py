@@ -97,7 +97,8 @@ def preservation_section(ctx: ReportContext) -> Section | None:
             f"only when the whole band lies within that cost (ΔDS − band ≥ −{GOAL_DS_COST:g}), "
             f"*not met* when too few edits are kept or the whole band lies beyond it (ΔDS + band "
             f"< −{GOAL_DS_COST:g}), and *not testable here* when the edits are kept but the band "
-            "is too wide to tell (more DS items narrow it)."
+            "is too wide to tell (more DS items narrow it), when no edit succeeded on M_ed, or "
+            "when an arm has no DS."
         ),
         Paragraph(
             "; ".join(
