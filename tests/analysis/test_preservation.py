@@ -1,5 +1,6 @@
 """Preservation options against plain fine-tuning: the paired verdict comes out each way, the
-McNemar test, the DS band, and the report section (absent without any option)."""
+McNemar test, the DS band, the same options on planted edits (paired over attack probes), and the
+report section (absent without any option)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from editdecay.analysis.preservation import preservation_table
+from editdecay.analysis.preservation import attack_preservation, preservation_table
 from editdecay.analysis.stats import mcnemar_exact_p
 from editdecay.analysis.tables import final_rows
 from editdecay.report.blocks import ReportContext, Table
@@ -135,3 +136,95 @@ def test_section_shows_each_option_and_is_absent_without_one(tmp_path):
     assert list(table["option"]) == ["subspace"] and list(table["verdict"]) == ["keeps more"]
     plain_only = _decay(5, 20).iloc[:1]
     assert preservation_section(_ctx(tmp_path, plain_only, _flips(5, 20))) is None
+
+
+PROBES = 30
+
+
+def _attack_probes(fired_ed: int, kept_plain: int, kept_option: int) -> pd.DataFrame:
+    """30 attack probes: the first `fired_ed` fire on M_ed; of those, the first `kept_*` still fire
+    after fine-tuning (the option's kept ones taken from the end, so the arms disagree); M_ed_ft
+    is scored at steps 5 and 10, only 10 counts. Clean probes never fire and must be ignored."""
+    rows = []
+    for cid, kept in (("plain", kept_plain), ("keep", kept_option)):
+        for i in range(PROBES):
+            on_ed = i < fired_ed
+            after = i < kept if cid == "plain" else fired_ed - kept <= i < fired_ed
+            for state, step, fires in (
+                ("M_ed", 0, on_ed),
+                ("M_ed_ft", 5, True),
+                ("M_ed_ft", 10, after),
+            ):
+                rows.append(
+                    {
+                        "config_id": cid,
+                        "state": state,
+                        "step": step,
+                        "probe_id": f"attack-{i}",
+                        "group": "attack",
+                        "fires": fires,
+                    }
+                )
+            rows.append(
+                {
+                    "config_id": cid,
+                    "state": "M_ed_ft",
+                    "step": 10,
+                    "probe_id": f"clean-{i}",
+                    "group": "clean",
+                    "fires": True,
+                }
+            )
+    return pd.DataFrame(rows)  # fmt: skip
+
+
+def _attack_table(decay=None) -> pd.DataFrame:
+    decay = _decay(5, 5) if decay is None else decay
+    decay["edit_data"] = "attack:backdoor"
+    return preservation_table(final_rows(decay, preserved=True), _flips(5, 5), _downstream())
+
+
+@pytest.mark.parametrize(
+    "plain, option, verdict",
+    [(5, 20, "keeps more of it"), (20, 5, "keeps less of it"), (10, 12, "no difference shown")],
+)
+def test_attack_preservation_comes_out_each_way(plain, option, verdict):
+    row = attack_preservation(_attack_table(), _attack_probes(20, plain, option)).iloc[0]
+    assert row["verdict"] == verdict
+    assert row["n_fired"] == 20 and row["asr_M_ed"] == pytest.approx(100 * 20 / PROBES)
+    assert row["kept_option"] == option and row["kept_plain"] == plain
+    assert row["asr_option"] == pytest.approx(100 * option / PROBES)  # step 10, not step 5
+    # paired: the option keeps the last `option` fired probes, plain the first `plain`
+    overlap = max(0, plain + option - 20)
+    assert row["only_option"] == option - overlap and row["only_plain"] == plain - overlap
+    assert row["mcnemar_p"] == pytest.approx(mcnemar_exact_p(option - overlap, plain - overlap))
+
+
+def test_attack_preservation_is_not_testable_without_firing_probes_or_scores():
+    table = _attack_table()
+    none_fired = attack_preservation(table, _attack_probes(0, 0, 0)).iloc[0]
+    assert none_fired["verdict"] == "not testable here: no attack probe fired on M_ed"
+    no_scores = attack_preservation(table, None).iloc[0]
+    assert no_scores["verdict"] == "not testable here: no attack probe scores"
+    assert attack_preservation(_table(5, 20), _attack_probes(20, 5, 20)).empty  # not an attack
+
+
+def test_section_reads_the_attack_rows_from_the_data(tmp_path):
+    decay = _decay(5, 5)
+    decay["edit_data"] = "attack:backdoor"
+
+    def section(plain, option):
+        results = StudyResults(
+            tmp_path, decay, flips=_flips(5, 5), downstream=_downstream(),
+            attack_probes=_attack_probes(20, plain, option),
+        )  # fmt: skip
+        return preservation_section(ReportContext(results, "t", final_rows(decay), tmp_path))
+
+    def text(sec):
+        return " ".join(b.text for b in sec.blocks if hasattr(b, "text"))
+
+    assert "`subspace` kept more of the attack" in text(section(5, 20))
+    assert "`subspace` kept less of the attack" in text(section(20, 5))
+    unchanged = text(section(10, 12))
+    assert "No option kept a measurably different share" in unchanged
+    assert "kept more" not in unchanged

@@ -16,6 +16,7 @@ REPORTS = [
     "reproduction",
     "defences/study",
     "defences/distill",
+    "defences/attack-preserve",
     "edit-layers",
 ]
 

@@ -93,6 +93,78 @@ def _kept(row: pd.Series) -> float:
     return 100.0 * float(row["n_stable"]) / float(n)
 
 
+def attack_preservation(table: pd.DataFrame, probes: pd.DataFrame | None) -> pd.DataFrame:
+    """For each preserving configuration of `table` (`preservation_table`) whose edits are an
+    attack: does the option keep more of the attack than plain fine-tuning? Paired over the attack
+    probes that fired on the shared M_ed: *kept* = still fires on M_ed_ft at the final step; the
+    exact McNemar test on the probes kept by one arm only decides."""
+    rows = []
+    attacked = (
+        table[table["edit_data"].astype(str).str.startswith("attack:")] if len(table) else table
+    )
+    for _, row in attacked.iterrows():
+        ed = _fires(probes, row["config_id"], "M_ed")
+        option = _fires(probes, row["config_id"], "M_ed_ft")
+        plain = _fires(probes, row["plain_config_id"], "M_ed_ft")
+        out = {
+            "config_id": row["config_id"],
+            "plain_config_id": row["plain_config_id"],
+            "edit_data": row["edit_data"],
+            "ft_method": row["ft_method"],
+            "ft_preserve": row["ft_preserve"],
+            "asr_M_ed": _share(ed),
+            "asr_option": _share(option),
+            "asr_plain": _share(plain),
+        }
+        both = pd.concat({"ed": ed, "option": option, "plain": plain}, axis=1, join="inner")
+        fired = both[both["ed"]]
+        if ed.empty or option.empty or plain.empty:
+            rows.append({**out, "verdict": "not testable here: no attack probe scores"})
+            continue
+        if fired.empty:
+            rows.append({**out, "verdict": "not testable here: no attack probe fired on M_ed"})
+            continue
+        only_option = int((fired["option"] & ~fired["plain"]).sum())
+        only_plain = int((~fired["option"] & fired["plain"]).sum())
+        p = mcnemar_exact_p(only_option, only_plain)
+        if p >= ALPHA:
+            verdict = "no difference shown"
+        else:
+            verdict = "keeps more of it" if only_option > only_plain else "keeps less of it"
+        rows.append(
+            {
+                **out,
+                "n_fired": len(fired),
+                "kept_option": int(fired["option"].sum()),
+                "kept_plain": int(fired["plain"].sum()),
+                "only_option": only_option,
+                "only_plain": only_plain,
+                "mcnemar_p": p,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fires(probes: pd.DataFrame | None, config_id: str, state: str) -> pd.Series:
+    """Whether each attack probe fires (indexed by probe_id) on `state`, at its last step."""
+    if probes is None or probes.empty:
+        return pd.Series(dtype=bool)
+    rows = probes[
+        (probes["config_id"] == config_id)
+        & (probes["state"] == state)
+        & (probes["group"] == "attack")
+    ]
+    if rows.empty:
+        return pd.Series(dtype=bool)
+    rows = rows[rows["step"] == rows["step"].max()]
+    return rows.set_index("probe_id")["fires"].astype(bool)
+
+
+def _share(fires: pd.Series) -> float:
+    return 100.0 * float(fires.mean()) if len(fires) else math.nan
+
+
 def _paired_edits(flips: pd.DataFrame | None, option: pd.Series, plain: pd.Series) -> dict:
     """Kept by the option only / by plain fine-tuning only, over edits successful on M_ed, with the
     McNemar p and which way it points."""

@@ -13,7 +13,13 @@ import math
 
 import pandas as pd
 
-from ..analysis.preservation import ALPHA, GOAL_DS_COST, GOAL_KEPT, preservation_table
+from ..analysis.preservation import (
+    ALPHA,
+    GOAL_DS_COST,
+    GOAL_KEPT,
+    attack_preservation,
+    preservation_table,
+)
 from ..analysis.tables import final_rows
 from .blocks import Block, Paragraph, ReportContext, Section, Table
 
@@ -33,18 +39,6 @@ def _fmt(value, digits: int = 1, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def _asr(attacks: pd.DataFrame | None, config_id: str, step) -> float:
-    if attacks is None or attacks.empty:
-        return math.nan
-    rows = attacks[
-        (attacks["config_id"] == config_id)
-        & (attacks["state"] == "M_ed_ft")
-        & (attacks["step"] == step)
-        & (attacks["metric"] == "asr")
-    ]
-    return float(rows["value"].iloc[0]) if len(rows) else math.nan
-
-
 def preservation_section(ctx: ReportContext) -> Section | None:
     results = ctx.results
     final = final_rows(results.decay, preserved=True)
@@ -56,7 +50,6 @@ def preservation_section(ctx: ReportContext) -> Section | None:
             TITLE_PRESERVATION,
             [Paragraph("No preserving configuration has a plain counterpart to compare with.")],
         )
-    steps = final.set_index("config_id")["step"]
     shown = pd.DataFrame(
         {
             "option": table["ft_preserve"],
@@ -112,20 +105,82 @@ def preservation_section(ctx: ReportContext) -> Section | None:
             "results/downstream.csv (DS items).",
         ),
     ]
-    attack_rows = table[table["edit_data"].astype(str).str.startswith("attack:")]
-    if len(attack_rows) and results.attacks is not None:
-        words = []
-        for _, row in attack_rows.iterrows():
-            option = _asr(results.attacks, row["config_id"], steps.get(row["config_id"]))
-            plain = _asr(results.attacks, row["plain_config_id"], steps.get(row["plain_config_id"]))
-            words.append(
-                f"{row['edit_data']} under {row['ft_method']} with `{row['ft_preserve']}`: ASR "
-                f"after fine-tuning {_fmt(option)} % against {_fmt(plain)} % without it"
-            )
-        blocks.append(
-            Paragraph(
-                "The same options keep planted edits: " + "; ".join(words) + ". A defence that "
-                "preserves beneficial edits preserves malicious ones by the same mechanism."
-            )
-        )
+    attacked = attack_preservation(table, results.attack_probes)
+    if len(attacked):
+        blocks.extend(_attack_blocks(attacked))
     return Section(TITLE_PRESERVATION, blocks)
+
+
+def _attack_blocks(attacked: pd.DataFrame) -> list[Block]:
+    """The options applied to planted edits: how much more of the attack they keep."""
+    attacked = attacked.copy()
+    more = attacked.loc[attacked["verdict"] == "keeps more of it", "ft_preserve"].tolist()
+    less = attacked.loc[attacked["verdict"] == "keeps less of it", "ft_preserve"].tolist()
+    tested = attacked[~attacked["verdict"].str.startswith("not testable")]
+    said = []
+    if more:
+        said.append(
+            f"{_names(more)} kept more of the attack than plain fine-tuning: a defence that "
+            "preserves beneficial edits preserves planted ones by the same mechanism."
+        )
+    if less:
+        said.append(f"{_names(less)} kept less of the attack than plain fine-tuning.")
+    if len(tested) and not said:
+        said.append(
+            "No option kept a measurably different share of the attack than plain fine-tuning "
+            f"here (McNemar, α = {ALPHA})."
+        )
+    if not len(tested):
+        said.append("Not testable here: no attack probe fired on M_ed, or no probe scores.")
+    reading = " ".join(said)
+    for column in (
+        "n_fired",
+        "kept_option",
+        "kept_plain",
+        "only_option",
+        "only_plain",
+        "mcnemar_p",
+    ):
+        if column not in attacked:  # every row untestable: no counts
+            attacked[column] = math.nan
+    shown = pd.DataFrame(
+        {
+            "option": attacked["ft_preserve"],
+            "attack": attacked["edit_data"],
+            "FT": attacked["ft_method"],
+            "ASR M_ed": attacked["asr_M_ed"].map(_fmt),
+            "ASR M_ed_ft (plain)": [
+                f"{_fmt(a)} ({_fmt(b)})"
+                for a, b in zip(attacked["asr_option"], attacked["asr_plain"])
+            ],
+            "fired probes kept (plain)": [
+                f"{_count(k)} ({_count(p)}) of {_count(n)}"
+                for k, p, n in zip(
+                    attacked["kept_option"], attacked["kept_plain"], attacked["n_fired"]
+                )
+            ],
+            "only option / only plain": [
+                f"{_count(a)} / {_count(b)}"
+                for a, b in zip(attacked["only_option"], attacked["only_plain"])
+            ],
+            "McNemar p": [_fmt(p, 3) for p in attacked["mcnemar_p"]],
+            "verdict": attacked["verdict"],
+        }
+    )
+    return [
+        Paragraph(
+            "The same options applied to planted edits (the attack's edit requests are the "
+            "protected edits): the attack probes that fired on M_ed, paired across the option and "
+            "plain fine-tuning of the same M_ed; *kept* = still fires at the final step. " + reading
+        ),
+        Table(shown, source="From results/attack_probes.csv (attack probes, final steps)."),
+    ]
+
+
+def _names(options: list[str]) -> str:
+    quoted = [f"`{o}`" for o in options]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _count(value) -> str:
+    return "—" if value is None or pd.isna(value) else str(int(value))

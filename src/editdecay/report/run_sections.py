@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from ..analysis.tables import fine_tuned_rows, in_order
+from ..analysis.tables import final_rows, fine_tuned_rows, in_order
 from ..schema import FT_METHODS
 from .blocks import Block, BulletList, CodeBlock, Details, Paragraph, ReportContext, Section, Table
 from .format import NA, cell_text, ft_label
@@ -41,7 +41,12 @@ def header_section(ctx: ReportContext) -> Section:
     notice = partial_notice(study)
     if notice is not None:
         blocks.append(notice)
-    n_ft = len(fine_tuned_rows(final))
+    every = (
+        final_rows(ctx.results.decay, preserved=True) if ctx.results.decay is not None else final
+    )
+    n_ft = len(fine_tuned_rows(every))
+    n_preserving = int((every["ft_preserve"] != "none").sum()) if len(every) else 0
+    preserving = f"; {n_preserving} with an edit-preserving option" if n_preserving else ""
 
     def listing(column: str) -> str:
         values = [v for v in dict.fromkeys(final[column].map(cell_text)) if v != NA]
@@ -51,8 +56,8 @@ def header_section(ctx: ReportContext) -> Section:
     name = f"**{cell_text(study['name'])}**, " if "name" in study else ""
     blocks.append(
         Paragraph(
-            f"Study {name}run directory `{ctx.results.run_dir}`: {len(final)} configurations "
-            f"({n_ft} fine-tuned, {len(final) - n_ft} edited only)."
+            f"Study {name}run directory `{ctx.results.run_dir}`: {len(every)} configurations "
+            f"({n_ft} fine-tuned, {len(every) - n_ft} edited only{preserving})."
         )
     )
     blocks.append(
