@@ -13,6 +13,7 @@ from editdecay.data.loaders import load_requests
 from editdecay.editing.config import MemitConfig, TargetConfig
 from editdecay.editing.memit import memit_edit
 from editdecay.forensics.weights import ForensicsConfig, family_of, locate_edits
+from editdecay.models.registry import LoadedModel
 
 
 def _low_rank_edit(model, adapter, layers, rank=3, scale=0.3, seed=0):
@@ -70,6 +71,36 @@ def test_no_edit_is_found_in_the_base_or_a_fine_tuned_only_model(tiny_lm, suspec
     _fine_tune_like(suspect, scale=0.01)
     report, table = locate_edits(tiny_lm, suspect)
     assert report["edited_layers"] == [] and report["changed_matrices"] == len(table)
+
+
+def _absolute_noise(model, size, seed=2):
+    """Dense changes of the same absolute ‖ΔW‖ in every matrix."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, w in model.named_parameters():
+            if w.dim() == 2:
+                noise = torch.randn(w.shape, generator=g)
+                w.add_(noise * size / noise.norm())
+
+
+def test_a_small_matrix_moved_like_every_other_is_not_an_edit(tiny_lm):
+    """Fine-tuning moves a matrix with a small ‖W‖ by a large relative amount at an ordinary σ₁
+    (SmolLM2's layer-0 attention under full fine-tuning): an outlier of the relative norm, but no
+    direction stronger than the module's other layers got; an edit on top of it is still found."""
+    base_model = copy.deepcopy(tiny_lm.model)
+    small = tiny_lm.adapter.mlp_out_weight_name(0)
+    with torch.no_grad():
+        dict(base_model.named_parameters())[small].mul_(0.05)
+    base = LoadedModel(tiny_lm.name, base_model, tiny_lm.tokenizer, tiny_lm.adapter, "small")
+    suspect = copy.deepcopy(base_model)
+    _absolute_noise(suspect, size=0.05)
+    report, table = locate_edits(base, suspect)
+    row = table.set_index("parameter").loc[small]
+    assert row["robust_z"] > ForensicsConfig().outlier_z  # the relative norm alone would flag it
+    assert report["edited_layers"] == [] and report["n_facts_estimate"] == 0
+    _low_rank_edit(suspect, tiny_lm.adapter, [2], rank=2, scale=0.2)
+    found, _ = locate_edits(base, suspect)
+    assert found["edited_layers"] == [2]
 
 
 def test_a_stricter_threshold_can_miss_a_weak_edit(tiny_lm, suspect):

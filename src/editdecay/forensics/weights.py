@@ -10,8 +10,13 @@ matrix is judged edited when its relative ‖ΔW‖ x is a robust outlier,
     z = (x − median) / max(1.4826 · MAD, spread · median) > outlier_z        and        x > floor;
 
 when that scale is 0 (most matrices unchanged, an edit without fine-tuning) every changed matrix
-stands out. Known blind spot, to be measured: fine-tuning of a few layers only (LoRA on the edited
-layers) changes few matrices, which the rule then reads as edits.
+stands out. An outlier is judged edited only when its difference also has a direction stronger
+than fine-tuning gave any other layer of the same module: σ₁(ΔW) above the largest σ₁ among that
+module's layers that are not outliers (0 when they are unchanged). A relative norm can stand out
+because ‖W‖ is small (full fine-tuning moves layer 0's attention of SmolLM2-135M by 3× the median
+relative amount at an ordinary σ₁), while an edit writes directions far above the fine-tuning
+level (MEMIT's 50 edits: σ₁ 5–10 against 1.3 after LoRA). Known blind spot: fine-tuning of a few
+layers only (LoRA on the edited layers) changes few matrices, which the rule then reads as edits.
 
 The number of facts written is estimated from the edited matrices' spectra: MEMIT's update for n
 requests has rank n; the singular values above the fine-tuning level (the largest σ₁ among the
@@ -140,7 +145,10 @@ def judge_edited(table: pd.DataFrame, cfg: ForensicsConfig) -> pd.DataFrame:
     else:  # most matrices unchanged: every changed one stands out
         z = (x - median).map(lambda d: math.inf if d > 0 else 0.0)
     out.loc[per_layer.index, "robust_z"] = z
-    out.loc[per_layer.index, "edited"] = (z > cfg.outlier_z) & (x > cfg.floor)
+    outlier = (z > cfg.outlier_z) & (x > cfg.floor)
+    # the fine-tuning level of each module: the strongest direction among its ordinary layers
+    level = per_layer["sigma_1"].where(~outlier, 0.0).groupby(per_layer["family"]).transform("max")
+    out.loc[per_layer.index, "edited"] = outlier & (per_layer["sigma_1"] > level)
     return out
 
 
@@ -208,7 +216,8 @@ def locate_edits(
             "outlier_z": cfg.outlier_z,
             "floor": cfg.floor,
             "rank_tol": cfg.rank_tol,
-            "text": "relative ‖ΔW‖ a robust outlier (median/MAD z) among the same module's layers",
+            "text": "relative ‖ΔW‖ a robust outlier (median/MAD z) among all per-layer matrices, "
+            "and σ₁(ΔW) above the largest σ₁ of the same module's other layers",
         },
         "subjects": [],
     }
