@@ -15,6 +15,11 @@ from editdecay.data.loaders import load_requests, save_requests_jsonl
 save_requests_jsonl(load_requests('zsre', n=1000).requests, '$W/candidates.jsonl')"
 for method in memit alphaedit; do
   E=$W/undo100-$method
+  done_all=1
+  for s in hf-rank hf-full lora-rank lora-full; do
+    [ -e $R/undo100-$method-$s/undo.json ] || done_all=0
+  done
+  [ $done_all = 1 ] && { echo "have $R/undo100-$method-*"; continue; }
   step $E/delta editdecay edit --model smollm2-135m --method $method --data zsre --n 100 \
     --offset 400 --out $E
   step $W/undo100-$method-hf editdecay export --delta $E/delta --out $W/undo100-$method-hf \
