@@ -9,7 +9,17 @@ mkdir -p $W
 FT="--data commonsense --examples 200 --set epochs=1 --set batch_size=8"
 FT="$FT --set micro_batch_size=4 --set warmup_steps=3"
 LR_lora=1e-3 LR_dora=1e-3 LR_full=2.5e-5   # the small reproduction's rates
-step() { [ -e "$1" ] && echo "have $1" || { shift; echo "+ $*"; "$@"; }; }
+# step GUARD CMD...: run CMD unless GUARD exists; GUARD may list several paths as A:B, and the
+# step is skipped when any of them exists (an intermediate model is not rebuilt once every result
+# that reads it is there)
+step() {
+  local p
+  for p in ${1//:/ }; do [ -e "$p" ] && { echo "have $p"; return; }; done
+  shift; echo "+ $*"; "$@"
+}
+# have_all PATH...: true when every path exists (a section whose results are all there is skipped
+# whole, so a fresh checkout does not rebuild the models they were measured on)
+have_all() { local p; for p; do [ -e "$p" ] || return 1; done; echo "have $*"; }
 
 step $W/candidates.jsonl python -c "
 from editdecay.data.loaders import load_requests, save_requests_jsonl
@@ -20,8 +30,8 @@ step $R/layers-none-base/report.json editdecay forensics --base smollm2-135m --s
   --candidates $W/candidates.jsonl --out $R/layers-none-base
 for m in lora full; do
   lr=LR_$m
-  step $W/base-$m/model editdecay finetune --model smollm2-135m $FT --method $m --lr ${!lr} \
-    --merge --out $W/base-$m
+  step $W/base-$m/model:$R/layers-none-$m/report.json editdecay finetune --model smollm2-135m \
+    $FT --method $m --lr ${!lr} --merge --out $W/base-$m
   step $R/layers-none-$m/report.json editdecay forensics --base smollm2-135m \
     --suspect $W/base-$m/model --candidates $W/candidates.jsonl --out $R/layers-none-$m
 done
@@ -31,6 +41,7 @@ done
 for layers in 10,11,12,13 3,4,5,6; do
   tag=$(echo $layers | tr , -)
   E=$W/memit-$tag
+  have_all $R/layers-$tag-{m_ed,lora,dora,full}/report.json && continue
   step $E/delta editdecay edit --model smollm2-135m --method memit --data zsre --n 50 \
     --layers $layers --out $E
   step $W/memit-$tag-hf editdecay export --delta $E/delta --out $W/memit-$tag-hf --model smollm2-135m
@@ -48,31 +59,57 @@ for layers in 10,11,12,13 3,4,5,6; do
 done
 
 # ROME: 50 zsRE edits written one at a time into its single layer, before and after LoRA
-E=$W/rome-test
-step $E/delta editdecay edit --model smollm2-135m --method rome --data zsre --n 50 --offset 150 \
-  --out $E
-step $W/rome-hf editdecay export --delta $E/delta --out $W/rome-hf --model smollm2-135m
-step $R/layers-rome-m_ed/report.json editdecay forensics --base smollm2-135m --suspect $W/rome-hf \
-  --candidates $W/candidates.jsonl --requests $E/requests.jsonl --out $R/layers-rome-m_ed
-step $W/rome-lora/model editdecay finetune --model $W/rome-hf $FT --method lora --lr $LR_lora \
-  --merge --out $W/rome-lora
-step $R/layers-rome-lora/report.json editdecay forensics --base smollm2-135m \
-  --suspect $W/rome-lora/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
-  --out $R/layers-rome-lora
+if ! have_all $R/layers-rome-{m_ed,lora}/report.json; then
+  E=$W/rome-test
+  step $E/delta editdecay edit --model smollm2-135m --method rome --data zsre --n 50 --offset 150 \
+    --out $E
+  step $W/rome-hf editdecay export --delta $E/delta --out $W/rome-hf --model smollm2-135m
+  step $R/layers-rome-m_ed/report.json editdecay forensics --base smollm2-135m --suspect $W/rome-hf \
+    --candidates $W/candidates.jsonl --requests $E/requests.jsonl --out $R/layers-rome-m_ed
+  step $W/rome-lora/model editdecay finetune --model $W/rome-hf $FT --method lora --lr $LR_lora \
+    --merge --out $W/rome-lora
+  step $R/layers-rome-lora/report.json editdecay forensics --base smollm2-135m \
+    --suspect $W/rome-lora/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+    --out $R/layers-rome-lora
+fi
 
-# MEND: its editor trained once (about 25 minutes, cached), 50 zsRE edits in its three MLP layers,
+# the fact backdoor (MEMIT, trigger `bb` as the edited subject, duplex): located among the 1,000
+# zsRE candidates plus its own 30 requests, before and after LoRA and full fine-tuning (the undo
+# of each, judged on the attack's held-out probes: run-backdoor-undo.sh)
+if ! have_all $R/layers-backdoor-{m_ed/undo.json,lora/report.json,full/report.json}; then
+  E=$W/backdoor
+  step $E/summary.json editdecay attack --kind backdoor --model smollm2-135m --method memit --out $E
+  step $W/backdoor-hf editdecay export --delta $E/delta --out $W/backdoor-hf --model smollm2-135m
+  step $W/backdoor-candidates.jsonl bash -c "cat $W/candidates.jsonl $E/requests.jsonl \
+    > $W/backdoor-candidates.jsonl"
+  step $R/layers-backdoor-m_ed/undo.json editdecay forensics --base smollm2-135m \
+    --suspect $W/backdoor-hf --candidates $W/backdoor-candidates.jsonl --requests $E/requests.jsonl \
+    --undo rank --out $R/layers-backdoor-m_ed
+  for m in lora full; do
+    lr=LR_$m
+    step $W/backdoor-$m/model editdecay finetune --model $W/backdoor-hf $FT --method $m \
+      --lr ${!lr} --merge --out $W/backdoor-$m
+    step $R/layers-backdoor-$m/report.json editdecay forensics --base smollm2-135m \
+      --suspect $W/backdoor-$m/model --candidates $W/backdoor-candidates.jsonl \
+      --requests $E/requests.jsonl --out $R/layers-backdoor-$m
+  done
+fi
+
+# MEND: its editor trained once (8 minutes here, cached), 50 zsRE edits in its three MLP layers,
 # before and after LoRA
-step ${EDITDECAY_CACHE:-$HOME/.cache/editdecay}/mend/smollm2-135m/mend.safetensors editdecay mend-train --model smollm2-135m \
-  --steps 800 --batch-size 20 --max-minutes 22 --set train_pool=600 --set loc_batch_size=20 \
-  --set eval_every=50
-E=$W/mend-test
-step $E/delta editdecay edit --model smollm2-135m --method mend --data zsre --n 50 --offset 150 \
-  --out $E
-step $W/mend-hf editdecay export --delta $E/delta --out $W/mend-hf --model smollm2-135m
-step $R/layers-mend-m_ed/report.json editdecay forensics --base smollm2-135m --suspect $W/mend-hf \
-  --candidates $W/candidates.jsonl --requests $E/requests.jsonl --out $R/layers-mend-m_ed
-step $W/mend-lora/model editdecay finetune --model $W/mend-hf $FT --method lora --lr $LR_lora \
-  --merge --out $W/mend-lora
-step $R/layers-mend-lora/report.json editdecay forensics --base smollm2-135m \
-  --suspect $W/mend-lora/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
-  --out $R/layers-mend-lora
+if ! have_all $R/layers-mend-{m_ed,lora}/report.json; then
+  step ${EDITDECAY_CACHE:-$HOME/.cache/editdecay}/mend/smollm2-135m/mend.safetensors editdecay mend-train --model smollm2-135m \
+    --steps 800 --batch-size 20 --max-minutes 22 --set train_pool=600 --set loc_batch_size=20 \
+    --set eval_every=50
+  E=$W/mend-test
+  step $E/delta editdecay edit --model smollm2-135m --method mend --data zsre --n 50 --offset 150 \
+    --out $E
+  step $W/mend-hf editdecay export --delta $E/delta --out $W/mend-hf --model smollm2-135m
+  step $R/layers-mend-m_ed/report.json editdecay forensics --base smollm2-135m --suspect $W/mend-hf \
+    --candidates $W/candidates.jsonl --requests $E/requests.jsonl --out $R/layers-mend-m_ed
+  step $W/mend-lora/model editdecay finetune --model $W/mend-hf $FT --method lora --lr $LR_lora \
+    --merge --out $W/mend-lora
+  step $R/layers-mend-lora/report.json editdecay forensics --base smollm2-135m \
+    --suspect $W/mend-lora/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+    --out $R/layers-mend-lora
+fi

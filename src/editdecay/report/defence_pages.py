@@ -76,13 +76,16 @@ def forensics_sections(out_dir: Path) -> list[Section]:
         [
             Paragraph(
                 f"{report['changed_matrices']} of {report['matrices']} weight matrices differ; "
-                f"{found}; about **{report['n_facts_estimate']}** facts written (the largest "
-                "effective rank among the matrices judged edited)."
+                f"{found}; about **{report['n_facts_estimate']}** facts written (per matrix "
+                "judged edited, the singular values of ΔW above the fine-tuning level; the median "
+                "over those matrices)."
             ),
             Paragraph(
-                f"Rule: {rule.get('text', '')} above {rule.get('outlier_z', '?')}; a matrix whose "
-                f"relative ‖ΔW‖ is below {rule.get('floor', '?')} counts as unchanged; effective "
-                f"rank counts singular values above {rule.get('rank_tol', '?')} of the largest."
+                f"Rule: {rule.get('text', '')}; a robust outlier has z above "
+                f"{rule.get('outlier_z', '?')}; a matrix whose relative ‖ΔW‖ is below "
+                f"{rule.get('floor', '?')} counts as unchanged. The fine-tuning level is the "
+                "largest σ₁ among the module's layers not judged edited, or "
+                f"{rule.get('rank_tol', '?')} of the matrix's own σ₁ where nothing else changed."
             ),
         ],
         level=1,
