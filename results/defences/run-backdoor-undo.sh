@@ -26,3 +26,15 @@ for s in m_ed lora full; do
   step $D/probes-undone/metrics.json editdecay evaluate --model $W/backdoor-$s-undone \
     --probes $E/probes.jsonl --out $D/probes-undone
 done
+
+# downstream accuracy before and after the undo, paired on 20 commonsense test items per task
+# (140): forensics again with --ds-per-task, which rewrites undo.json with its `ds` entry
+for s in m_ed lora; do
+  if [ $s = m_ed ]; then suspect=$W/backdoor-hf; else suspect=$W/backdoor-$s/model; fi
+  D=$R/layers-backdoor-$s
+  grep -q '"ds"' $D/undo.json && { echo "have DS in $D/undo.json"; continue; }
+  echo "+ forensics $D --ds-per-task 20"
+  editdecay forensics --base smollm2-135m --suspect $suspect \
+    --candidates $W/backdoor-candidates.jsonl --requests $E/requests.jsonl --undo rank \
+    --ds-per-task 20 --out $D
+done

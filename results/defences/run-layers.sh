@@ -36,25 +36,28 @@ for m in lora full; do
     --suspect $W/base-$m/model --candidates $W/candidates.jsonl --out $R/layers-none-$m
 done
 
-# 50 zsRE edits written with MEMIT into layers 10-13 and 3-6 instead of 4-8, before and after
-# LoRA, DoRA and full fine-tuning of the edited model
-for layers in 10,11,12,13 3,4,5,6; do
+# 50 zsRE edits written with MEMIT and with AlphaEdit into layers 10-13 and 3-6 instead of 4-8,
+# before and after LoRA, DoRA and full fine-tuning of the edited model (results in layers-TAG-* for
+# MEMIT, layers-alphaedit-TAG-* for AlphaEdit); LAYER_SETS="method:layers ..." runs a subset
+for spec in ${LAYER_SETS:-memit:10,11,12,13 memit:3,4,5,6 alphaedit:10,11,12,13 alphaedit:3,4,5,6}; do
+  method=${spec%%:*} layers=${spec#*:}
   tag=$(echo $layers | tr , -)
-  E=$W/memit-$tag
-  have_all $R/layers-$tag-{m_ed,lora,dora,full}/report.json && continue
-  step $E/delta editdecay edit --model smollm2-135m --method memit --data zsre --n 50 \
+  [ $method = memit ] && name=$tag || name=$method-$tag
+  E=$W/$method-$tag
+  have_all $R/layers-$name-{m_ed,lora,dora,full}/report.json && continue
+  step $E/delta editdecay edit --model smollm2-135m --method $method --data zsre --n 50 \
     --layers $layers --out $E
-  step $W/memit-$tag-hf editdecay export --delta $E/delta --out $W/memit-$tag-hf --model smollm2-135m
-  step $R/layers-$tag-m_ed/report.json editdecay forensics --base smollm2-135m \
-    --suspect $W/memit-$tag-hf --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
-    --out $R/layers-$tag-m_ed
+  step $E-hf editdecay export --delta $E/delta --out $E-hf --model smollm2-135m
+  step $R/layers-$name-m_ed/report.json editdecay forensics --base smollm2-135m \
+    --suspect $E-hf --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+    --out $R/layers-$name-m_ed
   for m in lora dora full; do
     lr=LR_$m
-    step $W/memit-$tag-$m/model editdecay finetune --model $W/memit-$tag-hf $FT --method $m \
-      --lr ${!lr} --merge --out $W/memit-$tag-$m
-    step $R/layers-$tag-$m/report.json editdecay forensics --base smollm2-135m \
-      --suspect $W/memit-$tag-$m/model --candidates $W/candidates.jsonl \
-      --requests $E/requests.jsonl --out $R/layers-$tag-$m
+    step $E-$m/model editdecay finetune --model $E-hf $FT --method $m --lr ${!lr} --merge \
+      --out $E-$m
+    step $R/layers-$name-$m/report.json editdecay forensics --base smollm2-135m \
+      --suspect $E-$m/model --candidates $W/candidates.jsonl --requests $E/requests.jsonl \
+      --out $R/layers-$name-$m
   done
 done
 

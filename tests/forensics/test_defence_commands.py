@@ -51,8 +51,8 @@ def test_forensics_undo_full_restores_the_base_answers(runner, edited):
     out = root / "forensics"
     text = _run(runner, "forensics", "--base", "tiny-llama", "--suspect", root / "suspect",
                 "--candidates", edit / "requests.jsonl", "--undo", "full", "--ppl-tokens", "0",
-                "--out", out)  # fmt: skip
-    assert "reverted" in text
+                "--ds-per-task", "1", "--out", out)  # fmt: skip
+    assert "reverted" in text and "DS (rank, 7 items)" in text
     report = json.loads((out / "report.json").read_text())
     summary = json.loads((out / "undo.json").read_text())
     assert report["edited_layers"] and (out / "undo" / "delta.json").exists()
@@ -62,6 +62,18 @@ def test_forensics_undo_full_restores_the_base_answers(runner, edited):
     # after a full undo of an unfine-tuned edit each request answers as on the base model
     assert list(table["success_after"]) == list(unedited.loc[table["case_id"]])
     assert summary["n_reverted"] == int((table["success_before"] & ~table["success_after"]).sum())
+    ds = summary["ds"]  # one item of each of the 7 commonsense tasks, before and after, paired
+    assert ds["n_items"] == 7 and set(ds) == {"n_items", "rank", "generate"}
+    changed = ds["rank"]["only_right_before"] + ds["rank"]["only_right_after"]
+    assert 0 <= changed <= 7 and 0.0 <= ds["rank"]["mcnemar_p"] <= 1.0
+    assert "DS, rank (7 items" in (out / "report.md").read_text()
+
+
+def test_forensics_refuses_a_negative_ds_count(runner, edited):
+    root, edit = edited
+    result = runner.invoke(app, ["forensics", "--base", "tiny-llama", "--suspect",
+                                 str(root / "suspect"), "--undo", "full", "--ds-per-task", "-1"])  # fmt: skip
+    assert result.exit_code != 0 and "--ds-per-task" in result.output
 
 
 def test_detect_trains_and_scores(runner, edited):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 import torch
 
@@ -14,7 +15,13 @@ from editdecay.data.tokenization import fill
 from editdecay.editing.keys import read_at_subject
 from editdecay.evaluation.edit_metrics import evaluate_requests
 from editdecay.evaluation.scorer import Scorer
-from editdecay.forensics.undo import UndoConfig, top_components, undo_delta, undo_effect
+from editdecay.forensics.undo import (
+    UndoConfig,
+    paired_downstream,
+    top_components,
+    undo_delta,
+    undo_effect,
+)
 from editdecay.forensics.weights import locate_edits
 from editdecay.models.registry import LoadedModel
 
@@ -118,3 +125,29 @@ def test_top_components_follow_energy_and_rank():
     assert torch.linalg.matrix_rank(top_components(a + b, 0.99, None)) == 2
     assert torch.linalg.matrix_rank(top_components(a + b, 1.0, 3)) == 3
     assert torch.allclose(top_components(a, 1.0, None), a, atol=1e-5)
+
+
+def _items(correct: dict[str, list[bool]]) -> pd.DataFrame:
+    rows = [
+        {"task": task, "mode": mode, "index": i, "correct": c}
+        for mode in ("rank", "generate")
+        for task, values in correct.items()
+        for i, c in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_downstream_counts_the_items_that_changed():
+    before = _items({"boolq": [True, True, False, False], "piqa": [True, False]})
+    same = paired_downstream(before, before.copy())
+    assert same["n_items"] == 6
+    assert same["rank"]["only_right_before"] == same["rank"]["only_right_after"] == 0
+    assert same["rank"]["mcnemar_p"] == 1.0 and same["rank"]["before"] == same["rank"]["after"]
+    # the undo loses five items and gains none: lower accuracy, and a McNemar p below 1
+    after = _items({"boolq": [False, False, False, False], "piqa": [False, False]})
+    worse = paired_downstream(before, after)
+    assert (
+        worse["generate"]["only_right_before"] == 3 and worse["generate"]["only_right_after"] == 0
+    )
+    assert worse["generate"]["before"] == pytest.approx(100 * (0.5 + 0.5) / 2)
+    assert worse["generate"]["after"] == 0.0 and worse["generate"]["mcnemar_p"] < 1.0

@@ -33,6 +33,9 @@ def forensics(
         "default: --candidates",
     ),
     ppl_tokens: int = typer.Option(4096, help="with --undo: perplexity tokens (0: skip)"),
+    ds_per_task: int = typer.Option(
+        0, help="with --undo: DS items per commonsense task before and after, paired (0: skip)"
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help=VERBOSE_HELP),
 ):
     """Per weight matrix: ‖ΔW‖, spectrum, effective rank; the layers judged edited, an estimate of how
@@ -46,6 +49,8 @@ def forensics(
 
     with _user_errors():
         requests_list = requests_of(candidates) if candidates is not None else []
+        if ds_per_task < 0:
+            raise ValueError(f"--ds-per-task: expected a count ≥ 0, got {ds_per_task}")
         if undo is not None:
             UndoConfig(mode=undo, energy=undo_energy)  # refused before any model loads
         lm = load_model(base)
@@ -62,7 +67,7 @@ def forensics(
         if undo is not None:
             measured = requests_of(requests) if requests else requests_list
             cfg = UndoConfig(mode=undo, energy=undo_energy)
-            _undo(lm, other, report, requests_list, measured, out, cfg, ppl_tokens)
+            _undo(lm, other, report, requests_list, measured, out, cfg, ppl_tokens, ds_per_task)
         write_defence_page(out)
     console.print(
         f"edited layers {report['edited_layers'] or 'none'}; about {report['n_facts_estimate']} facts; "
@@ -77,7 +82,15 @@ def requests_of(path: Path) -> list:
 
 
 def _undo(
-    base, suspect, report: dict, candidates: list, requests: list, out: Path, cfg, ppl_tokens: int
+    base,
+    suspect,
+    report: dict,
+    candidates: list,
+    requests: list,
+    out: Path,
+    cfg,
+    ppl_tokens: int,
+    ds_per_task: int = 0,
 ) -> None:
     """Write DIR/undo/ (the undo delta) and, with requests, DIR/undo.json and undo_edits.csv; the
     keys undo removes the response to the `n_facts_estimate` top-ranked candidates."""
@@ -90,7 +103,7 @@ def _undo(
     if not requests:
         console.print(f"undo delta written to {out / 'undo'} (no requests: not measured)")
         return
-    summary, table = undo_effect(suspect, delta, requests, ppl_tokens)
+    summary, table = undo_effect(suspect, delta, requests, ppl_tokens, ds_per_task)
     table.to_csv(out / "undo_edits.csv", index=False)
     (out / "undo.json").write_text(json.dumps(summary, indent=1, default=float))
     locality = "ns" if summary["ns_before"] is not None else "neighbour_acc"
@@ -100,6 +113,13 @@ def _undo(
         f"→ {_num(summary[locality + '_after'])}; perplexity "
         f"{_num(summary['perplexity_before'], 2)} → {_num(summary['perplexity_after'], 2)}"
     )
+    for mode, ds in summary.get("ds", {}).items():
+        if mode != "n_items":
+            console.print(
+                f"DS ({mode}, {summary['ds']['n_items']} items) {_num(ds['before'])} → "
+                f"{_num(ds['after'])}; right only before {ds['only_right_before']}, only after "
+                f"{ds['only_right_after']} (McNemar p {ds['mcnemar_p']:.2f})"
+            )
 
 
 def _num(value, digits: int = 1) -> str:

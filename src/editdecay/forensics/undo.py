@@ -11,7 +11,8 @@ Given the matrices judged edited (`locate_edits`) and their differences ΔW = W_
   those subjects is removed.
 
 `undo_effect` measures it: the edits that succeeded on the suspect and no longer do after the undo
-(*reverted*), and NS and perplexity before and after.
+(*reverted*), and NS, perplexity and (optionally) downstream accuracy before and after, the last
+paired item by item (McNemar on the items whose correctness changed).
 """
 
 from __future__ import annotations
@@ -129,17 +130,21 @@ def undo_effect(
     undo: EditDelta,
     requests: Sequence[EditRequest],
     ppl_tokens: int = 4096,
+    ds_per_task: int = 0,
 ) -> tuple[dict, pd.DataFrame]:
     """(summary, per-edit table): ES / NS / perplexity of the suspect before and after the undo,
-    and the share of the edits successful before that the undo reverted."""
+    and the share of the edits successful before that the undo reverted; with `ds_per_task`, DS on
+    that many bundled commonsense test items per task, before and after (`summary["ds"]`)."""
     scorer = Scorer(suspect.model, suspect.tokenizer, suspect.adapter)
     before = evaluate_requests(scorer, requests, desc="scoring the suspect")
     ppl_before = heldout_perplexity(suspect, max_tokens=ppl_tokens) if ppl_tokens else float("nan")
+    ds_before = _downstream(suspect, scorer, ds_per_task)
     with undo.apply(suspect.model):
         after = evaluate_requests(scorer, requests, desc="scoring after the undo")
         ppl_after = (
             heldout_perplexity(suspect, max_tokens=ppl_tokens) if ppl_tokens else float("nan")
         )
+        ds_after = _downstream(suspect, scorer, ds_per_task)
     table = pd.DataFrame(
         {
             "case_id": before["case_id"],
@@ -168,4 +173,35 @@ def undo_effect(
         "perplexity_after": ppl_after,
         "removed_rank": undo.info.get("removed_rank", {}),
     }
+    if ds_per_task:
+        summary["ds"] = paired_downstream(ds_before, ds_after)
     return summary, table.assign(reverted=reverted)
+
+
+def _downstream(lm: LoadedModel, scorer: Scorer, per_task: int) -> pd.DataFrame | None:
+    if not per_task:
+        return None
+    from ..evaluation.downstream import downstream_accuracy
+
+    _, items = downstream_accuracy(lm, n_per_task=per_task, details=True, scorer=scorer)
+    return items
+
+
+def paired_downstream(before: pd.DataFrame, after: pd.DataFrame) -> dict:
+    """Per DS mode: accuracy (the mean over tasks, in %) before and after, the items only right
+    before / only right after, and McNemar's exact p on those two counts."""
+    from ..analysis.stats import mcnemar_exact_p
+
+    out = {"n_items": int((before["mode"] == before["mode"].iloc[0]).sum())}
+    for mode, b in before.groupby("mode", sort=False):
+        a = after[after["mode"] == mode]
+        right_b, right_a = b["correct"].to_numpy(), a["correct"].to_numpy()
+        lost, gained = int((right_b & ~right_a).sum()), int((~right_b & right_a).sum())
+        out[mode] = {
+            "before": 100.0 * float(b.groupby("task")["correct"].mean().mean()),
+            "after": 100.0 * float(a.groupby("task")["correct"].mean().mean()),
+            "only_right_before": lost,
+            "only_right_after": gained,
+            "mcnemar_p": mcnemar_exact_p(lost, gained),
+        }
+    return out

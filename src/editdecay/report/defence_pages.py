@@ -186,6 +186,17 @@ def _undo_section(out_dir: Path) -> Section:
             ],
         }
     )  # fmt: skip
+    ds = undo.get("ds", {})
+    for mode in ("rank", "generate"):
+        if mode in ds:
+            d = ds[mode]
+            rows.loc[len(rows)] = [
+                f"DS, {mode} ({ds['n_items']} items; right only before / only after: "
+                f"{d['only_right_before']} / {d['only_right_after']}, McNemar p "
+                f"{d['mcnemar_p']:.2f})",
+                _num(d["before"]),
+                _num(d["after"]),
+            ]
     text = (
         f"`{undo['mode']}`: {undo['n_reverted']} of the {undo['n_successful_before']} edits that "
         f"succeed on the suspect fail after the undo (**{_num(undo['reverted'])} %**), measured "
