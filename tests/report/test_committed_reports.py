@@ -18,6 +18,7 @@ REPORTS = [
     "defences/distill",
     "defences/attack-preserve",
     "edit-layers",
+    "attacks/persistence-smollm2-backdoor",
 ]
 
 
