@@ -128,7 +128,30 @@ def test_persistence_counts_kept_and_lost_probes():
     assert p["ratio"] == pytest.approx(50 / 80) and not p["removed"]
     scrubbed = persistence(before, baseline, baseline)
     assert scrubbed["removed"] and scrubbed["asr_after"] == 0
+    assert p["testable"] and scrubbed["testable"]
     assert summarise(before)["asr"]["value"] == 80
+
+
+def test_persistence_is_not_testable_when_the_baseline_fires_as_often():
+    def table(fired):
+        return pd.DataFrame(
+            {
+                "probe_id": [str(i) for i in range(len(fired))],
+                "group": "attack",
+                "fires": fired,
+                "right": [not f for f in fired],
+            }
+        )
+
+    before = table([True] * 8 + [False] * 2)
+    # a fine-tuning that makes the unattacked model fire everywhere: the attacked model after it
+    # is within the baseline's band, and that says nothing about the attack
+    everywhere = table([True] * 10)
+    p = persistence(before, everywhere, everywhere)
+    assert not p["testable"] and not p["removed"]
+    # the same after-state against a quiet baseline: testable, and not removed
+    q = persistence(before, everywhere, table([False] * 10))
+    assert q["testable"] and not q["removed"]
 
 
 @pytest.mark.parametrize(

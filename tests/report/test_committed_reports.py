@@ -19,6 +19,7 @@ REPORTS = [
     "defences/attack-preserve",
     "edit-layers",
     "attacks/persistence-smollm2-backdoor",
+    "attacks/persistence-smollm2-kinds",
 ]
 
 

@@ -64,3 +64,18 @@ def test_an_attack_fine_tuning_removes_and_one_it_does_not():
     survives = survives[survives["config_id"] == "b"]
     words = " ".join(removal_sentences(survives, {"b": "LoRA edited"}))
     assert "no recipe removed it" in words and "75.0 %" in words
+
+
+def test_an_attack_whose_baseline_fires_as_much_is_not_testable():
+    # the unattacked model fine-tuned the same way fires on 39 of 40 probes itself (as a task
+    # fine-tuning that makes the model give one answer to every item): ASR after cannot decide
+    probes = _probes("c", {("M", 0): 10, ("M_ed", 0): 33, ("M_ft", 10): 40, ("M_ed_ft", 10): 39})
+    table = persistence_table(_attacks(probes), probes, pd.DataFrame([_final("c", 50.0, 50.0)]))
+    assert table.loc[0, "removed"] == "not testable"
+    words = " ".join(removal_sentences(table, {"c": "LoRA on the task"}))
+    assert "backdoor on m: not testable with LoRA on the task:" in words and "100.0 %" in words
+    assert "removed by" not in words and "no recipe removed it" not in words
+    # with room between the baseline and the planted level the same numbers decide again
+    probes = _probes("d", {("M", 0): 0, ("M_ed", 0): 38, ("M_ft", 10): 1, ("M_ed_ft", 10): 39})
+    table = persistence_table(_attacks(probes), probes, pd.DataFrame([_final("d", 50.0, 50.0)]))
+    assert table.loc[0, "removed"] is False or table.loc[0, "removed"] == False  # noqa: E712
